@@ -1,0 +1,127 @@
+"""The backend interface: everything device-specific, and nothing else (design.md §1).
+
+A backend adapts one device family to what the harness needs: a device handle, synchronize,
+a device-clock timer, memory stats, a cache flush, graph replay, the datasheet entry, a
+telemetry reader and the collectives library. Benchmarks and the harness never call a device
+API directly. Adding a backend is one new file in this package that subclasses `Backend`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+
+from accelbench.specs import DeviceSpec
+from accelbench.telemetry import Telemetry
+
+
+class TimingEvent(ABC):
+    """A point on the device's own clock."""
+
+    @abstractmethod
+    def record(self) -> None: ...
+
+    @abstractmethod
+    def seconds_until(self, later: "TimingEvent") -> float:
+        """Seconds from this event to `later`; valid once the device has synchronized."""
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    peak_allocated_bytes: Optional[int]
+    total_bytes: Optional[int]
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    # Priority for `--backend auto`: the highest available wins.
+    auto_priority: ClassVar[int] = 0
+    collectives_backend: ClassVar[str]
+    timer_description: ClassVar[str]
+
+    def __init__(self, device_index: int = 0):
+        self.device_index = device_index
+        self._flush_buffer: Optional[torch.Tensor] = None
+
+    # --- discovery -------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        """None when this backend can run here, else one line saying what is missing and how
+        to install it."""
+
+    # --- device ------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @abstractmethod
+    def device_name(self) -> str: ...
+
+    @abstractmethod
+    def device_count(self) -> int: ...
+
+    @abstractmethod
+    def synchronize(self) -> None: ...
+
+    @abstractmethod
+    def event(self) -> TimingEvent: ...
+
+    def mark_step(self) -> None:
+        """Flush queued work to the device where the framework queues lazily (HPU lazy mode)."""
+
+    @abstractmethod
+    def memory_stats(self) -> MemoryStats: ...
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    @abstractmethod
+    def cache_bytes(self) -> Optional[int]:
+        """Size of the last-level cache that repeated runs would hit (GPU L2, CPU LLC)."""
+
+    @abstractmethod
+    def spec(self) -> Optional[DeviceSpec]: ...
+
+    @abstractmethod
+    def telemetry(self) -> Telemetry: ...
+
+    @abstractmethod
+    def versions(self) -> dict[str, Any]: ...
+
+    def features(self) -> set[str]:
+        """Optional capabilities: "graphs", "tf32", "fp16", "bf16", "fp64", "fp8", ..."""
+        return set()
+
+    def supports(self, feature: str) -> bool:
+        return feature in self.features()
+
+    @property
+    def reference_device(self) -> torch.device:
+        """Where fp64 references are computed: the device itself if it does fp64, else CPU."""
+        return self.device if self.supports("fp64") else torch.device("cpu")
+
+    # --- shared mechanics --------------------------------------------------------------------
+    def flush_cache(self) -> None:
+        """Evict the last-level cache by writing a buffer twice its size."""
+        if self._flush_buffer is None:
+            size = 2 * (self.cache_bytes() or 64 * 2**20)
+            self._flush_buffer = torch.empty(size, dtype=torch.uint8, device=self.device)
+        self._flush_buffer.fill_(1)
+        self.mark_step()
+
+    def capture_graph(self, fn: Callable[[], Any]) -> Optional[Callable[[], None]]:
+        """A callable that replays `fn` as a captured graph, or None if unsupported."""
+        return None
+
+    def release_memory(self) -> None:
+        """Return cached device memory between cases, so one case's leftovers cannot make the
+        next one run out of memory."""
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, torch.OutOfMemoryError)
+
+    def close(self) -> None:
+        self._flush_buffer = None

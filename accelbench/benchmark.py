@@ -1,0 +1,92 @@
+"""The benchmark interface (design.md §1) and the registry of benchmarks.
+
+A benchmark declares its cases, builds a `Workload` for one case on one backend (inputs, the
+work to time, the check against a reference, the work count) and never times anything
+itself. Every `Benchmark` subclass in a module of `accelbench.microbench` or `accelbench.e2e`
+is registered: a new benchmark is one new file.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+from accelbench.backends.base import Backend
+from accelbench.errors import UsageError
+from accelbench.records import Accuracy, Metric
+from accelbench.stats import SampleStats
+
+SUITES = ("quick", "standard", "full")
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one call of the timed function does. FLOPs and bytes are counted here, once."""
+
+    flops: float = 0.0
+    bytes: float = 0.0
+    tokens: float = 0.0
+    flops_dtype: Optional[str] = None  # which datasheet peak the FLOPs are compared against
+
+
+@dataclass
+class Workload:
+    run: Callable[[], Any]  # one iteration of the work to time; returns its output
+    check: Callable[[Any], Accuracy]  # compares `run()`'s output with a higher-precision reference
+    work: Work
+    working_set_bytes: int  # bytes the timed call touches: decides whether caches need flushing
+    graph_safe: bool = True  # may be captured and replayed as a device graph
+    ceiling: Optional[str] = None  # e.g. "matmul.bf16": the run keeps the best FLOP/s per key
+    extra_metrics: Callable[[SampleStats], list[Metric]] = field(default=lambda stats: [])
+
+
+class Benchmark(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def cases(self, suite: str) -> list[Case]:
+        """The cases of `suite` (quick / standard / full)."""
+
+    @abstractmethod
+    def prepare(self, case: Case, backend: Backend) -> Workload:
+        """Build inputs on the backend's device; raise CaseSkipped where the case cannot run."""
+
+
+_PACKAGES = ("accelbench.microbench", "accelbench.e2e")
+
+
+def benchmark_classes() -> dict[str, type[Benchmark]]:
+    for package_name in _PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{package_name}.{info.name}")
+    return {cls.name: cls for cls in _concrete(Benchmark)}
+
+
+def _concrete(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        if getattr(sub, "name", None) and not getattr(sub, "__abstractmethods__", None):
+            out.append(sub)
+        out.extend(_concrete(sub))
+    return out
+
+
+def select_benchmarks(names: Optional[list[str]]) -> list[Benchmark]:
+    classes = benchmark_classes()
+    if not names:
+        return [classes[n]() for n in sorted(classes)]
+    unknown = [n for n in names if n not in classes]
+    if unknown:
+        raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; choose from: {', '.join(sorted(classes))}")
+    return [classes[n]() for n in names]

@@ -1,0 +1,229 @@
+"""`bench`: run benchmarks, list them, show the environment, render reports.
+
+Exit codes: 0 all cases passed; 1 some case failed (or the run was interrupted); 2 bad usage,
+a missing backend or an unreadable results file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from accelbench import SCHEMA_VERSION, __version__
+from accelbench.backends import backend_classes, backend_names, resolve_backend
+from accelbench.benchmark import SUITES, benchmark_classes, select_benchmarks
+from accelbench.energy import measure_idle_power
+from accelbench.errors import AccelbenchError
+from accelbench.harness import RunOptions, Runner
+from accelbench.progress import CaseProgress, headline
+from accelbench.records import RunInfo
+from accelbench.store import RunWriter, load_runs, new_run_id, utc_now
+from accelbench.timing import policy_for
+
+console = Console(stderr=True)
+
+
+class Cli(click.Group):
+    """Turns accelbench's own errors into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AccelbenchError as exc:
+            click.echo(f"bench: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="accelbench")
+def main() -> None:
+    """accelbench: accelerator benchmarks with checked results, energy and HTML reports.
+
+    Start with `bench env` to see which backends this machine has, `bench list` for the
+    benchmarks and their cases, then `bench run`.
+    """
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=5, cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@main.command()
+@click.option("--backend", default="auto", show_default=True, metavar="NAME",
+              help=f"auto, or one of: {', '.join(backend_names())}.")
+@click.option("--suite", type=click.Choice(SUITES), default="quick", show_default=True,
+              help="How many cases, and how long each is timed.")
+@click.option("--bench", "bench_names", multiple=True, metavar="NAME[,NAME]",
+              help="Benchmarks to run (default: all). See `bench list`.")
+@click.option("--case", "case_filter", default=None, metavar="TEXT",
+              help="Only cases whose id contains TEXT.")
+@click.option("--device", "device_index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Device index on the backend.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder that receives the run folder.")
+@click.option("--label", default=None, help="A name for this run, shown in reports.")
+@click.option("--energy/--no-energy", default=True, show_default=True,
+              help="Measure energy over a separate window per case (where the device has a counter).")
+@click.option("--energy-window", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds of repeated work per energy window.")
+@click.option("--graphs", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Replay captured graphs (auto: for calls under 50 µs, where the backend supports it).")
+@click.option("--min-time", type=click.FloatRange(min=0), default=None,
+              help="Minimum seconds of timed work per case (default: by suite).")
+@click.option("--max-time", type=click.FloatRange(min=0), default=None,
+              help="Maximum wall seconds of sampling per case (default: by suite).")
+@click.option("--min-samples", type=click.IntRange(min=1), default=None,
+              help="Minimum samples per case (default: by suite).")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write report.html into the run folder at the end.")
+def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Optional[str], device_index: int,
+        out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
+        min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int], report: bool) -> None:
+    """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html)."""
+    benchmarks = select_benchmarks(_split(bench_names))
+    plan = [(b, c) for b in benchmarks for c in b.cases(suite)
+            if case_filter is None or case_filter in c.case_id]
+    if not plan:
+        raise click.UsageError(f"no cases match (suite {suite}, filter {case_filter!r})")
+    dev = resolve_backend(backend, device_index)
+    telemetry = dev.telemetry()
+    spec = dev.spec()
+    info = RunInfo(
+        schema_version=SCHEMA_VERSION, run_id=new_run_id(dev.name, label), status="running",
+        started_at=utc_now(), backend=dev.name, device_name=dev.device_name(), device_count=dev.device_count(),
+        host=socket.gethostname(), accelbench_version=__version__, commit=_git_commit(),
+        argv=["bench"] + sys.argv[1:], suite=suite, label=label, versions=dev.versions(),
+        spec=dataclasses.asdict(spec) if spec else None, fingerprint=telemetry.fingerprint())
+    writer = RunWriter(out_dir / info.run_id, info)
+    console.print(f"accelbench {__version__}: {len(plan)} cases on {info.device_name} ({dev.name}); "
+                  f"writing {writer.directory}", highlight=False)
+    options = RunOptions(policy=policy_for(suite, min_time_s=min_time, max_time_s=max_time,
+                                           min_samples=min_samples),
+                         energy=energy, energy_window_s=energy_window, graphs=graphs)
+    if energy and telemetry.energy_source is not None:
+        writer.update(idle_power_w=measure_idle_power(telemetry))
+    # SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C: finished cases stay, run marked interrupted.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with CaseProgress(len(plan), console) as progress:
+            summary = Runner(dev, writer, options, progress).run(plan)
+    except KeyboardInterrupt:
+        writer.finish("interrupted")
+        console.print(f"interrupted: finished cases kept in {writer.directory}")
+        sys.exit(1)
+    except BaseException:
+        writer.finish("crashed")
+        raise
+    writer.finish("complete")
+    _print_summary(summary.records)
+    if report:
+        from accelbench.reports.html import write_report
+        path = write_report(load_runs([writer.directory]), writer.directory / "report.html",
+                            title=f"accelbench: {label or info.run_id}")
+        console.print(f"report: {path}")
+    failed = summary.count("failed")
+    console.print(f"{summary.count('ok')} ok, {failed} failed, {summary.count('skipped')} skipped -> {writer.directory}")
+    sys.exit(1 if failed else 0)
+
+
+def _print_summary(records) -> None:
+    table = Table(title="best figure per benchmark and dtype")
+    for col in ("benchmark", "group", "best case", "figure", "MFU / util", "ok", "failed", "skipped"):
+        table.add_column(col)
+    groups: dict[tuple[str, str], list] = {}
+    for r in records:
+        groups.setdefault((r.benchmark, str(r.params.get("dtype", r.params.get("kernel", "")))), []).append(r)
+    for (bench, group), recs in sorted(groups.items()):
+        ok = [r for r in recs if r.status == "ok" and headline(r)]
+        best = max(ok, key=lambda r: next(m.value for m in r.metrics if m.name in ("tflops", "gbps", "tokens_per_s")),
+                   default=None)
+        util = None
+        if best is not None:
+            util = best.metric("mfu") or best.metric("bw_util")
+        table.add_row(bench, group, best.case_id if best else "—", headline(best) if best else "—",
+                      f"{util.value:.1f} %" if util is not None and util.value is not None else "unknown",
+                      str(sum(r.status == "ok" for r in recs)), str(sum(r.status == "failed" for r in recs)),
+                      str(sum(r.status == "skipped" for r in recs)))
+    console.print(table)
+
+
+@main.command("list")
+@click.option("--suite", type=click.Choice(SUITES), default=None, help="Show the cases of this suite.")
+def list_cmd(suite: Optional[str]) -> None:
+    """List benchmarks and how many cases each suite has (or a suite's cases)."""
+    for name, cls in sorted(benchmark_classes().items()):
+        bench = cls()
+        counts = ", ".join(f"{s}: {len(bench.cases(s))}" for s in SUITES)
+        click.echo(f"{name}: {cls.description}\n  cases — {counts}")
+        if suite:
+            for case in bench.cases(suite):
+                click.echo(f"    {case.case_id}")
+
+
+@main.command()
+@click.option("--backend", default=None, metavar="NAME", help="Describe only this backend.")
+def env(backend: Optional[str]) -> None:
+    """Backends found on this machine, the device, its peaks, telemetry and versions."""
+    classes = backend_classes()
+    names = [backend] if backend else sorted(classes, key=lambda n: -classes[n].auto_priority)
+    for name in names:
+        if name not in classes:
+            raise click.UsageError(f"unknown backend '{name}'")
+        reason = classes[name].unavailable_reason()
+        if reason:
+            click.echo(f"{name}: unavailable — {reason}")
+            continue
+        dev = resolve_backend(name)
+        spec = dev.spec()
+        click.echo(f"{name}: available — {dev.device_name()} (x{dev.device_count()})")
+        click.echo(f"  timer: {dev.timer_description}; collectives: {dev.collectives_backend}; "
+                   f"features: {', '.join(sorted(dev.features())) or 'none'}")
+        cache = dev.cache_bytes()
+        click.echo(f"  last-level cache: {cache / 2**20:.0f} MiB" if cache else "  last-level cache: unknown")
+        if spec:
+            peaks = ", ".join(f"{d} {v / 1e12:.1f} TFLOP/s" for d, v in spec.peak_flops.items())
+            bw = f"{spec.mem_bandwidth_Bps / 1e12:.2f} TB/s" if spec.mem_bandwidth_Bps else "unknown"
+            click.echo(f"  peaks ({'estimated' if spec.estimated else 'datasheet'}: {spec.source}): "
+                       f"{peaks or 'none'}; memory bandwidth {bw}")
+        else:
+            click.echo("  peaks: device not in the spec table (MFU will show as unknown)")
+        for what, state in dev.telemetry().availability().items():
+            click.echo(f"  telemetry {what}: {state}")
+        for k, v in dev.versions().items():
+            click.echo(f"  {k}: {v}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True, help="HTML file to write.")
+@click.option("--title", default="accelbench report", show_default=True)
+def report(runs: tuple[Path, ...], output: Path, title: str) -> None:
+    """Render one or more run folders into one self-contained HTML report."""
+    from accelbench.reports.html import write_report
+    loaded = load_runs(runs)
+    for run_ in loaded:
+        for w in run_.warnings:
+            console.print(f"warning: {w}", markup=False)
+    click.echo(f"wrote {write_report(loaded, output, title)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""End-to-end benchmarks (LLM decode): one module per benchmark, discovered automatically."""

@@ -1,0 +1,113 @@
+"""Energy windows (design.md §4, Energy).
+
+After a case's latency samples, the same work is repeated for at least `window_s` (1 s by
+default: counters update about every 100 ms) between two reads of the device's cumulative
+energy counter. A sampler thread reads power and clock-event reasons every ~100 ms over the
+same window: it provides the cross-check of the counter, the throttle flags, and the whole
+figure on devices with no counter (then marked "sampled"). Energy windows are separate from
+the latency samples, so they never distort them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from accelbench.backends.base import Backend
+from accelbench.records import EnergyRecord
+from accelbench.telemetry import Telemetry
+
+
+@dataclass
+class PowerTrace:
+    times: list[float] = field(default_factory=list)
+    watts: list[float] = field(default_factory=list)
+    reasons: set[str] = field(default_factory=set)
+
+    def mean_w(self, start: float, end: float) -> Optional[float]:
+        """Time-weighted mean power over [start, end] (trapezoids between samples)."""
+        pts = [(t, w) for t, w in zip(self.times, self.watts) if start <= t <= end]
+        if len(pts) < 2:
+            return pts[0][1] if pts else None
+        area = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(pts, pts[1:]))
+        return area / (pts[-1][0] - pts[0][0])
+
+
+class PowerSampler:
+    """Background thread reading power (and throttle reasons) every `interval_s`."""
+
+    def __init__(self, telemetry: Telemetry, interval_s: float = 0.1, read_reasons: bool = True):
+        self.telemetry = telemetry
+        self.interval_s = interval_s
+        self.read_reasons = read_reasons
+        self.trace = PowerTrace()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="accelbench-power", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            watts = self.telemetry.power_w()
+            if watts is not None:
+                self.trace.times.append(time.perf_counter())
+                self.trace.watts.append(watts)
+            if self.read_reasons:
+                self.trace.reasons.update(self.telemetry.state().throttle_reasons)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "PowerSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_idle_power(telemetry: Telemetry, seconds: float = 1.0) -> Optional[float]:
+    """Board power with nothing of ours running, from the counter where one exists."""
+    source = telemetry.energy_source
+    if source is None:
+        return None
+    with PowerSampler(telemetry, read_reasons=False) as sampler:
+        e0, t0 = telemetry.energy_j(), time.perf_counter()
+        time.sleep(seconds)
+        e1, t1 = telemetry.energy_j(), time.perf_counter()
+    if source == "counter" and e0 is not None and e1 is not None:
+        return (e1 - e0) / (t1 - t0)
+    return sampler.trace.mean_w(t0, t1)
+
+
+def energy_window(backend: Backend, call: Callable[[], Any], telemetry: Telemetry, window_s: float,
+                  per_call_s: float, idle_w: Optional[float]) -> Optional[EnergyRecord]:
+    """Repeat `call` for at least `window_s` and measure the energy it used; None where the
+    device has no energy source (nothing would be measured)."""
+    source = telemetry.energy_source
+    if source is None:
+        return None
+    batch = max(1, int(0.1 / max(per_call_s, 1e-7)))  # sync about every 100 ms
+    iterations = 0
+    with PowerSampler(telemetry) as sampler:
+        backend.synchronize()
+        e0, t0 = telemetry.energy_j(), time.perf_counter()
+        while time.perf_counter() - t0 < window_s:
+            for _ in range(batch):
+                call()
+                backend.mark_step()
+            iterations += batch
+            backend.synchronize()
+        e1, t1 = telemetry.energy_j(), time.perf_counter()
+        time.sleep(min(sampler.interval_s, 0.1))  # let the sampler see the window's end
+    duration = t1 - t0
+    sampled = sampler.trace.mean_w(t0, t1)
+    if source == "counter" and e0 is not None and e1 is not None:
+        joules = e1 - e0
+    elif sampled is not None:
+        joules = sampled * duration
+    else:
+        return None
+    return EnergyRecord(
+        source=source, reader=telemetry.reader, window_s=duration, iterations=iterations,
+        joules=joules, avg_power_w=joules / duration, idle_power_w=idle_w,
+        sampled_avg_power_w=sampled, power_samples=sum(1 for t in sampler.trace.times if t0 <= t <= t1),
+        throttle_reasons_seen=sorted(sampler.trace.reasons))

@@ -1,0 +1,54 @@
+"""Figures derived from a case's timing, work count and energy (design.md §4), in one place.
+
+Units: TFLOP/s = 1e12 FLOP/s; GB/s = 1e9 bytes/s; MFU and bandwidth utilization in % of the
+datasheet peak; efficiency as TFLOP/s per W (= TFLOP/J), GB/s per W (= GB/J), tokens/J.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from accelbench.benchmark import Work
+from accelbench.records import EnergyRecord, Metric
+from accelbench.specs import DeviceSpec
+from accelbench.stats import SampleStats
+
+
+def performance_metrics(work: Work, stats: SampleStats, spec: Optional[DeviceSpec]) -> list[Metric]:
+    t = stats.median
+    out = [Metric("time", t, "s")]
+    estimated = "peak estimated, not a datasheet figure" if spec and spec.estimated else None
+    if work.flops:
+        achieved = work.flops / t
+        out.append(Metric("tflops", achieved / 1e12, "TFLOP/s"))
+        peak = spec.peak(work.flops_dtype) if spec and work.flops_dtype else None
+        if peak:
+            out.append(Metric("mfu", 100.0 * achieved / peak, "%", estimated))
+        else:
+            out.append(Metric("mfu", None, "%", f"no {work.flops_dtype} peak known for this device"))
+    if work.bytes:
+        achieved = work.bytes / t
+        out.append(Metric("gbps", achieved / 1e9, "GB/s"))
+        peak = spec.mem_bandwidth_Bps if spec else None
+        out.append(Metric("bw_util", 100.0 * achieved / peak if peak else None, "%",
+                          None if peak else "no bandwidth peak known for this device"))
+    if work.tokens:
+        out.append(Metric("tokens_per_s", work.tokens / t, "tokens/s"))
+    return out
+
+
+def energy_metrics(work: Work, energy: EnergyRecord) -> list[Metric]:
+    note = "from sampled power" if energy.source == "sampled" else None
+    per_call_j = energy.joules / energy.iterations
+    out = [Metric("avg_power", energy.avg_power_w, "W", note),
+           Metric("energy_per_call", per_call_j, "J", note)]
+    if energy.idle_power_w is not None:
+        out.append(Metric("idle_power", energy.idle_power_w, "W"))
+    if per_call_j <= 0:
+        return out
+    if work.flops:
+        out.append(Metric("tflops_per_w", work.flops / per_call_j / 1e12, "TFLOP/s/W", note))
+    if work.bytes:
+        out.append(Metric("gbps_per_w", work.bytes / per_call_j / 1e9, "GB/s/W", note))
+    if work.tokens:
+        out.append(Metric("tokens_per_j", work.tokens / per_call_j, "tokens/J", note))
+    return out

@@ -1,0 +1,1 @@
+"""Microbenchmarks: one module per benchmark, discovered automatically."""

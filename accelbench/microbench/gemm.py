@@ -1,0 +1,116 @@
+"""GEMM: achieved TFLOP/s, MFU and MAMF utilization for fp32, tf32, fp16 and bf16.
+
+FLOPs = 2*M*N*K (design.md §4). A (M x K) and B (K x N) are drawn from a seeded standard
+normal distribution in the case's dtype; the output is checked against the fp64 product of
+the same (already rounded) inputs before anything is timed.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+
+from accelbench.accuracy import compare
+from accelbench.backends.base import Backend
+from accelbench.benchmark import Benchmark, Case, Work, Workload
+from accelbench.errors import CaseSkipped
+from accelbench.models import MODELS, PUBLISHED_70B_SHAPES
+
+
+@dataclass(frozen=True)
+class GemmDtype:
+    torch_dtype: torch.dtype
+    tf32: bool
+    tolerance: float  # relative Frobenius error vs fp64, for K up to ~30k with fp32 accumulation
+    feature: str  # backend feature needed
+
+
+DTYPES = {
+    "fp32": GemmDtype(torch.float32, False, 1e-4, ""),
+    "tf32": GemmDtype(torch.float32, True, 5e-3, "tf32"),
+    "fp16": GemmDtype(torch.float16, False, 5e-3, "fp16"),
+    "bf16": GemmDtype(torch.bfloat16, False, 2e-2, "bf16"),
+}
+
+
+@dataclass(frozen=True)
+class SuiteShapes:
+    dtypes: tuple[str, ...]
+    square: tuple[int, ...]
+    llm_tokens: tuple[int, ...]
+    llm_dtypes: tuple[str, ...]
+    published_dtypes: tuple[str, ...]
+    mamf_mn: tuple[int, ...]
+    mamf_k: tuple[int, ...]
+    mamf_dtypes: tuple[str, ...]
+
+
+SUITES = {
+    "quick": SuiteShapes(("fp32", "bf16"), (128, 256, 512, 1024), (1, 16), ("bf16",), (),
+                         (512, 1024), (512, 1024), ("bf16",)),
+    "standard": SuiteShapes(("fp32", "tf32", "fp16", "bf16"), (256, 512, 1024, 2048, 4096, 8192, 16384),
+                            (1, 16, 128, 1024, 4096, 16384), ("bf16",), ("bf16", "fp16"),
+                            (4096, 8192, 12288, 16384), (2048, 4096, 8192, 16384), ("bf16",)),
+    "full": SuiteShapes(("fp32", "tf32", "fp16", "bf16"),
+                        (256, 512, 1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384),
+                        (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
+                        ("bf16", "fp16"), ("fp32", "tf32", "bf16", "fp16"),
+                        tuple(range(2048, 20481, 2048)), (1024, 2048, 4096, 8192, 12288, 16384),
+                        ("bf16", "fp16")),
+}
+
+
+def gemm_case(group: str, dtype: str, m: int, k: int, n: int, name: str) -> Case:
+    return Case(f"{dtype}/{group}/{name}", {"dtype": dtype, "m": m, "k": k, "n": n, "group": group,
+                                           "shape": name})
+
+
+class Gemm(Benchmark):
+    name = "gemm"
+    description = "Dense matrix multiply C = A @ B: TFLOP/s, MFU, MAMF utilization (FLOPs = 2*M*N*K)"
+
+    def cases(self, suite: str) -> list[Case]:
+        s = SUITES[suite]
+        out = [gemm_case("square", d, n, n, n, f"{n}") for d in s.dtypes for n in s.square]
+        for d in s.llm_dtypes:
+            for model in MODELS.values():
+                for proj, (k, n) in model.projections().items():
+                    out += [gemm_case("llm", d, t, k, n, f"{model.name}-{proj}-t{t}") for t in s.llm_tokens]
+        for d in s.published_dtypes:
+            out += [gemm_case("llama70b-tp8", d, m, k, n, f"m{m}k{k}n{n}") for m, k, n in PUBLISHED_70B_SHAPES]
+        for d in s.mamf_dtypes:
+            out += [gemm_case("mamf", d, m, k, n, f"m{m}k{k}n{n}")
+                    for m, n, k in itertools.product(s.mamf_mn, s.mamf_mn, s.mamf_k)]
+        return out
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b, out=out)
+
+    def prepare(self, case: Case, backend: Backend) -> Workload:
+        p = case.params
+        spec = DTYPES[p["dtype"]]
+        if spec.feature and not backend.supports(spec.feature):
+            raise CaseSkipped(f"{p['dtype']} matmul is not supported by the {backend.name} backend")
+        m, k, n = p["m"], p["k"], p["n"]
+        gen = torch.Generator(device="cpu").manual_seed((m * 1_000_003 + k * 1_009 + n) % 2**31)
+        # Drawn on the host in fp32 then moved: identical inputs on every backend for a seed.
+        a = torch.randn(m, k, generator=gen).to(backend.device, spec.torch_dtype)
+        b = torch.randn(k, n, generator=gen).to(backend.device, spec.torch_dtype)
+        out = torch.empty(m, n, dtype=spec.torch_dtype, device=backend.device)
+        precision = "high" if spec.tf32 else "highest"
+
+        def run() -> torch.Tensor:
+            torch.set_float32_matmul_precision(precision)
+            return self.matmul(a, b, out)
+
+        def check(result: torch.Tensor):
+            ref_dev = backend.reference_device
+            ref = a.to(ref_dev, torch.float64) @ b.to(ref_dev, torch.float64)
+            return compare(result, ref, spec.tolerance, f"fp64 matmul of the same inputs on {ref_dev.type}")
+
+        elem = spec.torch_dtype.itemsize
+        return Workload(run=run, check=check,
+                        work=Work(flops=2.0 * m * n * k, flops_dtype=p["dtype"]),
+                        working_set_bytes=(m * k + k * n + m * n) * elem,
+                        ceiling=f"matmul.{p['dtype']}")

@@ -1,0 +1,185 @@
+"""The records a run writes (design.md §5), as dataclasses with a strict JSON round trip.
+
+`to_json_dict` / `from_json_dict` are the only (de)serializers: the store and the loader
+both go through them, so a field added here is written and validated in one place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from accelbench.stats import SampleStats
+
+# Clock-event reasons that mean the device ran slower than it could have for reasons of power
+# or heat. "idle" and "applications clocks" are not throttling.
+THROTTLE_REASONS = frozenset({
+    "sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake",
+})
+
+
+@dataclass
+class Metric:
+    name: str
+    value: Optional[float]
+    unit: str
+    note: Optional[str] = None  # e.g. "peak estimated", "peak unknown for this device"
+
+
+@dataclass
+class Accuracy:
+    passed: bool
+    rel_fro_error: float
+    max_abs_error: float
+    sqnr_db: Optional[float]
+    tolerance: float
+    reference: str  # how the reference was computed, e.g. "fp64 matmul on cpu"
+
+
+@dataclass
+class DeviceState:
+    sm_clock_mhz: Optional[float] = None
+    sm_clock_max_mhz: Optional[float] = None
+    mem_clock_mhz: Optional[float] = None
+    temperature_c: Optional[float] = None
+    power_w: Optional[float] = None
+    power_limit_w: Optional[float] = None
+    throttle_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def throttled(self) -> bool:
+        return bool(THROTTLE_REASONS.intersection(self.throttle_reasons))
+
+
+@dataclass
+class EnergyRecord:
+    source: str  # "counter" (cumulative energy counter) or "sampled" (integrated power samples)
+    reader: str  # nvml / hlml / rapl / hl-smi
+    window_s: float
+    iterations: int
+    joules: float
+    avg_power_w: float
+    idle_power_w: Optional[float]
+    sampled_avg_power_w: Optional[float]  # power sampled every ~100 ms over the same window
+    power_samples: int
+    throttle_reasons_seen: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TimingMethod:
+    timer: str  # "device events" or "perf_counter_ns after synchronize"
+    graphs: bool
+    cache: str  # "flushed" or why not ("working set 3.2x L2: not flushed")
+    warmup_iters: int
+    warmup_s: float
+
+
+@dataclass
+class CaseRecord:
+    benchmark: str
+    case_id: str
+    params: dict[str, Any]
+    status: str  # ok / failed / skipped
+    reason: Optional[str] = None
+    started_at: str = ""
+    duration_s: float = 0.0
+    samples_s: list[float] = field(default_factory=list)
+    stats: Optional[SampleStats] = None
+    metrics: list[Metric] = field(default_factory=list)
+    accuracy: Optional[Accuracy] = None
+    energy: Optional[EnergyRecord] = None
+    state_before: Optional[DeviceState] = None
+    state_after: Optional[DeviceState] = None
+    method: Optional[TimingMethod] = None
+    throttled: bool = False
+    ceiling: Optional[str] = None  # the measured-ceiling key this case competes for, e.g. matmul.bf16
+    peak_memory_bytes: Optional[int] = None
+
+    def metric(self, name: str) -> Optional[Metric]:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+STATUSES = ("ok", "failed", "skipped")
+
+
+@dataclass
+class Ceiling:
+    value: float
+    unit: str
+    case_id: str
+
+
+@dataclass
+class RunInfo:
+    schema_version: int
+    run_id: str
+    status: str  # running / complete / interrupted / crashed
+    started_at: str
+    backend: str
+    device_name: str
+    device_count: int
+    host: str
+    accelbench_version: str
+    commit: Optional[str]
+    argv: list[str]
+    suite: str
+    label: Optional[str] = None
+    ended_at: Optional[str] = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    spec: Optional[dict[str, Any]] = None  # the peak-table entry the MFU figures use
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    idle_power_w: Optional[float] = None
+    ceilings: dict[str, Ceiling] = field(default_factory=dict)
+
+
+def to_json_dict(record: Any) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def from_json_dict(cls: type, data: Any) -> Any:
+    """Build `cls` from parsed JSON, rejecting missing or unknown fields with a clear message."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__}: missing field '{f.name}'")
+            continue
+        kwargs[f.name] = _build(hints[f.name], data[f.name], f"{cls.__name__}.{f.name}")
+    return cls(**kwargs)
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        return from_json_dict(tp, value)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list")
+        (inner,) = typing.get_args(tp)
+        return [_build(inner, v, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object")
+        _, inner = typing.get_args(tp)
+        return {k: _build(inner, v, where) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp in (int, str, bool) and not isinstance(value, tp):
+        raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,146 @@
+"""Datasheet peaks per device: dense FLOP/s per dtype, memory bandwidth, TDP.
+
+Only dense figures: NVIDIA datasheets print "with sparsity" figures that are 2x the dense
+ones; those are never used here. A dtype missing from an entry means the vendor publishes no
+dense figure for it, and MFU for that dtype is reported as unknown rather than guessed.
+CPU peaks are not in any datasheet: `estimate_cpu_spec` derives them from core count, clock
+and ISA flags, and marks them estimated.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+T = 1e12
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    peak_flops: dict[str, float]  # dtype -> dense FLOP/s
+    mem_bandwidth_Bps: Optional[float]  # bytes/s
+    tdp_w: Optional[float]
+    source: str
+    estimated: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def peak(self, dtype: str) -> Optional[float]:
+        return self.peak_flops.get(dtype)
+
+
+# Sources:
+#  H100: NVIDIA H100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h100), SXM5 and
+#        PCIe columns; FP64 tensor 67/51 TF, FP32 67/51, TF32 494.7/378 dense (989/756 sparse),
+#        BF16/FP16 989.4/756 dense, FP8 1978.9/1513 dense; HBM3 3.35 TB/s (SXM), HBM2e 2.0 TB/s
+#        (PCIe); max TDP 700 W (SXM), 350 W (PCIe).
+#  H100 NVL: same datasheet, NVL column: TF32 417.5, BF16 835, FP8 1670.5 dense; 3.9 TB/s; 400 W.
+#  H200: NVIDIA H200 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h200), SXM column:
+#        compute as H100 SXM; HBM3e 4.8 TB/s, 141 GB; max TDP 700 W.
+#  A100: NVIDIA A100 Tensor Core GPU datasheet: FP32 19.5, TF32 156 dense, BF16/FP16 312 dense;
+#        40 GB HBM2 1,555 GB/s; 80 GB SXM 2,039 GB/s, 80 GB PCIe 1,935 GB/s; TDP 400 W SXM,
+#        250 W (40 GB PCIe), 300 W (80 GB PCIe).
+#  Gaudi 2: Intel Gaudi 2 AI accelerator white paper / product brief: MME BF16 432 TFLOPS,
+#        FP8 865 TFLOPS; 96 GB HBM2e at 2.46 TB/s; 600 W (HL-225H OAM).
+#  Gaudi 3: Intel Gaudi 3 AI Accelerator white paper (2024): MME BF16 and FP8 1835 TFLOPS;
+#        128 GB HBM2e at 3.7 TB/s; 900 W (HL-325L OAM).
+_H100_SXM_FLOPS = {"fp64": 67 * T, "fp32": 67 * T, "tf32": 494.7 * T, "bf16": 989.4 * T,
+                   "fp16": 989.4 * T, "fp8": 1978.9 * T}
+_A100_FLOPS = {"fp64": 19.5 * T, "fp32": 19.5 * T, "tf32": 156 * T, "bf16": 312 * T, "fp16": 312 * T}
+
+SPEC_TABLE: list[tuple[str, DeviceSpec]] = [
+    (r"H100.*PCIe", DeviceSpec(
+        "NVIDIA H100 PCIe",
+        {"fp64": 51 * T, "fp32": 51 * T, "tf32": 378 * T, "bf16": 756 * T, "fp16": 756 * T, "fp8": 1513 * T},
+        2.0e12, 350, "NVIDIA H100 datasheet, PCIe column")),
+    (r"H100 NVL", DeviceSpec(
+        "NVIDIA H100 NVL",
+        {"fp64": 60 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835 * T, "fp16": 835 * T, "fp8": 1670.5 * T},
+        3.9e12, 400, "NVIDIA H100 datasheet, NVL column")),
+    (r"H100", DeviceSpec("NVIDIA H100 SXM5", _H100_SXM_FLOPS, 3.35e12, 700,
+                         "NVIDIA H100 datasheet, SXM column")),
+    (r"H200", DeviceSpec("NVIDIA H200 SXM", _H100_SXM_FLOPS, 4.8e12, 700,
+                         "NVIDIA H200 datasheet, SXM column")),
+    (r"A100.*80GB.*PCIe|A100 80GB PCIe", DeviceSpec("NVIDIA A100 80GB PCIe", _A100_FLOPS, 1.935e12, 300,
+                                                     "NVIDIA A100 datasheet, 80GB PCIe column")),
+    (r"A100.*80GB", DeviceSpec("NVIDIA A100 80GB SXM", _A100_FLOPS, 2.039e12, 400,
+                               "NVIDIA A100 datasheet, 80GB SXM column")),
+    (r"A100.*PCIE|A100.*PCIe", DeviceSpec("NVIDIA A100 40GB PCIe", _A100_FLOPS, 1.555e12, 250,
+                                          "NVIDIA A100 datasheet, 40GB PCIe column")),
+    (r"A100", DeviceSpec("NVIDIA A100 40GB SXM", _A100_FLOPS, 1.555e12, 400,
+                         "NVIDIA A100 datasheet, 40GB SXM column")),
+    (r"Gaudi ?2|HL-225", DeviceSpec("Intel Gaudi 2", {"bf16": 432 * T, "fp8": 865 * T}, 2.46e12, 600,
+                                    "Intel Gaudi 2 white paper / product brief")),
+    (r"Gaudi ?3|HL-325", DeviceSpec("Intel Gaudi 3", {"bf16": 1835 * T, "fp8": 1835 * T}, 3.7e12, 900,
+                                    "Intel Gaudi 3 AI Accelerator white paper")),
+]
+
+
+def lookup_spec(device_name: str) -> Optional[DeviceSpec]:
+    """The datasheet entry for a device name as the driver reports it, or None if unknown."""
+    for pattern, spec in SPEC_TABLE:
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
+            return spec
+    return None
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    cores: int
+    clock_ghz: Optional[float]
+    flags: frozenset[str]
+
+
+def read_cpu_info(cores: Optional[int] = None) -> CpuInfo:
+    model, mhz, flags = "unknown CPU", None, frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        if m := re.search(r"^model name\s*:\s*(.+)$", text, re.M):
+            model = m.group(1).strip()
+        if m := re.search(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.M):
+            mhz = float(m.group(1))
+        if m := re.search(r"^flags\s*:\s*(.+)$", text, re.M):
+            flags = frozenset(m.group(1).split())
+    except OSError:
+        pass
+    try:  # the maximum clock, when the kernel exposes it, beats the momentary "cpu MHz"
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as f:
+            mhz = int(f.read()) / 1000.0
+    except (OSError, ValueError):
+        pass
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return CpuInfo(model, cores, mhz / 1000.0 if mhz else None, flags)
+
+
+def fp32_flops_per_cycle(flags: frozenset[str]) -> int:
+    """Per core, assuming two FMA pipes (true of recent x86 server cores): lanes x 2 (FMA) x 2."""
+    if "avx512f" in flags:
+        return 16 * 2 * 2
+    if "avx2" in flags and "fma" in flags:
+        return 8 * 2 * 2
+    if "avx" in flags:
+        return 8 * 2
+    return 4 * 2
+
+
+def estimate_cpu_spec(info: CpuInfo) -> DeviceSpec:
+    notes = [f"{info.cores} cores (threads available to this process)"]
+    if info.clock_ghz is None:
+        return DeviceSpec(info.model, {}, None, None, "estimate: clock unknown", estimated=True,
+                          notes=tuple(notes + ["clock unknown: no peak"]))
+    fp32 = info.cores * info.clock_ghz * 1e9 * fp32_flops_per_cycle(info.flags)
+    peaks = {"fp32": fp32, "fp64": fp32 / 2}
+    # avx512_bf16 (VDPBF16PS) does twice the fp32 FMA rate; AMX tiles are far faster still but
+    # their rate is not derivable from flags alone, so bf16 is left unknown on AMX parts.
+    if "amx_bf16" in info.flags:
+        notes.append("AMX present: bf16 peak not estimated")
+    elif "avx512_bf16" in info.flags:
+        peaks["bf16"] = 2 * fp32
+    notes.append(f"{info.clock_ghz:.2f} GHz x {fp32_flops_per_cycle(info.flags)} fp32 FLOP/cycle/core")
+    return DeviceSpec(info.model, peaks, None, None,
+                      "estimated from core count x clock x ISA (not a datasheet)", estimated=True,
+                      notes=tuple(notes))

@@ -1,0 +1,67 @@
+"""Summary statistics of per-iteration timing samples (design.md §2).
+
+Percentiles use linear interpolation between closest ranks (the same as numpy's default),
+so p10/p90/IQR agree with what a reader recomputes from the stored samples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """q in [0, 100]; `sorted_values` must be sorted and non-empty."""
+    if not sorted_values:
+        raise ValueError("percentile of no samples")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} outside [0, 100]")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+@dataclass(frozen=True)
+class SampleStats:
+    """Statistics of one case's samples, in seconds (cv is dimensionless)."""
+
+    n: int
+    median: float
+    mean: float
+    min: float
+    max: float
+    p10: float
+    p90: float
+    iqr: float
+    stdev: float
+    cv: float
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[float]) -> "SampleStats":
+        if not samples:
+            raise ValueError("no samples to summarize")
+        if any(not math.isfinite(s) or s < 0 for s in samples):
+            raise ValueError("samples must be finite and non-negative")
+        ordered = sorted(samples)
+        n = len(ordered)
+        mean = sum(ordered) / n
+        var = sum((s - mean) ** 2 for s in ordered) / (n - 1) if n > 1 else 0.0
+        stdev = math.sqrt(var)
+        return cls(
+            n=n,
+            median=percentile(ordered, 50),
+            mean=mean,
+            min=ordered[0],
+            max=ordered[-1],
+            p10=percentile(ordered, 10),
+            p90=percentile(ordered, 90),
+            iqr=percentile(ordered, 75) - percentile(ordered, 25),
+            stdev=stdev,
+            cv=stdev / mean if mean > 0 else 0.0,
+        )
+
+
+def median(samples: Sequence[float]) -> float:
+    return percentile(sorted(samples), 50)

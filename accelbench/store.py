@@ -1,0 +1,210 @@
+"""The results store (design.md §5): results/<run_id>/run.json + cases.jsonl.
+
+Writing: run.json is replaced atomically (write a temporary file, fsync, rename); each finished
+case is one line appended to cases.jsonl and flushed to disk before the next case starts, so a
+crash or Ctrl-C leaves every finished case readable. A run whose run.json still says
+"running" was killed before it could say otherwise; the loader reports it as incomplete.
+
+Reading: the schema version is checked, every line is validated, and any bad file or line is
+reported by name and line number; rows are never dropped silently.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+
+from accelbench import SCHEMA_VERSION
+from accelbench.errors import ResultsError
+from accelbench.records import CaseRecord, Ceiling, RunInfo, from_json_dict, to_json_dict
+
+RUN_FILE = "run.json"
+CASES_FILE = "cases.jsonl"
+INCOMPLETE_STATUSES = ("running", "interrupted", "crashed")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id(backend: str, label: Optional[str] = None) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    host = socket.gethostname().split(".")[0][:20]
+    tag = "".join(c if c.isalnum() or c in "-_" else "-" for c in (label or ""))[:30]
+    return "-".join(p for p in (stamp, backend, host, tag) if p)
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(value):
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
+def _finite(obj):
+    """JSON has no NaN/Inf: store them as null (their meaning, 'no figure', is kept)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+class RunWriter:
+    def __init__(self, directory: Path, info: RunInfo):
+        self.directory = Path(directory)
+        self.info = info
+        self.directory.mkdir(parents=True, exist_ok=False)
+        self._cases = open(self.directory / CASES_FILE, "a", encoding="utf-8")
+        self._write_info()
+
+    def _write_info(self) -> None:
+        _atomic_write_json(self.directory / RUN_FILE, _finite(to_json_dict(self.info)))
+
+    def append(self, record: CaseRecord) -> None:
+        line = json.dumps(_finite(to_json_dict(record)), sort_keys=True, allow_nan=False)
+        self._cases.write(line + "\n")
+        self._cases.flush()
+        os.fsync(self._cases.fileno())
+
+    def offer_ceiling(self, key: str, value: float, unit: str, case_id: str) -> None:
+        """Keep the best measured figure per key (e.g. matmul.bf16 in FLOP/s)."""
+        best = self.info.ceilings.get(key)
+        if best is None or value > best.value:
+            self.info.ceilings[key] = Ceiling(value, unit, case_id)
+            self._write_info()
+
+    def update(self, **fields) -> None:
+        for k, v in fields.items():
+            setattr(self.info, k, v)
+        self._write_info()
+
+    def finish(self, status: str) -> None:
+        self.info.status = status
+        self.info.ended_at = utc_now()
+        self._write_info()
+        self._cases.close()
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    info: RunInfo
+    cases: list[CaseRecord]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.info.status == "complete"
+
+    @property
+    def status_text(self) -> str:
+        return self.info.status if self.complete else f"incomplete ({self.info.status})"
+
+
+def load_run(path: Path | str) -> LoadedRun:
+    path = Path(path)
+    run_file, cases_file = path / RUN_FILE, path / CASES_FILE
+    if not run_file.is_file():
+        raise ResultsError(f"{run_file}: not found (is {path} a run folder?)")
+    try:
+        data = json.loads(run_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{run_file}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise ResultsError(f"{run_file}: not an accelbench run file (no schema_version)")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise ResultsError(f"{run_file}: schema version {data['schema_version']!r}, "
+                           f"this accelbench reads version {SCHEMA_VERSION}")
+    try:
+        info = from_json_dict(RunInfo, data)
+    except ValueError as exc:
+        raise ResultsError(f"{run_file}: {exc}") from None
+    cases, warnings = _load_cases(cases_file, incomplete=info.status in INCOMPLETE_STATUSES)
+    return LoadedRun(path, info, cases, warnings)
+
+
+def _load_cases(cases_file: Path, incomplete: bool) -> tuple[list[CaseRecord], list[str]]:
+    if not cases_file.is_file():
+        raise ResultsError(f"{cases_file}: not found")
+    raw = cases_file.read_bytes().decode("utf-8", errors="replace")
+    lines = raw.split("\n")
+    cases, warnings = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        last_unterminated = number == len(lines) and not raw.endswith("\n")
+        try:
+            record = from_json_dict(CaseRecord, json.loads(line))
+        except (json.JSONDecodeError, ValueError) as exc:
+            if last_unterminated and incomplete:
+                # A process killed mid-write leaves a partial last line: say so, keep the rest.
+                warnings.append(f"{cases_file}:{number}: partial last line of an interrupted run ignored")
+                continue
+            raise ResultsError(f"{cases_file}:{number}: bad case record ({exc})") from None
+        cases.append(record)
+    return cases, warnings
+
+
+def load_runs(paths: Iterable[Path | str]) -> list[LoadedRun]:
+    return [load_run(p) for p in paths]
+
+
+# --- tidy table ------------------------------------------------------------------------------
+# One row per case x metric (long format). A case with no metrics (failed, skipped) still has
+# one row, with metric/value/unit empty, so no case disappears from a table.
+FRAME_COLUMNS = ["run_id", "label", "device", "backend", "benchmark", "case_id", "status",
+                 "reason", "throttled", "metric", "value", "unit"]
+
+
+def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        base = {"run_id": run.info.run_id, "label": run.info.label, "device": run.info.device_name,
+                "backend": run.info.backend}
+        for case in run.cases:
+            head = dict(base, benchmark=case.benchmark, case_id=case.case_id, status=case.status,
+                        reason=case.reason, throttled=case.throttled, **case.params)
+            metrics = [(m.name, m.value, m.unit) for m in case.metrics]
+            metrics += _derived_metrics(run, case)
+            if not metrics:
+                rows.append(dict(head, metric=None, value=None, unit=None))
+            for name, value, unit in metrics:
+                rows.append(dict(head, metric=name, value=value, unit=unit))
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=FRAME_COLUMNS)
+    params = [c for c in frame.columns if c not in FRAME_COLUMNS]
+    return frame[FRAME_COLUMNS[:9] + params + FRAME_COLUMNS[9:]]
+
+
+def _derived_metrics(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
+    """MAMF utilization: achieved over the best FLOP/s this run measured for the same key."""
+    if case.status != "ok" or not case.ceiling or case.ceiling not in run.info.ceilings:
+        return []
+    tflops = case.metric("tflops")
+    best = run.info.ceilings[case.ceiling].value
+    if tflops is None or tflops.value is None or not best:
+        return []
+    return [("mamf_util", 100.0 * tflops.value * 1e12 / best, "%")]

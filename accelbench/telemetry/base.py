@@ -1,0 +1,69 @@
+"""The telemetry interface every reader implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Optional
+
+from accelbench.records import DeviceState
+
+
+class Telemetry(ABC):
+    """Reads one device's energy and state. Methods never raise for an unreadable value:
+    they return None (or an empty state) and `availability()` says why."""
+
+    reader: str = "none"
+
+    @abstractmethod
+    def energy_j(self) -> Optional[float]:
+        """Cumulative energy counter in joules (monotonic within a run), or None if the
+        device has no counter."""
+
+    @abstractmethod
+    def power_w(self) -> Optional[float]:
+        """Instantaneous (driver-averaged) board power, or None."""
+
+    @abstractmethod
+    def state(self) -> DeviceState:
+        """Clocks, temperature, power limit and clock-event (throttle) reasons right now."""
+
+    @abstractmethod
+    def availability(self) -> dict[str, str]:
+        """What is readable: {"energy counter": "yes" | "no: <reason>", ...}."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Facts that decide whether two runs may be compared (driver, firmware, power limit,
+        clocks, ECC/MIG, topology). Empty where nothing is readable."""
+        return {}
+
+    @property
+    def energy_source(self) -> Optional[str]:
+        """"counter" where a cumulative counter exists, "sampled" where only power can be
+        read, None where neither: then no energy window is run."""
+        if self.energy_j() is not None:
+            return "counter"
+        if self.power_w() is not None:
+            return "sampled"
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class NullTelemetry(Telemetry):
+    """No telemetry on this device; carries the reason so reports can say why."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def energy_j(self) -> Optional[float]:
+        return None
+
+    def power_w(self) -> Optional[float]:
+        return None
+
+    def state(self) -> DeviceState:
+        return DeviceState()
+
+    def availability(self) -> dict[str, str]:
+        return {"energy counter": f"no: {self.reason}", "power": f"no: {self.reason}",
+                "clocks/temperature": f"no: {self.reason}"}

@@ -1,0 +1,167 @@
+"""Intel Gaudi telemetry: HLML (`habana-pyhlml`, module `pyhlml`), else `hl-smi` CSV.
+
+Written to the documented APIs and tested with a stand-in module and hl-smi output written to
+the documented CSV format; not yet run on Gaudi hardware.
+- HLML: hlmlDeviceGetTotalEnergyConsumption (mJ since driver load), hlmlDeviceGetPowerUsage
+  (mW), hlmlDeviceGetClockInfo / hlmlDeviceGetMaxClockInfo (MHz, SOC clock), hlmlDeviceGetTemperature
+  (C, on-chip sensor), hlmlDeviceGetPowerManagementDefaultLimit (mW),
+  hlmlDeviceGetCurrentClocksThrottleReasons (bit mask).
+- hl-smi: `hl-smi --query-aip=<fields> --format=csv` prints a header row of field names with
+  units in brackets and one row per device; it has no energy counter, so energy is sampled.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+from typing import Any, Callable, Optional
+
+from accelbench.records import DeviceState
+from accelbench.telemetry.base import NullTelemetry, Telemetry
+
+# hlml.h: HLML_CLOCKS_THROTTLE_REASON_POWER (bit 0), HLML_CLOCKS_THROTTLE_REASON_THERMAL (bit 1).
+HLML_THROTTLE_REASONS = {0x1: "sw_power_cap", 0x2: "sw_thermal_slowdown"}
+HLML_CLOCK_SOC = 0
+HLML_TEMP_ON_AIP = 0
+
+HL_SMI_FIELDS = ("index", "name", "driver_version", "power.draw", "temperature.aip",
+                 "clocks.current.soc", "clocks.max.soc", "power.limit")
+
+
+def _try(fn: Callable, *args):
+    try:
+        return fn(*args)
+    except Exception:
+        return None
+
+
+class HlmlTelemetry(Telemetry):
+    reader = "hlml"
+
+    def __init__(self, hlml: Any, handle: Any):
+        self.hlml = hlml
+        self.handle = handle
+
+    def energy_j(self) -> Optional[float]:
+        mj = _try(self.hlml.hlmlDeviceGetTotalEnergyConsumption, self.handle)
+        return None if mj is None else mj / 1000.0
+
+    def power_w(self) -> Optional[float]:
+        mw = _try(self.hlml.hlmlDeviceGetPowerUsage, self.handle)
+        return None if mw is None else mw / 1000.0
+
+    def state(self) -> DeviceState:
+        h, m = self.hlml, self.handle
+        limit = _try(h.hlmlDeviceGetPowerManagementDefaultLimit, m)
+        mask = _try(h.hlmlDeviceGetCurrentClocksThrottleReasons, m)
+        return DeviceState(
+            sm_clock_mhz=_try(h.hlmlDeviceGetClockInfo, m, HLML_CLOCK_SOC),
+            sm_clock_max_mhz=_try(h.hlmlDeviceGetMaxClockInfo, m, HLML_CLOCK_SOC),
+            temperature_c=_try(h.hlmlDeviceGetTemperature, m, HLML_TEMP_ON_AIP),
+            power_w=self.power_w(),
+            power_limit_w=None if limit is None else limit / 1000.0,
+            throttle_reasons=[] if not mask else
+            [name for bit, name in HLML_THROTTLE_REASONS.items() if mask & bit]
+            + ([f"hlml_reason_{mask:#x}"] if mask & ~0x3 else []),
+        )
+
+    def availability(self) -> dict[str, str]:
+        return {
+            "energy counter": "yes (hlmlDeviceGetTotalEnergyConsumption)" if self.energy_j() is not None
+            else "no: HLML energy counter unreadable (power will be sampled)",
+            "power": "yes" if self.power_w() is not None else "no",
+            "clocks/temperature": "yes",
+        }
+
+    def fingerprint(self) -> dict[str, Any]:
+        h, m = self.hlml, self.handle
+        limit = _try(h.hlmlDeviceGetPowerManagementDefaultLimit, m)
+        ecc = _try(h.hlmlDeviceGetECCMode, m)
+        return {
+            "power_limit_w": None if limit is None else limit / 1000.0,
+            "soc_clock_max_mhz": _try(h.hlmlDeviceGetMaxClockInfo, m, HLML_CLOCK_SOC),
+            "ecc_current": None if ecc is None else getattr(getattr(ecc, "current", None), "value", None),
+            "hlml_device_count": _try(h.hlmlDeviceGetCount),
+        }
+
+
+def parse_hl_smi_csv(text: str) -> list[dict[str, Optional[float | str]]]:
+    """Rows of `hl-smi --query-aip=... --format=csv` as dicts keyed by field name (units
+    stripped); numeric fields become floats, "N/A" becomes None."""
+    reader = csv.reader(io.StringIO(text.strip()), skipinitialspace=True)
+    rows = [r for r in reader if r]
+    if not rows:
+        return []
+    keys = [re.sub(r"\s*\[.*?\]\s*$", "", h.strip()) for h in rows[0]]
+    out = []
+    for row in rows[1:]:
+        if len(row) != len(keys):
+            raise ValueError(f"hl-smi row has {len(row)} fields, header has {len(keys)}: {row}")
+        out.append({k: _hl_value(v) for k, v in zip(keys, row)})
+    return out
+
+
+def _hl_value(raw: str) -> Optional[float | str]:
+    raw = raw.strip()
+    if raw in ("", "N/A", "[N/A]"):
+        return None
+    m = re.fullmatch(r"(-?[\d.]+)\s*(W|C|MHz|MiB|%|mW)?", raw)
+    return float(m.group(1)) if m else raw
+
+
+class HlSmiTelemetry(Telemetry):
+    """Fallback when HLML's Python binding is missing; `run` is injectable for tests."""
+
+    reader = "hl-smi"
+
+    def __init__(self, device_index: int = 0, run: Optional[Callable[[list[str]], str]] = None):
+        self.device_index = device_index
+        self.run = run or (lambda argv: subprocess.run(argv, capture_output=True, text=True,
+                                                       timeout=10, check=True).stdout)
+
+    def _row(self) -> dict:
+        text = self.run(["hl-smi", f"--query-aip={','.join(HL_SMI_FIELDS)}", "--format=csv"])
+        rows = parse_hl_smi_csv(text)
+        for row in rows:
+            if row.get("index") is not None and int(row["index"]) == self.device_index:
+                return row
+        raise ValueError(f"hl-smi lists no device {self.device_index}")
+
+    def energy_j(self) -> Optional[float]:
+        return None  # hl-smi has no energy counter: power is sampled instead
+
+    def power_w(self) -> Optional[float]:
+        row = _try(self._row)
+        return None if row is None else row.get("power.draw")
+
+    def state(self) -> DeviceState:
+        row = _try(self._row) or {}
+        return DeviceState(
+            sm_clock_mhz=row.get("clocks.current.soc"), sm_clock_max_mhz=row.get("clocks.max.soc"),
+            temperature_c=row.get("temperature.aip"), power_w=row.get("power.draw"),
+            power_limit_w=row.get("power.limit"))
+
+    def availability(self) -> dict[str, str]:
+        return {"energy counter": "no: hl-smi has none (power sampled every ~100 ms instead)",
+                "power": "yes (hl-smi power.draw)" if self.power_w() is not None else "no: hl-smi gave no power.draw",
+                "clocks/temperature": "yes (hl-smi)"}
+
+    def fingerprint(self) -> dict[str, Any]:
+        row = _try(self._row) or {}
+        return {"driver": row.get("driver_version"), "power_limit_w": row.get("power.limit")}
+
+
+def open_gaudi_telemetry(device_index: int = 0) -> Telemetry:
+    try:
+        import pyhlml
+        pyhlml.hlmlInit()
+        return HlmlTelemetry(pyhlml, pyhlml.hlmlDeviceGetHandleByIndex(device_index))
+    except ImportError:
+        missing = "habana-pyhlml is not installed (pip install 'accelbench[hpu]')"
+    except Exception as exc:
+        missing = f"HLML did not initialise: {exc}"
+    if shutil.which("hl-smi"):
+        return HlSmiTelemetry(device_index)
+    return NullTelemetry(f"{missing}; hl-smi not on PATH either")

@@ -1,0 +1,150 @@
+"""NVIDIA telemetry through NVML (nvidia-ml-py, imported as `pynvml`).
+
+Energy: nvmlDeviceGetTotalEnergyConsumption, millijoules since the driver loaded (Volta and
+later). Where a device lacks it, `energy_j` is None and the harness integrates sampled power.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from accelbench.records import DeviceState
+from accelbench.telemetry.base import NullTelemetry, Telemetry
+
+# nvmlClocksEventReasons bit values (nvml.h); names follow the header's, lower-cased.
+CLOCK_EVENT_REASONS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake",
+    0x100: "display_clocks",
+}
+
+
+def decode_reasons(mask: int) -> list[str]:
+    return [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+
+
+def _try(fn, *args, default=None):
+    try:
+        return fn(*args)
+    except Exception:  # NVML raises a zoo of NVMLError_* classes for "not supported"
+        return default
+
+
+class NvmlTelemetry(Telemetry):
+    reader = "nvml"
+
+    def __init__(self, nvml: Any, handle: Any):
+        self.nvml = nvml
+        self.handle = handle
+
+    def energy_j(self) -> Optional[float]:
+        mj = _try(self.nvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
+        return None if mj is None else mj / 1000.0
+
+    def power_w(self) -> Optional[float]:
+        mw = _try(self.nvml.nvmlDeviceGetPowerUsage, self.handle)
+        return None if mw is None else mw / 1000.0
+
+    def _reasons_mask(self) -> Optional[int]:
+        for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+            fn = getattr(self.nvml, name, None)
+            if fn is not None:
+                mask = _try(fn, self.handle)
+                if mask is not None:
+                    return mask
+        return None
+
+    def state(self) -> DeviceState:
+        n, h = self.nvml, self.handle
+        limit_mw = _try(n.nvmlDeviceGetEnforcedPowerLimit, h)
+        mask = self._reasons_mask()
+        return DeviceState(
+            sm_clock_mhz=_try(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_SM),
+            sm_clock_max_mhz=_try(n.nvmlDeviceGetMaxClockInfo, h, n.NVML_CLOCK_SM),
+            mem_clock_mhz=_try(n.nvmlDeviceGetClockInfo, h, n.NVML_CLOCK_MEM),
+            temperature_c=_try(n.nvmlDeviceGetTemperature, h, n.NVML_TEMPERATURE_GPU),
+            power_w=self.power_w(),
+            power_limit_w=None if limit_mw is None else limit_mw / 1000.0,
+            throttle_reasons=decode_reasons(mask) if mask is not None else [],
+        )
+
+    def availability(self) -> dict[str, str]:
+        return {
+            "energy counter": "yes (nvmlDeviceGetTotalEnergyConsumption)" if self.energy_j() is not None
+            else "no: not supported on this device (power will be sampled)",
+            "power": "yes" if self.power_w() is not None else "no: nvmlDeviceGetPowerUsage not supported",
+            "clocks/temperature": "yes",
+            "throttle reasons": "yes" if self._reasons_mask() is not None else "no",
+        }
+
+    def fingerprint(self) -> dict[str, Any]:
+        n, h = self.nvml, self.handle
+        ecc = _try(n.nvmlDeviceGetEccMode, h)
+        mig = _try(n.nvmlDeviceGetMigMode, h)
+        limit = _try(n.nvmlDeviceGetEnforcedPowerLimit, h)
+        default_limit = _try(n.nvmlDeviceGetPowerManagementDefaultLimit, h)
+        count = _try(n.nvmlDeviceGetCount, default=0)
+        return {
+            "driver": _decode(_try(n.nvmlSystemGetDriverVersion)),
+            "vbios": _decode(_try(n.nvmlDeviceGetVbiosVersion, h)),
+            "power_limit_w": None if limit is None else limit / 1000.0,
+            "default_power_limit_w": None if default_limit is None else default_limit / 1000.0,
+            "sm_clock_max_mhz": _try(n.nvmlDeviceGetMaxClockInfo, h, n.NVML_CLOCK_SM),
+            "mem_clock_max_mhz": _try(n.nvmlDeviceGetMaxClockInfo, h, n.NVML_CLOCK_MEM),
+            "ecc_current": None if ecc is None else int(ecc[0]),
+            "mig_current": None if mig is None else int(mig[0]),
+            "persistence_mode": _try(n.nvmlDeviceGetPersistenceMode, h),
+            "nvml_device_count": count,
+            "nvlinks_active": self._active_nvlinks(),
+            "topology": self._topology(count),
+        }
+
+    def _active_nvlinks(self) -> Optional[int]:
+        n = self.nvml
+        if not hasattr(n, "nvmlDeviceGetNvLinkState"):
+            return None
+        links = [_try(n.nvmlDeviceGetNvLinkState, self.handle, i) for i in range(18)]
+        return sum(1 for s in links if s == 1)
+
+    def _topology(self, count: int) -> Optional[str]:
+        """One word per device pair with device 0, e.g. "0-1:NVLINK/SINGLE"; None for one device."""
+        n = self.nvml
+        if count < 2 or not hasattr(n, "nvmlDeviceGetTopologyCommonAncestor"):
+            return None
+        names = {0: "INTERNAL", 10: "SINGLE", 20: "MULTIPLE", 30: "HOSTBRIDGE", 40: "NODE", 50: "SYSTEM"}
+        parts = []
+        first = _try(n.nvmlDeviceGetHandleByIndex, 0)
+        for j in range(1, count):
+            other = _try(n.nvmlDeviceGetHandleByIndex, j)
+            level = _try(n.nvmlDeviceGetTopologyCommonAncestor, first, other)
+            parts.append(f"0-{j}:{names.get(level, level)}")
+        return " ".join(parts)
+
+
+def _decode(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def open_nvml(device_index: int = 0, pci_bus_id: Optional[str] = None) -> Telemetry:
+    """An NVML reader for one GPU, or a NullTelemetry with the reason it is unavailable."""
+    try:
+        import pynvml  # provided by nvidia-ml-py
+    except ImportError:
+        return NullTelemetry("nvidia-ml-py is not installed (pip install 'accelbench[cuda]')")
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:
+        return NullTelemetry(f"NVML did not initialise: {exc}")
+    handle = None
+    if pci_bus_id:  # CUDA_VISIBLE_DEVICES may renumber devices; the bus id does not lie
+        handle = _try(pynvml.nvmlDeviceGetHandleByPciBusId, pci_bus_id)
+    if handle is None:
+        handle = _try(pynvml.nvmlDeviceGetHandleByIndex, device_index)
+    if handle is None:
+        return NullTelemetry(f"NVML has no device {device_index}")
+    return NvmlTelemetry(pynvml, handle)
