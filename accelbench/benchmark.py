@@ -76,7 +76,9 @@ def benchmark_classes() -> dict[str, type[Benchmark]]:
 def _concrete(cls: type) -> list[type]:
     out = []
     for sub in cls.__subclasses__():
-        if getattr(sub, "name", None) and not getattr(sub, "__abstractmethods__", None):
+        # Only a class that names itself registers: a subclass inheriting its parent's name
+        # (a variant, a test double) must not replace the parent.
+        if "name" in vars(sub) and not getattr(sub, "__abstractmethods__", None):
             out.append(sub)
         out.extend(_concrete(sub))
     return out

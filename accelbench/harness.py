@@ -157,6 +157,6 @@ class Runner:
         if cache is None:
             return False, "not flushed: cache size unknown"
         ratio = working_set / cache
-        if working_set < 2 * cache:
+        if working_set < cache:  # it would fit: repeated calls would measure the cache
             return True, f"flushed before each call (working set {ratio:.2g}x last-level cache)"
         return False, f"not flushed (working set {ratio:.2g}x last-level cache)"

@@ -31,8 +31,8 @@ class Metric:
 @dataclass
 class Accuracy:
     passed: bool
-    rel_fro_error: float
-    max_abs_error: float
+    rel_fro_error: Optional[float]  # None where the error was not finite (stored JSON has no Inf)
+    max_abs_error: Optional[float]
     sqnr_db: Optional[float]
     tolerance: float
     reference: str  # how the reference was computed, e.g. "fp64 matmul on cpu"

@@ -17,7 +17,7 @@ def backend_classes() -> dict[str, type[Backend]]:
     for info in pkgutil.iter_modules(__path__):
         if info.name not in _SKIP and not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
-    return {cls.name: cls for cls in _all_subclasses(Backend) if getattr(cls, "name", None)}
+    return {cls.name: cls for cls in _all_subclasses(Backend) if "name" in vars(cls)}
 
 
 def _all_subclasses(cls: type) -> list[type]:

@@ -24,6 +24,9 @@ CLOCK_EVENT_REASONS = {
 }
 
 
+NVML_FI_DEV_POWER_INSTANT = 186  # nvml.h field id
+
+
 def decode_reasons(mask: int) -> list[str]:
     return [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
 
@@ -47,8 +50,21 @@ class NvmlTelemetry(Telemetry):
         return None if mj is None else mj / 1000.0
 
     def power_w(self) -> Optional[float]:
-        mw = _try(self.nvml.nvmlDeviceGetPowerUsage, self.handle)
+        """Instantaneous board power. nvmlDeviceGetPowerUsage is a trailing 1 s average on Ampere
+        (but GA100) and later, which lags a ramp from idle by about a second; the
+        NVML_FI_DEV_POWER_INSTANT field does not, so it is preferred where the driver has it."""
+        mw = self._instant_mw()
+        if mw is None:
+            mw = _try(self.nvml.nvmlDeviceGetPowerUsage, self.handle)
         return None if mw is None else mw / 1000.0
+
+    def _instant_mw(self) -> Optional[int]:
+        if not hasattr(self.nvml, "nvmlDeviceGetFieldValues"):
+            return None
+        values = _try(self.nvml.nvmlDeviceGetFieldValues, self.handle, [NVML_FI_DEV_POWER_INSTANT])
+        if not values or values[0].nvmlReturn != 0:
+            return None
+        return values[0].value.uiVal
 
     def _reasons_mask(self) -> Optional[int]:
         for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
@@ -77,7 +93,9 @@ class NvmlTelemetry(Telemetry):
         return {
             "energy counter": "yes (nvmlDeviceGetTotalEnergyConsumption)" if self.energy_j() is not None
             else "no: not supported on this device (power will be sampled)",
-            "power": "yes" if self.power_w() is not None else "no: nvmlDeviceGetPowerUsage not supported",
+            "power": ("yes (NVML_FI_DEV_POWER_INSTANT)" if self._instant_mw() is not None
+                      else "yes (nvmlDeviceGetPowerUsage, a 1 s trailing average)" if self.power_w() is not None
+                      else "no: nvmlDeviceGetPowerUsage not supported"),
             "clocks/temperature": "yes",
             "throttle reasons": "yes" if self._reasons_mask() is not None else "no",
         }

@@ -1,0 +1,43 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from accelbench import SCHEMA_VERSION
+from accelbench.backends.cpu import CpuBackend
+from accelbench.harness import RunOptions, Runner
+from accelbench.records import RunInfo
+from accelbench.store import RunWriter, utc_now
+from accelbench.timing import TimingPolicy
+
+REPO = Path(__file__).resolve().parents[1]
+FAST_POLICY = TimingPolicy(warmup_s=0.0, warmup_min_iters=1, min_samples=3, max_samples=20,
+                           min_time_s=0.0, max_time_s=0.2)
+
+
+def make_info(run_id: str = "test-run", **overrides) -> RunInfo:
+    fields = dict(schema_version=SCHEMA_VERSION, run_id=run_id, status="running", started_at=utc_now(),
+                  backend="cpu", device_name="test CPU", device_count=1, host="h", accelbench_version="0",
+                  commit=None, argv=["bench", "run"], suite="quick")
+    fields.update(overrides)
+    return RunInfo(**fields)
+
+
+@pytest.fixture
+def cpu_backend():
+    torch.manual_seed(0)
+    return CpuBackend()
+
+
+@pytest.fixture
+def make_runner(tmp_path):
+    def factory(backend, energy=False, **option_overrides):
+        writer = RunWriter(tmp_path / f"run{len(list(tmp_path.iterdir()))}", make_info())
+        options = RunOptions(policy=FAST_POLICY, energy=energy, **option_overrides)
+        return Runner(backend, writer, options)
+    return factory
+
+
+def bench_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "accelbench", *args]

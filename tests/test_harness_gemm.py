@@ -1,0 +1,131 @@
+import pytest
+import torch
+
+from accelbench.benchmark import Case, Work, Workload
+from accelbench.errors import CaseSkipped
+from accelbench.microbench.gemm import Gemm, gemm_case
+from accelbench.records import Accuracy
+from accelbench.specs import DeviceSpec
+
+
+class WrongGemm(Gemm):
+    """A GEMM whose result is deliberately wrong by 3%."""
+
+    def matmul(self, a, b, out):
+        return torch.matmul(a, b, out=out).mul_(1.03)
+
+
+def test_correct_gemm_is_timed_and_has_figures(cpu_backend, make_runner):
+    record = make_runner(cpu_backend).run_case(Gemm(), gemm_case("square", "fp32", 96, 80, 64, "x"))
+    assert record.status == "ok", record.reason
+    assert record.accuracy.passed and record.accuracy.rel_fro_error < 1e-5
+    tflops = record.metric("tflops").value
+    assert tflops == pytest.approx(2 * 96 * 80 * 64 / record.stats.median / 1e12)
+    assert record.stats.n == len(record.samples_s) >= 3
+    assert record.method.timer == "perf_counter_ns after synchronize"
+    assert record.ceiling == "matmul.fp32"
+
+
+def test_wrong_gemm_is_failed_with_no_figure(cpu_backend, make_runner):
+    record = make_runner(cpu_backend).run_case(WrongGemm(), gemm_case("square", "bf16", 64, 64, 64, "x"))
+    assert record.status == "failed"
+    assert "wrong result" in record.reason
+    assert record.accuracy is not None and not record.accuracy.passed
+    assert record.accuracy.rel_fro_error == pytest.approx(0.03, rel=0.2)
+    assert record.metric("tflops") is None and record.samples_s == [] and record.stats is None
+
+
+def test_unsupported_dtype_is_skipped_with_reason(cpu_backend, make_runner):
+    record = make_runner(cpu_backend).run_case(Gemm(), gemm_case("square", "tf32", 64, 64, 64, "x"))
+    assert record.status == "skipped" and "tf32" in record.reason
+
+
+class ExplodingBench(Gemm):
+    name = "exploding"
+
+    def prepare(self, case, backend):
+        if case.params["m"] == 1:
+            raise RuntimeError("kernel exploded")
+        if case.params["m"] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
+        return super().prepare(case, backend)
+
+
+def test_failures_are_isolated_and_the_run_goes_on(cpu_backend, make_runner):
+    runner = make_runner(cpu_backend)
+    plan = [(ExplodingBench(), gemm_case("square", "fp32", m, 32, 32, str(m))) for m in (1, 2, 32)]
+    summary = runner.run(plan)
+    statuses = [(r.status, r.reason or "") for r in summary.records]
+    assert statuses[0][0] == "failed" and "RuntimeError: kernel exploded" in statuses[0][1]
+    assert statuses[1][0] == "failed" and statuses[1][1].startswith("out of memory")
+    assert statuses[2][0] == "ok"
+
+
+def test_mfu_uses_the_dtype_peak_and_is_unknown_without_one(cpu_backend, make_runner, monkeypatch):
+    runner = make_runner(cpu_backend)
+    runner.spec = DeviceSpec("fake", {"fp32": 1e9}, None, None, "test")
+    rec = runner.run_case(Gemm(), gemm_case("square", "fp32", 64, 64, 64, "x"))
+    achieved = rec.metric("tflops").value * 1e12
+    assert rec.metric("mfu").value == pytest.approx(100 * achieved / 1e9)
+    runner.spec = None
+    rec = runner.run_case(Gemm(), gemm_case("square", "fp32", 64, 64, 64, "x"))
+    assert rec.metric("mfu").value is None and "no fp32 peak" in rec.metric("mfu").note
+
+
+def test_cache_is_flushed_only_when_the_working_set_fits(cpu_backend, make_runner, monkeypatch):
+    monkeypatch.setattr(cpu_backend, "cache_bytes", lambda: 1 << 20)
+    flushes = []
+    monkeypatch.setattr(cpu_backend, "flush_cache", lambda: flushes.append(1))
+    runner = make_runner(cpu_backend)
+    small = runner.run_case(Gemm(), gemm_case("square", "fp32", 64, 64, 64, "s"))
+    assert small.method.cache.startswith("flushed") and len(flushes) == small.stats.n
+    flushes.clear()
+    big = runner.run_case(Gemm(), gemm_case("square", "fp32", 512, 512, 512, "b"))  # 3 MiB > 1 MiB
+    assert big.method.cache.startswith("not flushed") and not flushes
+
+
+def test_inputs_are_random_not_constant(cpu_backend):
+    work = Gemm().prepare(gemm_case("square", "fp32", 32, 32, 32, "x"), cpu_backend)
+    out = work.run()
+    assert out.std() > 0.5  # a product of standard normals, never zeros or constants
+
+
+def test_gemm_cases_cover_the_llm_and_published_shapes():
+    ids = {c.case_id: c.params for c in Gemm().cases("standard")}
+    assert ids["bf16/llm/llama3.1-70b-qkv-t16384"] | {} == {
+        "dtype": "bf16", "m": 16384, "k": 8192, "n": 10240, "group": "llm", "shape": "llama3.1-70b-qkv-t16384"}
+    assert ids["bf16/llm/llama3.1-8b-down-t1"]["k"] == 14336
+    published = {(p["m"], p["k"], p["n"]) for p in ids.values() if p["group"] == "llama70b-tp8"}
+    assert published == {(16384, 8192, 1280), (16384, 1024, 8192), (16384, 8192, 7168), (16384, 3584, 8192)}
+    assert sum(p["group"] == "mamf" for p in ids.values()) == 64
+    assert {p["dtype"] for p in ids.values()} == {"fp32", "tf32", "fp16", "bf16"}
+
+
+def test_adaptive_timing_stops_at_its_limits(cpu_backend):
+    from accelbench.timing import TimingPolicy, sample
+    policy = TimingPolicy(min_samples=5, max_samples=12, min_time_s=10.0, max_time_s=5.0, stable_rel=0.0)
+    samples = sample(cpu_backend, lambda: sum(range(100)), policy, flush=False, per_call_estimate_s=1e-2)
+    assert len(samples) == 12  # min_time never reached: max_samples ends it
+    policy = TimingPolicy(min_samples=1, max_samples=10**9, min_time_s=10.0, max_time_s=0.1, stable_rel=0.0)
+    assert len(sample(cpu_backend, lambda: None, policy, flush=False, per_call_estimate_s=1e-3)) >= 1
+
+
+def test_check_runs_before_timing(cpu_backend, make_runner):
+    calls = []
+
+    class Probe(Gemm):
+        def prepare(self, case, backend):
+            return Workload(run=lambda: calls.append("run") or torch.ones(2),
+                            check=lambda out: calls.append("check") or Accuracy(True, 0.0, 0.0, None, 1e-3, "x"),
+                            work=Work(flops=1.0), working_set_bytes=10**12)
+
+    make_runner(cpu_backend).run_case(Probe(), Case("p", {}))
+    assert calls[:2] == ["run", "check"] and calls.count("check") == 1
+
+
+def test_skip_exception_is_reported(cpu_backend, make_runner):
+    class Skipper(Gemm):
+        def prepare(self, case, backend):
+            raise CaseSkipped("needs a GPU")
+
+    assert make_runner(cpu_backend).run_case(Skipper(), Case("s", {})).reason == "needs a GPU"
