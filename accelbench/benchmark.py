@@ -44,7 +44,11 @@ class Workload:
     work: Work
     working_set_bytes: int  # bytes the timed call touches: decides whether caches need flushing
     graph_safe: bool = True  # may be captured and replayed as a device graph
-    ceiling: Optional[str] = None  # e.g. "matmul.bf16": the run keeps the best FLOP/s per key
+    ceiling: Optional[str] = None  # e.g. "matmul.bf16": the run keeps the best FLOP/s (or B/s) per key
+    # None: the harness flushes the cache when the working set fits in it. False: this case
+    # measures cache-resident data on purpose (a bandwidth sweep's cache cliff).
+    flush_cache: Optional[bool] = None
+    facts: dict[str, Any] = field(default_factory=dict)  # recorded with the case, e.g. l2_bytes
     extra_metrics: Callable[[SampleStats], list[Metric]] = field(default=lambda stats: [])
 
 

@@ -143,24 +143,27 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
     sys.exit(1 if failed else 0)
 
 
+GROUP_KEYS = ("impl", "kernel", "mode", "direction", "host_memory", "dtype")
+
+
 def _print_summary(records) -> None:
-    table = Table(title="best figure per benchmark and dtype")
-    for col in ("benchmark", "group", "best case", "figure", "MFU / util", "ok", "failed", "skipped"):
-        table.add_column(col)
+    """Best headline figure per benchmark and group (dtype, kernel, direction...)."""
+    table = Table(title="best figure per benchmark and group")
+    for col in ("benchmark", "group", "best", "MFU/util", "ok/failed/skipped", "best case"):
+        table.add_column(col, overflow="fold")
     groups: dict[tuple[str, str], list] = {}
     for r in records:
-        groups.setdefault((r.benchmark, str(r.params.get("dtype", r.params.get("kernel", "")))), []).append(r)
+        group = " ".join(str(r.params[k]) for k in GROUP_KEYS if k in r.params)
+        groups.setdefault((r.benchmark, group), []).append(r)
     for (bench, group), recs in sorted(groups.items()):
-        ok = [r for r in recs if r.status == "ok" and headline(r)]
-        best = max(ok, key=lambda r: next(m.value for m in r.metrics if m.name in ("tflops", "gbps", "tokens_per_s")),
-                   default=None)
-        util = None
-        if best is not None:
-            util = best.metric("mfu") or best.metric("bw_util")
-        table.add_row(bench, group, best.case_id if best else "—", headline(best) if best else "—",
+        figures = [(m.value, r) for r in recs if r.status == "ok" for m in r.metrics
+                   if m.name in ("tflops", "gbps", "tokens_per_s") and m.value is not None]
+        best = max(figures, key=lambda f: f[0])[1] if figures else None
+        util = (best.metric("mfu") or best.metric("bw_util")) if best else None
+        counts = "/".join(str(sum(r.status == s for r in recs)) for s in ("ok", "failed", "skipped"))
+        table.add_row(bench, group, headline(best) if best else "—",
                       f"{util.value:.1f} %" if util is not None and util.value is not None else "unknown",
-                      str(sum(r.status == "ok" for r in recs)), str(sum(r.status == "failed" for r in recs)),
-                      str(sum(r.status == "skipped" for r in recs)))
+                      counts, best.case_id if best else "—")
     console.print(table)
 
 

@@ -77,6 +77,7 @@ class Runner:
         try:
             workload = bench.prepare(case, self.backend)
             record.ceiling = workload.ceiling
+            record.facts = dict(workload.facts)
             self._measure(workload, record)
         except CaseSkipped as exc:
             record.status, record.reason = "skipped", str(exc)
@@ -121,7 +122,7 @@ class Runner:
                 more_iters, more_s = warm_up(backend, call, opts.policy)
                 warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
                 per_call_s = more_s / more_iters
-        flush, cache_note = self._cache_decision(workload.working_set_bytes)
+        flush, cache_note = self._cache_decision(workload)
         samples = sample(backend, call, opts.policy, flush, per_call_s)
         record.state_after = self.telemetry.state()
         record.samples_s = samples
@@ -140,20 +141,19 @@ class Runner:
         if record.energy is not None:
             seen.update(record.energy.throttle_reasons_seen)
         record.throttled = bool(THROTTLE_REASONS & seen)
-        if workload.ceiling and workload.work.flops:
-            self.writer.offer_ceiling(workload.ceiling, workload.work.flops / record.stats.median,
-                                      "FLOP/s", record.case_id)
-        if workload.ceiling and workload.work.bytes and not workload.work.flops:
-            self.writer.offer_ceiling(workload.ceiling, workload.work.bytes / record.stats.median,
-                                      "B/s", record.case_id)
+        if workload.ceiling:
+            per_s, unit = (workload.work.flops, "FLOP/s") if workload.work.flops else (workload.work.bytes, "B/s")
+            self.writer.offer_ceiling(workload.ceiling, per_s / record.stats.median, unit, record.case_id)
 
     def _use_graphs(self, workload: Workload, per_call_s: float) -> bool:
         if not workload.graph_safe or not self.backend.supports("graphs") or self.options.graphs == "off":
             return False
         return self.options.graphs == "on" or per_call_s < self.options.graph_threshold_s
 
-    def _cache_decision(self, working_set: int) -> tuple[bool, str]:
-        cache = self.backend.cache_bytes()
+    def _cache_decision(self, workload: Workload) -> tuple[bool, str]:
+        working_set, cache = workload.working_set_bytes, self.backend.cache_bytes()
+        if workload.flush_cache is False:
+            return False, "not flushed: this case measures cache-resident data on purpose"
         if cache is None:
             return False, "not flushed: cache size unknown"
         ratio = working_set / cache

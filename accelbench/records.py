@@ -96,6 +96,7 @@ class CaseRecord:
     throttled: bool = False
     ceiling: Optional[str] = None  # the measured-ceiling key this case competes for, e.g. matmul.bf16
     peak_memory_bytes: Optional[int] = None
+    facts: dict[str, Any] = field(default_factory=dict)  # found while preparing, e.g. l2_bytes
 
     def metric(self, name: str) -> Optional[Metric]:
         return next((m for m in self.metrics if m.name == name), None)

@@ -185,7 +185,7 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
                 "backend": run.info.backend}
         for case in run.cases:
             head = dict(base, benchmark=case.benchmark, case_id=case.case_id, status=case.status,
-                        reason=case.reason, throttled=case.throttled, **case.params)
+                        reason=case.reason, throttled=case.throttled, **case.facts, **case.params)
             metrics = [(m.name, m.value, m.unit) for m in case.metrics]
             metrics += _derived_metrics(run, case)
             if not metrics:

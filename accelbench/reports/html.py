@@ -59,6 +59,7 @@ def comparability_warnings(runs: list[LoadedRun]) -> list[str]:
 def render_report(runs: list[LoadedRun], title: str = "accelbench report") -> str:
     frame = cases_frame(runs)
     multi = len(runs) > 1
+    infos = {r.info.run_id: r.info for r in runs}
     sections = []
     if not frame.empty:
         for bench, rows in frame.groupby("benchmark", sort=True):
@@ -66,7 +67,7 @@ def render_report(runs: list[LoadedRun], title: str = "accelbench report") -> st
             for col in ("label", "reason", "metric", "value", "unit"):
                 if col not in rows:
                     rows[col] = None
-            sections.append(BenchmarkSection(str(bench), benchmark_table(rows, multi), plots_for(str(bench), rows, multi)))
+            sections.append(BenchmarkSection(str(bench), benchmark_table(rows, multi), plots_for(str(bench), rows, multi, infos)))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              undefined=jinja2.StrictUndefined)

@@ -6,6 +6,8 @@ import base64
 import io
 from typing import Callable, Optional
 
+from accelbench.records import RunInfo
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -24,7 +26,7 @@ def _series_label(row, multi_run: bool) -> str:
     return f"{row['label'] or row['device']} {row['dtype']}" if multi_run else str(row["dtype"])
 
 
-def gemm_tflops_vs_size(rows: pd.DataFrame, multi_run: bool) -> Optional[str]:
+def gemm_tflops_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
     data = rows[(rows["metric"] == "tflops") & (rows["status"] == "ok") & (rows["group"] == "square")]
     if data.empty:
         return None
@@ -41,15 +43,75 @@ def gemm_tflops_vs_size(rows: pd.DataFrame, multi_run: bool) -> Optional[str]:
     return _png(fig)
 
 
-PLOTS: dict[str, list[Callable[[pd.DataFrame, bool], Optional[str]]]] = {
+def membw_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    """One panel per kernel: GB/s vs working set (log x), torch and Triton side by side, with the
+    datasheet bandwidth and the last-level cache size marked."""
+    data = rows[(rows["metric"] == "gbps") & (rows["status"] == "ok")]
+    if data.empty:
+        return None
+    kernels = list(dict.fromkeys(data["kernel"]))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors: dict[tuple, str] = {}
+    cols = min(4, len(kernels))
+    fig, axes = plt.subplots((len(kernels) + cols - 1) // cols, cols, figsize=(4 * cols, 3.2 * ((len(kernels) + cols - 1) // cols)),
+                             squeeze=False, sharey=True)
+    for ax, kernel in zip(axes.flat, kernels):
+        for key, series in data[data["kernel"] == kernel].groupby(["run_id", "impl", "dtype"]):
+            series = series.sort_values("working_set_bytes")
+            run_id, impl, dtype = key
+            label = f"{runs[run_id].label or runs[run_id].device_name} {impl} {dtype}" if multi_run else f"{impl} {dtype}"
+            color = colors.setdefault(key, palette[len(colors) % len(palette)])
+            ax.plot(series["working_set_bytes"], series["value"], marker=".", label=label, color=color)
+        for run_id in data["run_id"].unique():
+            spec = runs[run_id].spec or {}
+            if spec.get("mem_bandwidth_Bps"):
+                ax.axhline(spec["mem_bandwidth_Bps"] / 1e9, color="k", ls="--", lw=0.8)
+            cache = data[data["run_id"] == run_id]["cache_bytes"].dropna()
+            if not cache.empty:
+                ax.axvline(float(cache.iloc[0]), color="gray", ls=":", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_title(kernel)
+        ax.set_xlabel("working set (bytes)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(kernels):]:
+        ax.set_visible(False)
+    axes[0][0].set_ylabel("GB/s (1e9 B/s)")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.suptitle("Memory bandwidth vs working set (dashed: datasheet peak; dotted: last-level cache size)")
+    return _png(fig)
+
+
+def transfer_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    data = rows[(rows["metric"] == "gbps") & (rows["status"] == "ok")]
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, series in data.groupby(["run_id", "direction", "host_memory"]):
+        series = series.sort_values("bytes")
+        prefix = f"{runs[key[0]].label or runs[key[0]].device_name} " if multi_run else ""
+        ax.plot(series["bytes"], series["value"], marker="o", label=f"{prefix}{key[1]} {key[2]}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("buffer size (bytes)")
+    ax.set_ylabel("GB/s")
+    ax.set_title("Host-device transfers")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+PlotFn = Callable[[pd.DataFrame, bool, dict[str, RunInfo]], Optional[str]]
+PLOTS: dict[str, list[PlotFn]] = {
     "gemm": [gemm_tflops_vs_size],
+    "membw": [membw_gbps_vs_size],
+    "transfer": [transfer_gbps_vs_size],
 }
 
 
-def plots_for(benchmark: str, rows: pd.DataFrame, multi_run: bool) -> list[str]:
+def plots_for(benchmark: str, rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> list[str]:
     out = []
     for plot in PLOTS.get(benchmark, []):
-        png = plot(rows, multi_run)
+        png = plot(rows, multi_run, runs)
         if png:
             out.append(png)
     return out

@@ -1,0 +1,71 @@
+"""Host<->device transfers: H2D and D2H from pinned and pageable host memory, and D2D.
+
+Bytes: a host<->device copy moves the buffer once over the link, so bytes = buffer size (the
+nvbandwidth convention); a device-to-device copy reads and writes device memory, so it is
+counted the BabelStream way, 2 x buffer size, like membw's copy. Each copy's destination is
+checked to equal its random source, bit for bit, before timing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from accelbench.backends.base import Backend
+from accelbench.benchmark import Benchmark, Case, Work, Workload
+from accelbench.errors import CaseSkipped
+from accelbench.microbench.membw import human_bytes, pow2_range
+from accelbench.records import Accuracy
+
+
+@dataclass(frozen=True)
+class Direction:
+    src_on_device: bool
+    dst_on_device: bool
+    link_copies: int  # bytes counted per buffer byte
+
+
+DIRECTIONS = {"h2d": Direction(False, True, 1), "d2h": Direction(True, False, 1), "d2d": Direction(True, True, 2)}
+SIZES = {"quick": pow2_range(20, 26, 6), "standard": pow2_range(20, 30, 2), "full": pow2_range(16, 32, 1)}
+
+
+class Transfer(Benchmark):
+    name = "transfer"
+    description = "Host<->device copies (pinned, pageable) and device-to-device: GB/s"
+
+    def cases(self, suite: str) -> list[Case]:
+        out = []
+        for direction in DIRECTIONS:
+            for host_memory in (("pinned", "pageable") if direction != "d2d" else ("device",)):
+                for size in SIZES[suite]:
+                    out.append(Case(f"{direction}/{host_memory}/{human_bytes(size)}",
+                                    {"direction": direction, "host_memory": host_memory, "bytes": size}))
+        return out
+
+    def prepare(self, case: Case, backend: Backend) -> Workload:
+        p = case.params
+        if backend.device.type == "cpu":
+            raise CaseSkipped("the cpu backend has no separate device memory: nothing to transfer")
+        d = DIRECTIONS[p["direction"]]
+        pinned = p["host_memory"] == "pinned"
+        gen = torch.Generator(device="cpu").manual_seed(p["bytes"] % 2**31)
+        source = torch.randint(0, 256, (p["bytes"],), dtype=torch.uint8, generator=gen)
+        src = source.to(backend.device) if d.src_on_device else (source.pin_memory() if pinned else source)
+        dst_device = backend.device if d.dst_on_device else torch.device("cpu")
+        dst = torch.empty(p["bytes"], dtype=torch.uint8, device=dst_device, pin_memory=pinned and not d.dst_on_device)
+        # Pinned copies are asynchronous DMA; pageable ones the runtime stages through a
+        # pinned bounce buffer. non_blocking mirrors what a user would write for each.
+        non_blocking = pinned
+
+        def run():
+            return dst.copy_(src, non_blocking=non_blocking)
+
+        def check(result):
+            equal = torch.equal(result.cpu(), source)
+            mismatches = 0 if equal else int((result.cpu() != source).sum())
+            return Accuracy(equal, 0.0 if equal else mismatches / source.numel(), 0.0 if equal else 255.0,
+                            None, 0.0, "bitwise equality with the random source buffer")
+
+        return Workload(run=run, check=check, work=Work(bytes=d.link_copies * p["bytes"]),
+                        working_set_bytes=2 * p["bytes"], graph_safe=False,
+                        facts={"pinned": pinned} if p["direction"] != "d2d" else {})
