@@ -95,10 +95,10 @@ class Gemm(Benchmark):
         if spec.feature and not backend.supports(spec.feature):
             raise CaseSkipped(f"{p['dtype']} matmul is not supported by the {backend.name} backend")
         m, k, n = p["m"], p["k"], p["n"]
-        gen = torch.Generator(device="cpu").manual_seed((m * 1_000_003 + k * 1_009 + n) % 2**31)
-        # Drawn on the host in fp32 then moved: identical inputs on every backend for a seed.
-        a = torch.randn(m, k, generator=gen).to(backend.device, spec.torch_dtype)
-        b = torch.randn(k, n, generator=gen).to(backend.device, spec.torch_dtype)
+        gen = torch.Generator(device=backend.device).manual_seed((m * 1_000_003 + k * 1_009 + n) % 2**31)
+        # Drawn on the device in fp32, then rounded to the case's dtype.
+        a = torch.randn(m, k, generator=gen, device=backend.device).to(spec.torch_dtype)
+        b = torch.randn(k, n, generator=gen, device=backend.device).to(spec.torch_dtype)
         out = torch.empty(m, n, dtype=spec.torch_dtype, device=backend.device)
         precision = "high" if spec.tf32 else "highest"
 
