@@ -44,6 +44,7 @@ class Workload:
     work: Work
     working_set_bytes: int  # bytes the timed call touches: decides whether caches need flushing
     graph_safe: bool = True  # may be captured and replayed as a device graph
+    launches_per_call: int = 1  # kernels one call launches: graphs pay off when each is short
     ceiling: Optional[str] = None  # e.g. "matmul.bf16": the run keeps the best FLOP/s (or B/s) per key
     # None: the harness flushes the cache when the working set fits in it. False: this case
     # measures cache-resident data on purpose (a bandwidth sweep's cache cliff).

@@ -84,7 +84,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--energy-window", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Seconds of repeated work per energy window.")
 @click.option("--graphs", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="Replay captured graphs (auto: for calls under 50 µs, where the backend supports it).")
+              help="Replay captured graphs (auto: where kernels average under 50 µs, if the backend has graphs).")
 @click.option("--min-time", type=click.FloatRange(min=0), default=None,
               help="Minimum seconds of timed work per case (default: by suite).")
 @click.option("--max-time", type=click.FloatRange(min=0), default=None,

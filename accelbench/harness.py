@@ -24,7 +24,7 @@ class RunOptions:
     policy: TimingPolicy
     energy: bool = True
     energy_window_s: float = 1.0
-    graphs: str = "auto"  # auto: replay graphs for calls under `graph_threshold_s`; on; off
+    graphs: str = "auto"  # auto: replay graphs where launches average under `graph_threshold_s`; on; off
     graph_threshold_s: float = 50e-6
 
 
@@ -148,7 +148,8 @@ class Runner:
     def _use_graphs(self, workload: Workload, per_call_s: float) -> bool:
         if not workload.graph_safe or not self.backend.supports("graphs") or self.options.graphs == "off":
             return False
-        return self.options.graphs == "on" or per_call_s < self.options.graph_threshold_s
+        per_launch_s = per_call_s / max(1, workload.launches_per_call)
+        return self.options.graphs == "on" or per_launch_s < self.options.graph_threshold_s
 
     def _cache_decision(self, workload: Workload) -> tuple[bool, str]:
         working_set, cache = workload.working_set_bytes, self.backend.cache_bytes()

@@ -129,3 +129,15 @@ def test_skip_exception_is_reported(cpu_backend, make_runner):
             raise CaseSkipped("needs a GPU")
 
     assert make_runner(cpu_backend).run_case(Skipper(), Case("s", {})).reason == "needs a GPU"
+
+
+def test_graphs_are_chosen_per_launch(cpu_backend, make_runner, monkeypatch):
+    from accelbench.harness import Runner
+    monkeypatch.setattr(type(cpu_backend), "features", lambda self: {"graphs", "fp64"})
+    runner = make_runner(cpu_backend)
+    one = Workload(run=None, check=None, work=Work(), working_set_bytes=0)
+    many = Workload(run=None, check=None, work=Work(), working_set_bytes=0, launches_per_call=100)
+    assert not runner._use_graphs(one, per_call_s=1e-3)
+    assert runner._use_graphs(many, per_call_s=1e-3)  # 10 µs per launch
+    assert not runner._use_graphs(Workload(run=None, check=None, work=Work(), working_set_bytes=0,
+                                           graph_safe=False), per_call_s=1e-6)
