@@ -51,6 +51,7 @@ class Workload:
     flush_cache: Optional[bool] = None
     facts: dict[str, Any] = field(default_factory=dict)  # recorded with the case, e.g. l2_bytes
     extra_metrics: Callable[[SampleStats], list[Metric]] = field(default=lambda stats: [])
+    baseline_case: Optional[str] = None  # case id in the same run this one's speed-up is relative to
 
 
 class Benchmark(ABC):

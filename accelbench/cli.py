@@ -143,7 +143,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
     sys.exit(1 if failed else 0)
 
 
-GROUP_KEYS = ("impl", "kernel", "mode", "direction", "host_memory", "dtype")
+GROUP_KEYS = ("mode", "kernel", "impl", "stage", "direction", "host_memory", "dtype")
 
 
 def _print_summary(records) -> None:

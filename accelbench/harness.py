@@ -13,7 +13,7 @@ from accelbench.benchmark import Benchmark, Case, Workload
 from accelbench.energy import energy_window
 from accelbench.errors import CaseSkipped
 from accelbench.metrics import energy_metrics, performance_metrics
-from accelbench.records import THROTTLE_REASONS, CaseRecord, TimingMethod
+from accelbench.records import THROTTLE_REASONS, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
 from accelbench.timing import TimingPolicy, sample, warm_up
@@ -58,6 +58,7 @@ class Runner:
         self.progress = progress or SilentProgress()
         self.telemetry = backend.telemetry()
         self.spec = backend.spec()
+        self._medians: dict[str, float] = {}  # case id -> median seconds, for speed-ups
 
     def run(self, plan: list[tuple[Benchmark, Case]]) -> RunSummary:
         summary = RunSummary()
@@ -131,6 +132,12 @@ class Runner:
                                      warmup_iters=warm_iters, warmup_s=warm_s)
         record.metrics = performance_metrics(workload.work, record.stats, self.spec)
         record.metrics += workload.extra_metrics(record.stats)
+        self._medians[record.case_id] = record.stats.median
+        if workload.baseline_case:
+            base = self._medians.get(workload.baseline_case)
+            record.metrics.append(Metric("speedup", base / record.stats.median if base else None, "x",
+                                         f"vs {workload.baseline_case}" if base else
+                                         f"baseline {workload.baseline_case} not measured in this run"))
         record.peak_memory_bytes = backend.memory_stats().peak_allocated_bytes
         if opts.energy:
             record.energy = energy_window(backend, call, self.telemetry, opts.energy_window_s,

@@ -100,11 +100,41 @@ def transfer_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, R
     return _png(fig)
 
 
+def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    """One point per mode (and implementation): TFLOP/s against relative error vs fp64, for
+    GEMM-only cases on normal inputs at the largest shape measured."""
+    ok = rows[(rows["status"] == "ok") & (rows["stage"] == "gemm") & (rows["dist"] == "normal")]
+    if ok.empty:
+        return None
+    flops = ok["m"] * ok["k"] * ok["n"]
+    ok = ok[flops == flops.max()]
+    wide = ok.pivot_table(index=["run_id", "mode", "impl"], columns="metric", values="value", aggfunc="first")
+    if "tflops" not in wide or "quant_rel_error" not in wide:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (run_id, mode, impl), row in wide.iterrows():
+        label = mode if impl in ("auto", "torch") else f"{mode} ({impl})"
+        if multi_run:
+            label = f"{runs[run_id].label or runs[run_id].device_name}: {label}"
+        err = row.get("quant_rel_error")
+        x = err if err and err > 0 else 1e-4  # bf16 has no quantization error to speak of
+        ax.scatter([x], [row["tflops"]])
+        ax.annotate(label, (x, row["tflops"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    m, k, n = (int(ok[c].iloc[0]) for c in ("m", "k", "n"))
+    ax.set_xscale("log")
+    ax.set_xlabel("relative Frobenius error vs fp64 of unquantized inputs")
+    ax.set_ylabel("TFLOP/s (GEMM only)")
+    ax.set_title(f"FP8 scaling modes: speed vs error, M={m} K={k} N={n}")
+    ax.grid(True, alpha=0.3)
+    return _png(fig)
+
+
 PlotFn = Callable[[pd.DataFrame, bool, dict[str, RunInfo]], Optional[str]]
 PLOTS: dict[str, list[PlotFn]] = {
     "gemm": [gemm_tflops_vs_size],
     "membw": [membw_gbps_vs_size],
     "transfer": [transfer_gbps_vs_size],
+    "fp8": [fp8_speed_vs_error],
 }
 
 

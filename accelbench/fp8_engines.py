@@ -1,0 +1,146 @@
+"""Who executes an FP8 GEMM on a backend: one engine class per backend family, plus emulation.
+
+An engine quantizes activations per call and runs the scaled GEMM with pre-quantized weights.
+Weights are held as W = B^T (N x K, row-major), the layout cuBLAS and Gaudi take for the second
+operand. `ENGINES` maps a backend name to its engine; a backend without one is emulated.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from accelbench.backends.base import Backend
+from accelbench.quant import (OperandScheme, Quantized, ScalingMode, block_amax, quantize,
+                              quantize_with_scale, scale_from_amax)
+
+
+class EmulatedEngine:
+    """Quantize with the reference implementation, dequantize, GEMM in fp32: exact FP8 numerics
+    of a mode on any backend; its timings are labelled emulated."""
+
+    execution = "emulated (reference quantizer, dequantize, fp32 GEMM)"
+    native = False
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def unsupported(self, mode: ScalingMode, impl: str) -> Optional[str]:
+        return None if impl in ("auto", "emulated") else f"impl {impl} needs a GPU backend"
+
+    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
+        if scale is not None:  # delayed / static: the scale comes from the policy, not this tensor
+            return quantize_with_scale(a, scale, mode.a.block, mode.a.fmt)
+        return quantize(a, mode.a)
+
+    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
+        return "reference torch ops (accelbench.quant)"
+
+    def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
+        return out.copy_(qa.dequantize() @ w.dequantize().t())
+
+
+class CudaEngine(EmulatedEngine):
+    """torch._scaled_mm (cuBLAS) for tensor-, row- and 1x128/128x128 block-wise scaling, the
+    Triton block-scaled kernel for impl=triton, Triton fused quantizers for dynamic scaling."""
+
+    native = True
+
+    def __init__(self, backend: Backend, impl: str):
+        super().__init__(backend)
+        self.impl = impl
+        self.execution = "Triton block-scaled GEMM" if impl == "triton" else "torch._scaled_mm (cuBLAS)"
+
+    def unsupported(self, mode: ScalingMode, impl: str) -> Optional[str]:
+        if not self.backend.supports("fp8"):
+            return "this GPU has no FP8 tensor cores (needs compute capability 8.9 or newer)"
+        grain = mode.granularity
+        if impl == "triton":
+            return None if grain == "block" else "the Triton kernel does 1x128 x 128x128 block scaling only"
+        if grain == "mx":
+            return "MX (E8M0, 1x32) block scaling has no Hopper tensor-core path (Blackwell has one)"
+        if mode.a.fmt.dtype == torch.float8_e5m2 and mode.b.fmt.dtype == torch.float8_e5m2:
+            return "cuBLAS has no E5M2 x E5M2 GEMM"
+        if grain == "block" and mode.fast_accum:
+            return "cuBLAS block-wise scaling has no fast-accumulation variant"
+        return None
+
+    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
+        from accelbench.kernels import fp8 as k
+        s = mode.a
+        if self.activation_quantizer(mode, scale) != "Triton fused amax+scale+cast":
+            if scale is not None and mode.policy == "delayed":
+                block_amax(a, s.block)  # delayed scaling still records this step's amax
+            return super().quantize_activations(a, mode, scale)
+        pow2 = s.rounding == "pow2"
+        if s.block == (0, 0):
+            q, sc = k.quantize_tensor(a, s.fmt.dtype, s.fmt.max_value, pow2)
+            return Quantized(q, sc.reshape(1, 1), s.block)
+        group = a.shape[1] if s.block == (1, 0) else 128
+        q, sc = k.quantize_groups(a, group, s.fmt.dtype, s.fmt.max_value, pow2)
+        return Quantized(q, sc, s.block)
+
+    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
+        s = mode.a
+        if scale is None and s.rounding in ("exact", "pow2") and s.block in ((0, 0), (1, 0), (1, 128)):
+            return "Triton fused amax+scale+cast"
+        return super().activation_quantizer(mode, scale)
+
+    def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
+        b = w.q.t()  # K x N, column-major
+        if self.impl == "triton":
+            from accelbench.kernels.fp8 import block_scaled_gemm
+            return block_scaled_gemm(qa.q, b, qa.scale, w.scale.t(), out)
+        grain = mode.granularity
+        if grain == "tensor":
+            sa, sb = qa.scale.reshape(()), w.scale.reshape(())
+        elif grain == "row":
+            sa, sb = qa.scale.reshape(-1, 1), w.scale.reshape(1, -1).contiguous()
+        else:  # 1x128 activations need outer-dim-major scales; 128x128 weights pass transposed
+            sa, sb = qa.scale.t().contiguous().t(), w.scale.t()
+        return out.copy_(torch._scaled_mm(qa.q, b, scale_a=sa, scale_b=sb, out_dtype=out.dtype,
+                                          use_fast_accum=mode.fast_accum))
+
+
+ENGINES = {"cuda": CudaEngine}
+
+
+def engine_for(backend: Backend, mode: ScalingMode, impl: str):
+    """The engine that runs `mode` on `backend`, and why it is emulated where it is.
+    Returns (engine, reason_or_None); raises ValueError(reason) when `impl` cannot run here."""
+    if impl == "emulated" or backend.name not in ENGINES:
+        engine = EmulatedEngine(backend)
+        reason = engine.unsupported(mode, impl)
+        if reason:
+            raise ValueError(reason)
+        return engine, None if impl == "emulated" else f"no native FP8 engine for the {backend.name} backend"
+    engine = ENGINES[backend.name](backend, impl)
+    reason = engine.unsupported(mode, impl)
+    if reason is None:
+        return engine, None
+    if impl == "auto":
+        return EmulatedEngine(backend), reason
+    raise ValueError(reason)
+
+
+def weight_scheme(mode: ScalingMode) -> OperandScheme:
+    """B's scheme restated for W = B^T: its block transposes."""
+    bk, bn = mode.b.block
+    return OperandScheme(mode.b.fmt, (bn, bk), mode.b.rounding)
+
+
+def policy_scale(mode: ScalingMode, a: torch.Tensor, previous: list[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The activation scale a delayed or static policy would use for `a`, given tensors of
+    previous steps (delayed: their amax history; static: calibration on the first). None for
+    current scaling, whose scale comes from `a` itself at quantization time."""
+    if mode.policy == "current":
+        return None
+    from accelbench.quant import DelayedScaling, StaticScaling
+    if mode.policy == "static":
+        policy = StaticScaling()
+        policy.calibrate(block_amax(previous[0], mode.a.block))
+    else:
+        policy = DelayedScaling()
+        for p in previous:
+            policy.amax(block_amax(p, mode.a.block))
+    return scale_from_amax(policy.amax(block_amax(a, mode.a.block)), mode.a.fmt, mode.a.rounding)

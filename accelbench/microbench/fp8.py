@@ -1,0 +1,134 @@
+"""FP8 GEMM: speed and numerical error of each scaling mode, side by side.
+
+Per case: (a) GEMM-only time with both operands already quantized, or (b) quantize+GEMM time
+(amax, scale, cast of the activations every call; weights pre-quantized once, as in inference;
+the dequantizing epilogue is part of the GEMM). The output is first checked against the fp64
+product of the *quantized* operands (is the kernel right?), then its error against the fp64
+product of the *unquantized* inputs is reported (how good is the mode?): relative Frobenius
+error, SQNR (dB), max abs error. FLOPs = 2*M*N*K; MFU against the FP8 dense peak.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from accelbench.accuracy import compare
+from accelbench.backends.base import Backend
+from accelbench.benchmark import Benchmark, Case, Work, Workload
+from accelbench.distributions import DISTRIBUTIONS, draw
+from accelbench.errors import CaseSkipped
+from accelbench.fp8_engines import EmulatedEngine, engine_for, policy_scale, weight_scheme
+from accelbench.models import PUBLISHED_70B_SHAPES
+from accelbench.quant import MODES, quantize
+from accelbench.records import Accuracy, Metric
+
+STAGES = ("gemm", "quant+gemm")
+# The output is bf16: its rounding (2^-9) dominates; fast accumulation adds its own error.
+KERNEL_TOLERANCE = {False: 1e-2, True: 2e-2}
+
+
+@dataclass(frozen=True)
+class Fp8Suite:
+    shapes: tuple[tuple[int, int, int], ...]  # (M, K, N), normal inputs, both stages
+    accuracy_shape: tuple[int, int, int]  # heavy-tailed and outlier inputs, GEMM-only
+
+
+SUITES = {
+    "quick": Fp8Suite(((256, 256, 256),), (256, 256, 256)),
+    "standard": Fp8Suite(((4096, 4096, 4096), (8192, 8192, 8192), *PUBLISHED_70B_SHAPES), (4096, 4096, 4096)),
+    "full": Fp8Suite(tuple((n, n, n) for n in (1024, 2048, 4096, 8192, 16384)) + tuple(PUBLISHED_70B_SHAPES),
+                     (8192, 8192, 8192)),
+}
+
+
+def shape_name(m: int, k: int, n: int) -> str:
+    return f"m{m}k{k}n{n}"
+
+
+def _case(mode: str, impl: str, stage: str, dist: str, shape: tuple[int, int, int]) -> Case:
+    m, k, n = shape
+    return Case(f"{mode}/{impl}/{stage}/{dist}/{shape_name(m, k, n)}",
+                {"mode": mode, "impl": impl, "stage": stage, "dist": dist, "m": m, "k": k, "n": n})
+
+
+class Fp8Gemm(Benchmark):
+    name = "fp8"
+    description = "FP8 GEMM scaling modes: GEMM-only and quantize+GEMM time, error vs fp64, speed-up over bf16"
+
+    def cases(self, suite: str) -> list[Case]:
+        s = SUITES[suite]
+        shapes = list(dict.fromkeys(s.shapes + (s.accuracy_shape,)))
+        out = [_case("bf16", "torch", "gemm", "normal", sh) for sh in shapes]
+        for mode in MODES:
+            for impl in ("auto", "triton") if MODES[mode].granularity == "block" else ("auto",):
+                out += [_case(mode, impl, st, "normal", sh) for st in STAGES for sh in s.shapes]
+                out += [_case(mode, impl, "gemm", d, s.accuracy_shape) for d in DISTRIBUTIONS if d != "normal"]
+        return out
+
+    def prepare(self, case: Case, backend: Backend) -> Workload:
+        p = case.params
+        m, k, n = p["m"], p["k"], p["n"]
+        gen = torch.Generator(device=backend.device).manual_seed((m * 7919 + k * 104729 + n) % 2**31)
+        a = draw(p["dist"], (m, k), gen, backend.device).to(torch.bfloat16)
+        b = torch.randn(k, n, generator=gen, device=backend.device).to(torch.bfloat16)
+        out = torch.empty(m, n, dtype=torch.bfloat16, device=backend.device)
+        ref_dev = backend.reference_device
+        exact = a.to(ref_dev, torch.float64) @ b.to(ref_dev, torch.float64)
+        baseline = f"bf16/torch/gemm/normal/{shape_name(m, k, n)}"
+        if p["mode"] == "bf16":
+            return Workload(run=lambda: torch.matmul(a, b, out=out),
+                            check=lambda res: compare(res, exact, 1e-2, f"fp64 matmul on {ref_dev.type}"),
+                            work=Work(flops=2.0 * m * n * k, flops_dtype="bf16"),
+                            working_set_bytes=2 * (m * k + k * n + m * n), ceiling="matmul.bf16")
+
+        mode = MODES[p["mode"]]
+        try:
+            engine, emulated_because = engine_for(backend, mode, p["impl"])
+        except ValueError as exc:
+            raise CaseSkipped(str(exc)) from None
+        previous = [draw(p["dist"], (m, k), gen, backend.device).to(torch.bfloat16) for _ in range(4)] \
+            if mode.policy != "current" else []
+        scale = policy_scale(mode, a, previous)
+        del previous
+        w = quantize(b.t().contiguous(), weight_scheme(mode))  # weights: once, ahead of time
+        reference = EmulatedEngine(backend).quantize_activations(a, mode, scale)
+        quantized_exact = reference.dequantize(torch.float64).to(ref_dev) @ w.dequantize(torch.float64).to(ref_dev).t()
+
+        if p["stage"] == "gemm":
+            qa = engine.quantize_activations(a, mode, scale)
+            run = lambda: engine.gemm(qa, w, mode, out)  # noqa: E731
+        else:
+            run = lambda: engine.gemm(engine.quantize_activations(a, mode, scale), w, mode, out)  # noqa: E731
+
+        mode_error: dict[str, Optional[float]] = {}
+
+        def check(result: torch.Tensor) -> Accuracy:
+            kernel = compare(result, quantized_exact, KERNEL_TOLERANCE[mode.fast_accum],
+                             f"fp64 product of the reference-quantized operands on {ref_dev.type}")
+            vs_exact = compare(result, exact, float("inf"), "fp64 product of the unquantized inputs")
+            mode_error.update(rel=vs_exact.rel_fro_error, sqnr=vs_exact.sqnr_db, max_abs=vs_exact.max_abs_error)
+            return kernel
+
+        def accuracy_metrics(stats) -> list[Metric]:
+            return [Metric("quant_rel_error", mode_error.get("rel"), "ratio", "vs fp64 of unquantized inputs"),
+                    Metric("sqnr", mode_error.get("sqnr"), "dB"),
+                    Metric("max_abs_error", mode_error.get("max_abs"), "abs")]
+
+        facts = {"execution": engine.execution, "activation_quantizer": engine.activation_quantizer(mode, scale),
+                 "saturated_pct": 100.0 * reference.saturated,
+                 "scale_policy": mode.policy, "granularity": mode.granularity}
+        if emulated_because:
+            facts["emulated_because"] = emulated_because
+        if reference.saturated > 0:
+            facts["saturation"] = (f"{100 * reference.saturated:.3g}% of activations clamped to "
+                                   f"±{mode.a.fmt.max_value:g} ({mode.policy} scaling)")
+        weight_bytes = k * n  # one byte per FP8 element
+        return Workload(
+            run=run, check=check,
+            work=Work(flops=2.0 * m * n * k, flops_dtype="fp8" if engine.native else "fp8-emulated"),
+            working_set_bytes=m * k * (1 + (2 if p["stage"] != "gemm" else 0)) + weight_bytes + 2 * m * n,
+            ceiling="matmul.fp8" if engine.native and p["stage"] == "gemm" else None,
+            baseline_case=baseline, extra_metrics=accuracy_metrics, facts=facts,
+            launches_per_call=1 if p["stage"] == "gemm" else 3)
