@@ -43,6 +43,24 @@ SUITES = {
 }
 
 
+class ErrorVsExact:
+    """The error of a case's actual output against the fp64 product of the unquantized inputs:
+    what a mode (or bf16) costs in accuracy, as opposed to the pass/fail kernel check."""
+
+    def __init__(self, exact: torch.Tensor):
+        self.exact = exact
+        self.found: Optional[Accuracy] = None
+
+    def measure(self, result: torch.Tensor) -> None:
+        self.found = compare(result, self.exact, float("inf"), "fp64 product of the unquantized inputs")
+
+    def metrics(self, stats=None) -> list[Metric]:
+        f = self.found
+        return [Metric("quant_rel_error", f and f.rel_fro_error, "ratio", "vs fp64 of unquantized inputs"),
+                Metric("sqnr", f and f.sqnr_db, "dB"),
+                Metric("max_abs_error", f and f.max_abs_error, "abs")]
+
+
 def shape_name(m: int, k: int, n: int) -> str:
     return f"m{m}k{k}n{n}"
 
@@ -77,11 +95,16 @@ class Fp8Gemm(Benchmark):
         ref_dev = backend.reference_device
         exact = a.to(ref_dev, torch.float64) @ b.to(ref_dev, torch.float64)
         baseline = f"bf16/torch/gemm/normal/{shape_name(m, k, n)}"
+        error = ErrorVsExact(exact)
         if p["mode"] == "bf16":
-            return Workload(run=lambda: torch.matmul(a, b, out=out),
-                            check=lambda res: compare(res, exact, 1e-2, f"fp64 matmul on {ref_dev.type}"),
+            def check_bf16(result: torch.Tensor) -> Accuracy:
+                error.measure(result)
+                return compare(result, exact, 1e-2, f"fp64 matmul on {ref_dev.type}")
+
+            return Workload(run=lambda: torch.matmul(a, b, out=out), check=check_bf16,
                             work=Work(flops=2.0 * m * n * k, flops_dtype="bf16"),
-                            working_set_bytes=2 * (m * k + k * n + m * n), ceiling="matmul.bf16")
+                            working_set_bytes=2 * (m * k + k * n + m * n), ceiling="matmul.bf16",
+                            extra_metrics=error.metrics)
 
         mode = MODES[p["mode"]]
         try:
@@ -102,19 +125,10 @@ class Fp8Gemm(Benchmark):
         else:
             run = lambda: engine.gemm(engine.quantize_activations(a, mode, scale), w, mode, out)  # noqa: E731
 
-        mode_error: dict[str, Optional[float]] = {}
-
         def check(result: torch.Tensor) -> Accuracy:
-            kernel = compare(result, quantized_exact, KERNEL_TOLERANCE[mode.fast_accum],
-                             f"fp64 product of the reference-quantized operands on {ref_dev.type}")
-            vs_exact = compare(result, exact, float("inf"), "fp64 product of the unquantized inputs")
-            mode_error.update(rel=vs_exact.rel_fro_error, sqnr=vs_exact.sqnr_db, max_abs=vs_exact.max_abs_error)
-            return kernel
-
-        def accuracy_metrics(stats) -> list[Metric]:
-            return [Metric("quant_rel_error", mode_error.get("rel"), "ratio", "vs fp64 of unquantized inputs"),
-                    Metric("sqnr", mode_error.get("sqnr"), "dB"),
-                    Metric("max_abs_error", mode_error.get("max_abs"), "abs")]
+            error.measure(result)
+            return compare(result, quantized_exact, KERNEL_TOLERANCE[mode.fast_accum],
+                           f"fp64 product of the reference-quantized operands on {ref_dev.type}")
 
         facts = {"execution": engine.execution, "activation_quantizer": engine.activation_quantizer(mode, scale),
                  "saturated_pct": 100.0 * reference.saturated,
@@ -130,5 +144,5 @@ class Fp8Gemm(Benchmark):
             work=Work(flops=2.0 * m * n * k, flops_dtype="fp8" if engine.native else "fp8-emulated"),
             working_set_bytes=m * k * (1 + (2 if p["stage"] != "gemm" else 0)) + weight_bytes + 2 * m * n,
             ceiling="matmul.fp8" if engine.native and p["stage"] == "gemm" else None,
-            baseline_case=baseline, extra_metrics=accuracy_metrics, facts=facts,
+            baseline_case=baseline, extra_metrics=error.metrics, facts=facts,
             launches_per_call=1 if p["stage"] == "gemm" else 3)

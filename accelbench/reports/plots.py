@@ -117,9 +117,10 @@ def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
         if multi_run:
             label = f"{runs[run_id].label or runs[run_id].device_name}: {label}"
         err = row.get("quant_rel_error")
-        x = err if err and err > 0 else 1e-4  # bf16 has no quantization error to speak of
-        ax.scatter([x], [row["tflops"]])
-        ax.annotate(label, (x, row["tflops"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if not err or not err > 0:
+            continue
+        ax.scatter([err], [row["tflops"]])
+        ax.annotate(label, (err, row["tflops"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     m, k, n = (int(ok[c].iloc[0]) for c in ("m", "k", "n"))
     ax.set_xscale("log")
     ax.set_xlabel("relative Frobenius error vs fp64 of unquantized inputs")
