@@ -35,6 +35,9 @@ class Work:
     bytes: float = 0.0
     tokens: float = 0.0
     flops_dtype: Optional[str] = None  # which datasheet peak the FLOPs are compared against
+    # Bytes through device memory are compared with its datasheet bandwidth; bytes over the
+    # host link (PCIe, NVLink-C2C) are not, since the spec table holds no link peak.
+    bytes_through_device_memory: bool = True
 
 
 @dataclass

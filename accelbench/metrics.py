@@ -28,9 +28,10 @@ def performance_metrics(work: Work, stats: SampleStats, spec: Optional[DeviceSpe
     if work.bytes:
         achieved = work.bytes / t
         out.append(Metric("gbps", achieved / 1e9, "GB/s"))
-        peak = spec.mem_bandwidth_Bps if spec else None
-        out.append(Metric("bw_util", 100.0 * achieved / peak if peak else None, "%",
-                          None if peak else "no bandwidth peak known for this device"))
+        if work.bytes_through_device_memory:
+            peak = spec.mem_bandwidth_Bps if spec else None
+            out.append(Metric("bw_util", 100.0 * achieved / peak if peak else None, "%",
+                              None if peak else "no bandwidth peak known for this device"))
     if work.tokens:
         out.append(Metric("tokens_per_s", work.tokens / t, "tokens/s"))
     return out

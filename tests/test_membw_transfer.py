@@ -81,3 +81,16 @@ def test_transfer_cases_cover_directions_and_host_memory():
     params = {(c.params["direction"], c.params["host_memory"]) for c in Transfer().cases("standard")}
     assert params == {("h2d", "pinned"), ("h2d", "pageable"), ("d2h", "pinned"), ("d2h", "pageable"),
                       ("d2d", "device")}
+
+
+def test_link_transfers_are_not_compared_with_memory_bandwidth():
+    from accelbench.benchmark import Work
+    from accelbench.metrics import performance_metrics
+    from accelbench.specs import lookup_spec
+    from accelbench.stats import SampleStats
+    stats = SampleStats.from_samples([1e-3])
+    h200 = lookup_spec("NVIDIA H200")
+    link = {m.name for m in performance_metrics(Work(bytes=1e9, bytes_through_device_memory=False), stats, h200)}
+    hbm = {m.name: m.value for m in performance_metrics(Work(bytes=1e9), stats, h200)}
+    assert "bw_util" not in link and "gbps" in link
+    assert hbm["bw_util"] == pytest.approx(100 * 1e12 / 4.8e12)

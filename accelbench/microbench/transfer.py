@@ -66,6 +66,8 @@ class Transfer(Benchmark):
             return Accuracy(equal, 0.0 if equal else mismatches / source.numel(), 0.0 if equal else 255.0,
                             None, 0.0, "bitwise equality with the random source buffer")
 
-        return Workload(run=run, check=check, work=Work(bytes=d.link_copies * p["bytes"]),
+        over_link = not (d.src_on_device and d.dst_on_device)
+        return Workload(run=run, check=check,
+                        work=Work(bytes=d.link_copies * p["bytes"], bytes_through_device_memory=not over_link),
                         working_set_bytes=2 * p["bytes"], graph_safe=False,
                         facts={"pinned": pinned} if p["direction"] != "d2d" else {})
