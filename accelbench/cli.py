@@ -214,6 +214,36 @@ def env(backend: Optional[str]) -> None:
 
 
 @main.command()
+@click.option("--backend", default="auto", show_default=True, metavar="NAME",
+              help=f"auto, or one of: {', '.join(backend_names())}.")
+@click.option("--device", "device_index", type=click.IntRange(min=0), default=0, show_default=True)
+def doctor(backend: str, device_index: int) -> None:
+    """Self-check a backend before the first run: software, device, a GEMM against the CPU,
+    event timing, graph replay, energy telemetry, collectives, FP8.
+
+    Exit 0 when every check passed, 1 when one failed, 2 when the backend is missing."""
+    from accelbench.doctor import run_doctor
+    classes = backend_classes()
+    if backend == "auto":
+        backend = next((n for n, c in sorted(classes.items(), key=lambda kv: -kv[1].auto_priority)
+                        if c.unavailable_reason() is None), "cpu")
+    if backend not in classes:
+        raise click.UsageError(f"unknown backend '{backend}'; choose from: {', '.join(sorted(classes))}")
+    results = run_doctor(backend, device_index)
+    marks = {True: "ok  ", False: "FAIL", None: "--  "}
+    click.echo(f"bench doctor --backend {backend}")
+    for r in results:
+        click.echo(f"  [{'warn' if r.warning else marks[r.ok]}] {r.name}: {r.detail}")
+    if results[0].ok is False:
+        click.echo(f"backend '{backend}' is unavailable; fix the first line, then run `bench doctor --backend {backend}` again")
+        sys.exit(2)
+    if any(r.ok is False for r in results):
+        click.echo("some checks failed: figures from this backend would be suspect until they pass")
+        sys.exit(1)
+    click.echo(f"all checks passed; next: bench run --backend {backend} --suite quick")
+
+
+@main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="HTML file to write.")

@@ -21,12 +21,19 @@ class EmulatedEngine:
 
     execution = "emulated (reference quantizer, dequantize, fp32 GEMM)"
     native = False
+    # With impl=auto, a mode this engine cannot run natively is emulated (labelled) instead of
+    # skipped, so the device's report still shows that mode's accuracy beside the native ones.
+    emulate_unsupported = True
 
     def __init__(self, backend: Backend):
         self.backend = backend
 
     def unsupported(self, mode: ScalingMode, impl: str) -> Optional[str]:
-        return None if impl in ("auto", "emulated") else f"impl {impl} needs a GPU backend"
+        if impl not in ("auto", "emulated"):
+            return f"impl {impl} needs a GPU backend"
+        if mode.stochastic_rounding:
+            return "stochastic rounding is not emulated (it runs on Gaudi hardware only)"
+        return None
 
     def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
         if scale is not None:  # delayed / static: the scale comes from the policy, not this tensor
@@ -63,6 +70,8 @@ class CudaEngine(EmulatedEngine):
             return "cuBLAS has no E5M2 x E5M2 GEMM"
         if grain == "block" and mode.fast_accum:
             return "cuBLAS block-wise scaling has no fast-accumulation variant"
+        if mode.stochastic_rounding:
+            return "stochastic rounding of the cast is a Gaudi feature"
         return None
 
     def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
@@ -102,7 +111,66 @@ class CudaEngine(EmulatedEngine):
                                           use_fast_accum=mode.fast_accum))
 
 
-ENGINES = {"cuda": CudaEngine}
+class HpuEngine(EmulatedEngine):
+    """Intel Gaudi: torch.ops.hpu.cast_to_fp8_v2 and torch.ops.hpu.fp8_gemm_v2 (MME).
+
+    Conventions (Intel's API): cast_to_fp8_v2(x, scale, stochastic_rounding, is_amax, dtype)
+    multiplies by `scale` before the cast, so it takes the *reciprocal* of our dequantization
+    scale; fp8_gemm_v2(A, trans_A, B, trans_B, D, out_dtype, A_scale_inv, B_scale_inv, bias,
+    accumulate) takes the dequantization scales themselves: per-tensor as shape [1], per-token
+    A as [M, 1], per-channel B as [1, N]. Weights are W = B^T, hence trans_B=True."""
+
+    native = True
+    execution = "torch.ops.hpu.fp8_gemm_v2 (Gaudi MME)"
+    # On Gaudi a mode the device cannot do is skipped with the reason: the first Gaudi reports
+    # must show exactly what the hardware path supports.
+    emulate_unsupported = False
+
+    def __init__(self, backend: Backend, impl: str):
+        super().__init__(backend)
+        self.generation = getattr(backend, "generation", None)
+
+    def unsupported(self, mode: ScalingMode, impl: str) -> Optional[str]:
+        if impl != "auto":
+            return f"impl {impl} does not exist on Gaudi"
+        ops = torch.ops.hpu
+        for op in ("cast_to_fp8_v2", "fp8_gemm_v2"):
+            if not hasattr(ops, op):
+                return f"the installed Gaudi bridge has no torch.ops.hpu.{op}"
+        if mode.granularity not in ("tensor", "row"):
+            return "fp8_gemm_v2 takes per-tensor or per-token/per-channel scales only"
+        if mode.fast_accum:
+            return "fp8_gemm_v2 has no fast-accumulation switch"
+        if self.generation == 2:
+            if torch.float8_e5m2 in (mode.a.fmt.dtype, mode.b.fmt.dtype):
+                return "Gaudi 2 accelerates E5M2 only with scale 1"
+            if max(mode.a.fmt.max_value, mode.b.fmt.max_value) > 240:
+                return ("Gaudi 2 E4M3 saturates at ±240 (IEEE-style E4M3), so this OCP-range mode would clip; "
+                        "its Gaudi 2 counterpart is the gaudi2 mode")
+        return None
+
+    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
+        return "torch.ops.hpu.cast_to_fp8_v2" + (" (stochastic rounding)" if mode.stochastic_rounding else "")
+
+    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
+        s = mode.a
+        if scale is None:
+            scale = scale_from_amax(block_amax(a, s.block), s.fmt, s.rounding)
+        shape = (1,) if s.block == (0, 0) else (-1, 1)
+        scale = scale.reshape(shape)
+        q, _amax = torch.ops.hpu.cast_to_fp8_v2(a, 1.0 / scale, mode.stochastic_rounding, False, s.fmt.dtype)
+        return Quantized(q, scale.reshape(1, 1) if s.block == (0, 0) else scale, s.block)
+
+    def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
+        if mode.granularity == "tensor":
+            sa, sb = qa.scale.reshape(1), w.scale.reshape(1)
+        else:
+            sa, sb = qa.scale.reshape(-1, 1), w.scale.reshape(1, -1)
+        result = torch.ops.hpu.fp8_gemm_v2(qa.q, False, w.q, True, None, out.dtype, sa, sb, None, False)
+        return out.copy_(result)
+
+
+ENGINES = {"cuda": CudaEngine, "hpu": HpuEngine}
 
 
 def engine_for(backend: Backend, mode: ScalingMode, impl: str):
@@ -118,7 +186,7 @@ def engine_for(backend: Backend, mode: ScalingMode, impl: str):
     reason = engine.unsupported(mode, impl)
     if reason is None:
         return engine, None
-    if impl == "auto":
+    if impl == "auto" and engine.emulate_unsupported:
         return EmulatedEngine(backend), reason
     raise ValueError(reason)
 

@@ -198,6 +198,7 @@ class ScalingMode:
     b: OperandScheme
     policy: str = "current"  # for the activations; weights are quantized once, ahead of time
     fast_accum: bool = False
+    stochastic_rounding: bool = False  # of the activation cast (Gaudi's cast_to_fp8_v2 has it)
     description: str = ""
 
     @property
@@ -227,6 +228,9 @@ MODES = {m.name: m for m in (
                 description="E5M2 activations, E4M3 weights, per-tensor"),
     ScalingMode("gaudi2", OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"), OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"),
                 description="Gaudi 2 E4M3 (max 240) with its hardware scale set {16, 1, 1/16, 1/256}"),
+    ScalingMode("gaudi2-sr", OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"), OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"),
+                stochastic_rounding=True,
+                description="as gaudi2, activations cast with stochastic rounding (Gaudi hardware only)"),
 )}
 
 

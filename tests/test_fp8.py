@@ -129,6 +129,9 @@ def test_cpu_runs_every_mode_emulated_with_accuracy_and_speedup(cpu_backend, mak
     for mode in MODES:
         for stage in ("gemm", "quant+gemm"):
             rec = runner.run_case(Fp8Gemm(), _case(mode, "auto", stage, "outliers", shape))
+            if MODES[mode].stochastic_rounding:
+                assert rec.status == "skipped" and "stochastic rounding" in rec.reason
+                continue
             assert rec.status == "ok", (mode, rec.reason)
             assert rec.facts["execution"].startswith("emulated")
             err = rec.metric("quant_rel_error").value

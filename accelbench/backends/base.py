@@ -116,6 +116,16 @@ class Backend(ABC):
         """A callable that replays `fn` as a captured graph, or None if unsupported."""
         return None
 
+    def collectives_unavailable(self) -> Optional[str]:
+        """None when the collectives library (`collectives_backend`) can be used, else why not."""
+        import torch.distributed as dist
+        if not dist.is_available():
+            return "torch.distributed is not built into this PyTorch"
+        available = {"nccl": dist.is_nccl_available, "gloo": dist.is_gloo_available}.get(self.collectives_backend)
+        if available is not None and not available():
+            return f"{self.collectives_backend} is not available in this PyTorch build"
+        return None
+
     def release_memory(self) -> None:
         """Return cached device memory between cases, so one case's leftovers cannot make the
         next one run out of memory."""

@@ -1,0 +1,3 @@
+from habana_frameworks import record
+
+record("import hccl")
