@@ -28,6 +28,21 @@ class TimingEvent(ABC):
         """Seconds from this event to `later`; valid once the device has synchronized."""
 
 
+class FrameworkEvent(TimingEvent):
+    """A framework's device event (torch.cuda.Event, torch.hpu.Event): recorded on the device's
+    stream, `elapsed_time` in milliseconds."""
+
+    def __init__(self, event: Any):
+        self.event = event
+
+    def record(self) -> None:
+        self.event.record()
+
+    def seconds_until(self, later: "TimingEvent") -> float:
+        assert isinstance(later, FrameworkEvent)
+        return self.event.elapsed_time(later.event) / 1e3
+
+
 @dataclass(frozen=True)
 class MemoryStats:
     peak_allocated_bytes: Optional[int]

@@ -6,22 +6,10 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from accelbench.backends.base import Backend, MemoryStats, TimingEvent
+from accelbench.backends.base import Backend, FrameworkEvent, MemoryStats, TimingEvent
 from accelbench.specs import DeviceSpec, lookup_spec
 from accelbench.telemetry import Telemetry
 from accelbench.telemetry.nvml import open_nvml
-
-
-class CudaEvent(TimingEvent):
-    def __init__(self) -> None:
-        self.event = torch.cuda.Event(enable_timing=True)
-
-    def record(self) -> None:
-        self.event.record()
-
-    def seconds_until(self, later: "TimingEvent") -> float:
-        assert isinstance(later, CudaEvent)
-        return self.event.elapsed_time(later.event) / 1e3  # elapsed_time is in ms
 
 
 class CudaBackend(Backend):
@@ -63,7 +51,7 @@ class CudaBackend(Backend):
         torch.cuda.synchronize(self.device_index)
 
     def event(self) -> TimingEvent:
-        return CudaEvent()
+        return FrameworkEvent(torch.cuda.Event(enable_timing=True))
 
     def memory_stats(self) -> MemoryStats:
         return MemoryStats(torch.cuda.max_memory_allocated(self.device_index), self._props.total_memory)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from accelbench.backends.base import Backend, MemoryStats, TimingEvent
+from accelbench.backends.base import Backend, FrameworkEvent, MemoryStats, TimingEvent
 from accelbench.errors import BackendUnavailable
 from accelbench.specs import DeviceSpec, lookup_spec
 from accelbench.telemetry import Telemetry
@@ -53,18 +53,6 @@ def bridge():
     ht = importlib.import_module("habana_frameworks.torch")
     htcore = importlib.import_module("habana_frameworks.torch.core")
     return ht, htcore
-
-
-class HpuEvent(TimingEvent):
-    def __init__(self) -> None:
-        self.event = torch.hpu.Event(enable_timing=True)
-
-    def record(self) -> None:
-        self.event.record()
-
-    def seconds_until(self, later: "TimingEvent") -> float:
-        assert isinstance(later, HpuEvent)
-        return self.event.elapsed_time(later.event) / 1e3
 
 
 class HpuBackend(Backend):
@@ -121,7 +109,7 @@ class HpuBackend(Backend):
         torch.hpu.synchronize()
 
     def event(self) -> TimingEvent:
-        return HpuEvent()
+        return FrameworkEvent(torch.hpu.Event(enable_timing=True))
 
     def mark_step(self) -> None:
         if self.lazy:
