@@ -161,3 +161,16 @@ def test_standard_suite_covers_modes_stages_and_distributions():
     assert {p["dist"] for p in params} == {"normal", "heavy", "outliers"}
     assert any(p["mode"] == "block" and p["impl"] == "triton" for p in params)
     assert len({c.case_id for c in cases}) == len(cases)
+
+
+def test_cublas_block_scaling_is_not_used_where_it_was_seen_wrong():
+    import types
+    from accelbench.fp8_engines import CudaEngine
+    gpu = types.SimpleNamespace(supports=lambda f: f == "fp8", name="cuda")
+    engine = CudaEngine(gpu, "auto")
+    block = MODES["block"]
+    assert "multiples of 4" in engine.unsupported(block, "auto", (256, 256, 256))  # K/128 = 2
+    assert engine.unsupported(block, "auto", (4096, 4096, 4096)) is None
+    assert engine.unsupported(block, "auto", (16384, 3584, 8192)) is None  # K/128 = 28
+    assert engine.unsupported(block, "triton", (256, 256, 256)) is None  # the Triton kernel has no such limit
+    assert engine.unsupported(MODES["tensor"], "auto", (256, 256, 256)) is None

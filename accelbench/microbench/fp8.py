@@ -108,7 +108,7 @@ class Fp8Gemm(Benchmark):
 
         mode = MODES[p["mode"]]
         try:
-            engine, emulated_because = engine_for(backend, mode, p["impl"])
+            engine, emulated_because = engine_for(backend, mode, p["impl"], (m, k, n))
         except ValueError as exc:
             raise CaseSkipped(str(exc)) from None
         previous = [draw(p["dist"], (m, k), gen, backend.device).to(torch.bfloat16) for _ in range(4)] \
