@@ -6,7 +6,6 @@ a missing backend or an unreadable results file.
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import socket
 import subprocess
@@ -59,6 +58,10 @@ def _git_commit() -> Optional[str]:
                               timeout=5, cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -120,7 +123,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
     if energy and telemetry.energy_source is not None:
         writer.update(idle_power_w=measure_idle_power(telemetry))
     # SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C: finished cases stay, run marked interrupted.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with CaseProgress(len(plan), console) as progress:
             summary = Runner(dev, writer, options, progress).run(plan)
@@ -139,7 +142,9 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
                             title=f"accelbench: {label or info.run_id}")
         console.print(f"report: {path}")
     failed = summary.count("failed")
-    console.print(f"{summary.count('ok')} ok, {failed} failed, {summary.count('skipped')} skipped -> {writer.directory}")
+    throttled = sum(r.throttled for r in summary.records)
+    console.print(f"{summary.count('ok')} ok, {failed} failed, {summary.count('skipped')} skipped"
+                  f"{f', {throttled} ran throttled (power or thermal cap)' if throttled else ''} -> {writer.directory}")
     sys.exit(1 if failed else 0)
 
 

@@ -102,9 +102,6 @@ class CaseRecord:
         return next((m for m in self.metrics if m.name == name), None)
 
 
-STATUSES = ("ok", "failed", "skipped")
-
-
 @dataclass
 class Ceiling:
     value: float

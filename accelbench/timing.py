@@ -44,13 +44,6 @@ def policy_for(suite: str, **overrides: Any) -> TimingPolicy:
     return replace(SUITE_POLICIES[suite], **given)
 
 
-@dataclass
-class Measurement:
-    samples: list[float]
-    warmup_iters: int
-    warmup_s: float
-
-
 def warm_up(backend: Backend, call: Callable[[], Any], policy: TimingPolicy) -> tuple[int, float]:
     """Returns (iterations, seconds). Seconds are host wall time after a synchronize."""
     iters = 0

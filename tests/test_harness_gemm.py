@@ -132,7 +132,6 @@ def test_skip_exception_is_reported(cpu_backend, make_runner):
 
 
 def test_graphs_are_chosen_per_launch(cpu_backend, make_runner, monkeypatch):
-    from accelbench.harness import Runner
     monkeypatch.setattr(type(cpu_backend), "features", lambda self: {"graphs", "fp64"})
     runner = make_runner(cpu_backend)
     one = Workload(run=None, check=None, work=Work(), working_set_bytes=0)

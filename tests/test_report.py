@@ -1,4 +1,4 @@
-from accelbench.records import CaseRecord, Metric
+from accelbench.records import CaseRecord
 from accelbench.reports.html import render_report, write_report
 from accelbench.store import RunWriter, load_run
 

@@ -8,7 +8,6 @@ from typing import Any
 import jinja2
 
 from accelbench import __version__
-from accelbench.records import to_json_dict
 from accelbench.reports.plots import plots_for
 from accelbench.reports.tables import Table, benchmark_table, fmt, problems_table
 from accelbench.store import LoadedRun, cases_frame
@@ -83,5 +82,3 @@ def write_report(runs: list[LoadedRun], out: Path, title: str = "accelbench repo
     out.write_text(render_report(runs, title), encoding="utf-8")
     return out
 
-
-__all__ = ["render_report", "write_report", "to_json_dict"]

@@ -41,7 +41,6 @@ def param_columns(frame: pd.DataFrame) -> list[str]:
 def benchmark_table(frame: pd.DataFrame, multi_run: bool) -> Table:
     """One row per case, one column per metric ("name [unit]")."""
     params = param_columns(frame)
-    keys = (["label"] if multi_run else []) + ["case_id", "status", "throttled"] + params
     units = frame.dropna(subset=["metric"]).groupby("metric")["unit"].first().to_dict()
     metrics = sorted(units, key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else 99, m))
     rows = []

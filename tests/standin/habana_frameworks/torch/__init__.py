@@ -7,7 +7,7 @@ import types
 import torch
 
 from habana_frameworks import record
-from habana_frameworks.torch import hpu  # noqa: F401  (HPUGraph, Stream, stream)
+from habana_frameworks.torch import hpu  # noqa: F401  (makes habana_frameworks.torch.hpu an attribute)
 
 __version__ = "standin-0.0"
 NAME = os.environ.get("STANDIN_HPU_NAME", "GAUDI2")
