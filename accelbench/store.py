@@ -184,8 +184,10 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
         base = {"run_id": run.info.run_id, "label": run.info.label, "device": run.info.device_name,
                 "backend": run.info.backend}
         for case in run.cases:
-            head = dict(base, benchmark=case.benchmark, case_id=case.case_id, status=case.status,
-                        reason=case.reason, throttled=case.throttled, **case.facts, **case.params)
+            # Facts first, then parameters: where a benchmark records a fact under a parameter's
+            # name, the parameter (what was asked for) is what the table shows.
+            head = {**base, **case.facts, **case.params, "benchmark": case.benchmark, "case_id": case.case_id,
+                    "status": case.status, "reason": case.reason, "throttled": case.throttled}
             metrics = [(m.name, m.value, m.unit) for m in case.metrics]
             metrics += _derived_metrics(run, case)
             if not metrics:

@@ -106,3 +106,10 @@ def test_nan_and_inf_are_stored_as_null(tmp_path):
     rec.status = "failed"
     run = load_run(write_run(tmp_path, [rec]))
     assert run.cases[0].accuracy.rel_fro_error is None
+
+
+def test_a_fact_named_like_a_parameter_does_not_break_the_table(tmp_path):
+    rec = full_record("a")
+    rec.facts = {"dtype": "recorded", "l2_bytes": 1024}
+    frame = cases_frame([load_run(write_run(tmp_path, [rec]))])
+    assert set(frame["dtype"]) == {"bf16"} and set(frame["l2_bytes"]) == {1024}
