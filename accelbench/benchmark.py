@@ -49,9 +49,9 @@ class Workload:
     graph_safe: bool = True  # may be captured and replayed as a device graph
     launches_per_call: int = 1  # kernels one call launches: graphs pay off when each is short
     ceiling: Optional[str] = None  # e.g. "matmul.bf16": the run keeps the best FLOP/s (or B/s) per key
-    # None: the harness flushes the cache when the working set fits in it. False: this case
-    # measures cache-resident data on purpose (a bandwidth sweep's cache cliff).
-    flush_cache: Optional[bool] = None
+    # The harness flushes the cache when the working set fits in it, unless the case measures
+    # cache-resident data on purpose (a bandwidth sweep's cache cliff).
+    measures_cache: bool = False
     facts: dict[str, Any] = field(default_factory=dict)  # recorded with the case, e.g. l2_bytes
     extra_metrics: Callable[[SampleStats], list[Metric]] = field(default=lambda stats: [])
     baseline_case: Optional[str] = None  # case id in the same run this one's speed-up is relative to

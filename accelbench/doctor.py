@@ -97,9 +97,8 @@ def _collectives_check(b: Backend) -> str:
 def _fp8_check(b: Backend) -> str:
     if not b.supports("fp8"):
         return "no FP8 on this device (FP8 cases will be emulated)"
-    from accelbench.fp8_engines import engine_for
+    from accelbench.fp8_engines import engine_for, weight_scheme
     from accelbench.quant import MODES, quantize
-    from accelbench.fp8_engines import weight_scheme
     mode = MODES["gaudi2" if getattr(b, "generation", None) == 2 else "tensor"]
     engine, emulated = engine_for(b, mode, "auto")
     if emulated:

@@ -83,7 +83,7 @@ class CudaEngine(EmulatedEngine):
     def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
         from accelbench.kernels import fp8 as k
         s = mode.a
-        if self.activation_quantizer(mode, scale) != "Triton fused amax+scale+cast":
+        if not self._fused_quantizer(mode, scale):
             if scale is not None and mode.policy == "delayed":
                 block_amax(a, s.block)  # delayed scaling still records this step's amax
             return super().quantize_activations(a, mode, scale)
@@ -95,9 +95,15 @@ class CudaEngine(EmulatedEngine):
         q, sc = k.quantize_groups(a, group, s.fmt.dtype, s.fmt.max_value, pow2)
         return Quantized(q, sc, s.block)
 
-    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
+    @staticmethod
+    def _fused_quantizer(mode: ScalingMode, scale: Optional[torch.Tensor]) -> bool:
+        """The Triton quantizers cover dynamic (current) scaling with exact or power-of-two scales
+        per tensor, per row or per 1x128 block; everything else goes through the reference."""
         s = mode.a
-        if scale is None and s.rounding in ("exact", "pow2") and s.block in ((0, 0), (1, 0), (1, 128)):
+        return scale is None and s.rounding in ("exact", "pow2") and s.block in ((0, 0), (1, 0), (1, 128))
+
+    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
+        if self._fused_quantizer(mode, scale):
             return "Triton fused amax+scale+cast"
         return super().activation_quantizer(mode, scale)
 

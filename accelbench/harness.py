@@ -160,7 +160,7 @@ class Runner:
 
     def _cache_decision(self, workload: Workload) -> tuple[bool, str]:
         working_set, cache = workload.working_set_bytes, self.backend.cache_bytes()
-        if workload.flush_cache is False:
+        if workload.measures_cache:
             return False, "not flushed: this case measures cache-resident data on purpose"
         if cache is None:
             return False, "not flushed: cache size unknown"

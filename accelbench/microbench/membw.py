@@ -146,7 +146,7 @@ class MemoryBandwidth(Benchmark):
         dram = l2 is not None and working_set >= 4 * l2
         return Workload(
             run=run, check=check, work=Work(bytes=repeats * per_call),
-            working_set_bytes=working_set, flush_cache=False, launches_per_call=repeats,
+            working_set_bytes=working_set, measures_cache=True, launches_per_call=repeats,
             ceiling="membw.device" if dram else None,
             facts={"working_set_bytes": working_set, "cache_bytes": l2, "cache_resident": resident,
                    "repeats": repeats})

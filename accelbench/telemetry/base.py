@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from accelbench.records import DeviceState
+
+
+def read_or_none(fn: Callable, *args: Any, default: Any = None) -> Any:
+    """Call a management-library getter; any error (the libraries raise a zoo of
+    "not supported" classes) means the value is unreadable on this device."""
+    try:
+        return fn(*args)
+    except Exception:
+        return default
 
 
 class Telemetry(ABC):

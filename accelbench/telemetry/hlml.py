@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from accelbench.records import DeviceState
 from accelbench.telemetry.base import NullTelemetry, Telemetry
+from accelbench.telemetry.base import read_or_none as _try
 
 # hlml.h: HLML_CLOCKS_THROTTLE_REASON_POWER (bit 0), HLML_CLOCKS_THROTTLE_REASON_THERMAL (bit 1).
 HLML_THROTTLE_REASONS = {0x1: "sw_power_cap", 0x2: "sw_thermal_slowdown"}
@@ -28,13 +29,6 @@ HLML_TEMP_ON_AIP = 0
 
 HL_SMI_FIELDS = ("index", "name", "driver_version", "power.draw", "temperature.aip",
                  "clocks.current.soc", "clocks.max.soc", "power.limit")
-
-
-def _try(fn: Callable, *args):
-    try:
-        return fn(*args)
-    except Exception:
-        return None
 
 
 class HlmlTelemetry(Telemetry):

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from accelbench.records import DeviceState
 from accelbench.telemetry.base import NullTelemetry, Telemetry
+from accelbench.telemetry.base import read_or_none as _try
 
 # nvmlClocksEventReasons bit values (nvml.h); names follow the header's, lower-cased.
 CLOCK_EVENT_REASONS = {
@@ -29,13 +30,6 @@ NVML_FI_DEV_POWER_INSTANT = 186  # nvml.h field id
 
 def decode_reasons(mask: int) -> list[str]:
     return [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
-
-
-def _try(fn, *args, default=None):
-    try:
-        return fn(*args)
-    except Exception:  # NVML raises a zoo of NVMLError_* classes for "not supported"
-        return default
 
 
 class NvmlTelemetry(Telemetry):
