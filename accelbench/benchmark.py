@@ -25,6 +25,9 @@ SUITES = ("quick", "standard", "full")
 class Case:
     case_id: str
     params: dict[str, Any]
+    # The dtypes its matrix products run in: a device that runs one of them in software only
+    # (bf16 on an AVX2 CPU) labels the case emulated, and the quick suite leaves it out.
+    matmul_dtypes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,11 @@ class Work:
     bytes: float = 0.0
     tokens: float = 0.0
     flops_dtype: Optional[str] = None  # which datasheet peak the FLOPs are compared against
-    # Bytes through device memory are compared with its datasheet bandwidth; bytes over the
-    # host link (PCIe, NVLink-C2C) are not, since the spec table holds no link peak.
-    bytes_through_device_memory: bool = True
+    # Where the counted bytes move. Only "device" (device memory, working set >= 4x the
+    # last-level cache) is compared with the datasheet bandwidth. "cache" is cache bandwidth
+    # (the working set fits in, or is near, the last-level cache); "link" crosses the host link
+    # (PCIe, NVLink-C2C), for which the spec table holds no peak.
+    memory: str = "device"
 
 
 @dataclass
@@ -47,7 +52,9 @@ class Workload:
     work: Work
     working_set_bytes: int  # bytes the timed call touches: decides whether caches need flushing
     graph_safe: bool = True  # may be captured and replayed as a device graph
-    launches_per_call: int = 1  # kernels one call launches: graphs pay off when each is short
+    # Kernels one call launches, where many: the case then reports the share of its time that is
+    # launch overhead (design.md §2: a figure that includes launch overhead says so).
+    launches_per_call: Optional[int] = None
     ceiling: Optional[str] = None  # e.g. "matmul.bf16": the run keeps the best FLOP/s (or B/s) per key
     # The harness flushes the cache when the working set fits in it, unless the case measures
     # cache-resident data on purpose (a bandwidth sweep's cache cliff).
@@ -68,6 +75,12 @@ class Benchmark(ABC):
     @abstractmethod
     def prepare(self, case: Case, backend: Backend) -> Workload:
         """Build inputs on the backend's device; raise CaseSkipped where the case cannot run."""
+
+    def device_bytes(self, case: Case, backend: Backend) -> Optional[int]:
+        """Device memory the case will hold at its peak (inputs, outputs, reference, scratch),
+        stated before anything is allocated; None where unknown. The harness skips a case that
+        needs more than the device has free."""
+        return None
 
 
 _PACKAGES = ("accelbench.microbench", "accelbench.e2e")

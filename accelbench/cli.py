@@ -26,20 +26,30 @@ from accelbench.harness import RunOptions, Runner
 from accelbench.progress import CaseProgress, headline
 from accelbench.records import RunInfo
 from accelbench.store import RunWriter, load_runs, new_run_id, utc_now
-from accelbench.timing import policy_for
+from accelbench.timing import SUITE_POLICIES, policy_for, suite_duration_s
 
 console = Console(stderr=True)
 
 
 class Cli(click.Group):
-    """Turns accelbench's own errors into one line on stderr and exit code 2."""
+    """Turns accelbench's own errors and click's usage errors into one line on stderr
+    (`bench: error: ...`) and exit code 2."""
 
-    def invoke(self, ctx: click.Context):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            return super().invoke(ctx)
-        except AccelbenchError as exc:
-            click.echo(f"bench: error: {exc}", err=True)
-            ctx.exit(2)
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except (AccelbenchError, click.UsageError) as exc:
+            message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+            click.echo(f"bench: error: {' '.join(message.split())}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:  # e.g. a file that cannot be opened
+            click.echo(f"bench: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("bench: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,12 +104,23 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Maximum wall seconds of sampling per case (default: by suite).")
 @click.option("--min-samples", type=click.IntRange(min=1), default=None,
               help="Minimum samples per case (default: by suite).")
+@click.option("--call-budget", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Skip a case whose single call takes longer than this (default: quick 0.25, "
+                   "standard 10, full 60; 0: no budget).")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write report.html into the run folder at the end.")
 def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Optional[str], device_index: int,
         out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
-        min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int], report: bool) -> None:
-    """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html)."""
+        min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
+        call_budget: Optional[float], report: bool) -> None:
+    """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
+
+    The quick suite leaves out cases whose matrix products the device runs in software (bf16 on
+    a CPU without avx512_bf16/AMX) and any case one call of which takes over 0.25 s; both are
+    listed as skipped with the reason.
+
+    Exit codes: 0 every case passed (or was skipped), 1 some case failed or the run was
+    interrupted, 2 bad usage, a missing backend or an unreadable results file."""
     benchmarks = select_benchmarks(_split(bench_names))
     plan = [(b, c) for b in benchmarks for c in b.cases(suite)
             if case_filter is None or case_filter in c.case_id]
@@ -113,13 +134,19 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
         started_at=utc_now(), backend=dev.name, device_name=dev.device_name(), device_count=dev.device_count(),
         host=socket.gethostname(), accelbench_version=__version__, commit=_git_commit(),
         argv=["bench"] + sys.argv[1:], suite=suite, label=label, versions=dev.versions(),
-        spec=dataclasses.asdict(spec) if spec else None, fingerprint=telemetry.fingerprint())
+        spec=dataclasses.asdict(spec) if spec else None, fingerprint=telemetry.fingerprint(),
+        emulated_matmul=dev.emulated_matmul_dtypes())
     writer = RunWriter(out_dir / info.run_id, info)
     console.print(f"accelbench {__version__}: {len(plan)} cases on {info.device_name} ({dev.name}); "
                   f"writing {writer.directory}", highlight=False)
     options = RunOptions(policy=policy_for(suite, min_time_s=min_time, max_time_s=max_time,
-                                           min_samples=min_samples),
-                         energy=energy, energy_window_s=energy_window, graphs=graphs)
+                                           min_samples=min_samples, call_budget_s=call_budget),
+                         energy=energy, energy_window_s=energy_window, graphs=graphs, suite=suite,
+                         skip_emulated=suite == "quick")
+    for dtype, why in info.emulated_matmul.items():
+        console.print(f"note: {why}: {dtype} cases are "
+                      f"{'left out of the quick suite' if suite == 'quick' else 'labelled emulated'}",
+                      highlight=False)
     if energy and telemetry.energy_source is not None:
         writer.update(idle_power_w=measure_idle_power(telemetry))
     # SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C: finished cases stay, run marked interrupted.
@@ -149,40 +176,64 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
 
 
 GROUP_KEYS = ("mode", "kernel", "impl", "stage", "direction", "host_memory", "dtype")
+# Facts that split a group: a cache-resident bandwidth is never ranked beside a device-memory one.
+GROUP_FACTS = ("memory_level",)
 
 
 def _print_summary(records) -> None:
-    """Best headline figure per benchmark and group (dtype, kernel, direction...)."""
+    """Best headline figure per benchmark and group (dtype, kernel, direction, memory level...)."""
     table = Table(title="best figure per benchmark and group")
     for col in ("benchmark", "group", "best", "MFU/util", "ok/failed/skipped", "best case"):
         table.add_column(col, overflow="fold")
     groups: dict[tuple[str, str], list] = {}
     for r in records:
-        group = " ".join(str(r.params[k]) for k in GROUP_KEYS if k in r.params)
+        group = " ".join([str(r.params[k]) for k in GROUP_KEYS if k in r.params]
+                         + [str(r.facts[k]) for k in GROUP_FACTS if k in r.facts])
         groups.setdefault((r.benchmark, group), []).append(r)
     for (bench, group), recs in sorted(groups.items()):
         figures = [(m.value, r) for r in recs if r.status == "ok" for m in r.metrics
                    if m.name in ("tflops", "gbps", "tokens_per_s") and m.value is not None]
         best = max(figures, key=lambda f: f[0])[1] if figures else None
-        util = (best.metric("mfu") or best.metric("bw_util")) if best else None
         counts = "/".join(str(sum(r.status == s for r in recs)) for s in ("ok", "failed", "skipped"))
-        table.add_row(bench, group, headline(best) if best else "—",
-                      f"{util.value:.1f} %" if util is not None and util.value is not None else "unknown",
-                      counts, best.case_id if best else "—")
+        why_not = "" if best else "; ".join(sorted({r.reason.split(":")[0] for r in recs if r.reason}))[:80]
+        table.add_row(bench, group, (headline(best) if best else "—") + (" (emulated)" if best and "emulated" in best.facts else ""),
+                      utilization_text(best), counts, best.case_id if best else why_not or "—")
     console.print(table)
+
+
+def utilization_text(best) -> str:
+    if best is None:
+        return "—"
+    util = best.metric("mfu") or best.metric("bw_util")
+    if util is not None and util.value is not None:
+        return f"{util.value:.1f} %"
+    gbps = best.metric("gbps")
+    if gbps is not None and gbps.note:  # cache or link bandwidth: no share of device memory
+        return gbps.note.split(":")[0]
+    return "unknown"
 
 
 @main.command("list")
 @click.option("--suite", type=click.Choice(SUITES), default=None, help="Show the cases of this suite.")
 def list_cmd(suite: Optional[str]) -> None:
     """List benchmarks and how many cases each suite has (or a suite's cases)."""
+    totals = dict.fromkeys(SUITES, 0)
     for name, cls in sorted(benchmark_classes().items()):
         bench = cls()
         counts = ", ".join(f"{s}: {len(bench.cases(s))}" for s in SUITES)
+        for s in SUITES:
+            totals[s] += len(bench.cases(s))
         click.echo(f"{name}: {cls.description}\n  cases — {counts}")
         if suite:
             for case in bench.cases(suite):
                 click.echo(f"    {case.case_id}")
+    click.echo("expected duration of a whole suite (timing only, from its timing policy; slow references, "
+               "skipped cases and a slow device move it):")
+    for s, n in totals.items():
+        low, high = suite_duration_s(s, n)
+        budget = SUITE_POLICIES[s].call_budget_s
+        click.echo(f"  {s}: {n} cases, {low / 60:.1f} to {high / 60:.0f} min; a case one call of which "
+                   f"takes over {budget:g} s is skipped")
 
 
 @main.command()
@@ -203,6 +254,8 @@ def env(backend: Optional[str]) -> None:
         click.echo(f"{name}: available — {dev.device_name()} (x{dev.device_count()})")
         click.echo(f"  timer: {dev.timer_description}; collectives: {dev.collectives_backend}; "
                    f"features: {', '.join(sorted(dev.features())) or 'none'}")
+        for dtype, why in dev.emulated_matmul_dtypes().items():
+            click.echo(f"  emulated: {why}")
         cache = dev.cache_bytes()
         click.echo(f"  last-level cache: {cache / 2**20:.0f} MiB" if cache else "  last-level cache: unknown")
         if spec:

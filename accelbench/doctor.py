@@ -2,6 +2,7 @@
 works and what does not, so the first run on new hardware tells exactly what to fix."""
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import torch
 from accelbench.accuracy import compare
 from accelbench.backends import backend_classes
 from accelbench.backends.base import Backend
+from accelbench.quant import E4M3, E4M3_GAUDI2, OperandScheme, ScalingMode, quantize
 
 
 @dataclass
@@ -44,38 +46,61 @@ def _gemm_check(b: Backend) -> str:
     return f"bf16 256x256 GEMM matches CPU fp64 (relative error {acc.rel_fro_error:.2e})"
 
 
+def _timed_gemms(x: torch.Tensor, y: torch.Tensor, count: int) -> None:
+    """The work the timer check times: results written into a persistent buffer, so a lazy
+    bridge cannot drop them as unreferenced."""
+    for _ in range(count):
+        torch.matmul(x, x, out=y)
+
+
 def _timer_check(b: Backend) -> str:
-    x = torch.randn(1024, 1024, device=b.device, dtype=torch.bfloat16)
-    for _ in range(3):
-        x @ x
+    # bf16 where the device multiplies it natively (an AVX2 CPU takes seconds per product).
+    dtype = torch.float32 if "bf16" in b.emulated_matmul_dtypes() else torch.bfloat16
+    gen = torch.Generator().manual_seed(2)
+    host = torch.randn(1024, 1024, generator=gen).to(dtype)
+    x = host.to(b.device)
+    y = torch.full((1024, 1024), math.nan, dtype=dtype, device=b.device)
+    _timed_gemms(x, y, 3)
+    b.mark_step()
+    b.synchronize()
+    y.fill_(math.nan)
     b.mark_step()
     b.synchronize()
     start, end = b.event(), b.event()
     wall0 = time.perf_counter()
     start.record()
-    for _ in range(20):
-        x @ x
+    _timed_gemms(x, y, 20)
     b.mark_step()
     end.record()
     b.synchronize()
     wall = time.perf_counter() - wall0
     timed = start.seconds_until(end)
+    acc = compare(y.cpu(), host.double() @ host.double(), 2e-2, "fp64 on cpu")
+    if not acc.passed:
+        raise AssertionError("the timed GEMMs did not produce their result (dropped or wrong: relative error "
+                             f"{acc.rel_fro_error}): the events timed something else")
     if not 0 < timed <= wall * 1.05 + 1e-4:
         raise AssertionError(f"device timer says {timed * 1e3:.3f} ms for work that took {wall * 1e3:.3f} ms of wall time")
-    return f"{b.timer_description}: 20 GEMMs in {timed * 1e3:.3f} ms (wall {wall * 1e3:.3f} ms)"
+    return (f"{b.timer_description}: 20 {str(dtype).split('.')[-1]} GEMMs in {timed * 1e3:.3f} ms "
+            f"(wall {wall * 1e3:.3f} ms), result checked")
 
 
 def _graph_check(b: Backend) -> str:
     if not b.supports("graphs"):
-        return "no graph replay on this backend (not needed)"
-    x = torch.randn(64, 64, device=b.device)
+        return "no graph replay on this backend" + (" in eager mode (HPUGraph is lazy-mode only)"
+                                                    if b.name == "hpu" else "")
+    gen = torch.Generator().manual_seed(3)
+    host = torch.randn(64, 64, generator=gen)
+    x = host.to(b.device)
     out = torch.empty_like(x)
-    replay = b.capture_graph(lambda: torch.mul(x, 2.0, out=out))
-    out.zero_()
-    replay()
+    captured = b.capture_graph(lambda: torch.mul(x, 2.0, out=out))
+    out.fill_(math.nan)
     b.mark_step()
     b.synchronize()
-    if not torch.equal(out.cpu(), (x * 2).cpu()):
+    captured.replay()
+    b.mark_step()
+    b.synchronize()
+    if not torch.equal(out.cpu(), host * 2):
         raise AssertionError("a replayed graph did not reproduce its captured work")
     return "capture and replay reproduce the work"
 
@@ -94,27 +119,37 @@ def _collectives_check(b: Backend) -> str:
     return f"{b.collectives_backend} importable"
 
 
+def _doctor_fp8_mode(b: Backend) -> ScalingMode:
+    """Per-token activations and per-channel weights, so a scale applied along the wrong axis
+    shows; in Gaudi 2's E4M3 range (±240) on Gaudi 2."""
+    fmt = E4M3_GAUDI2 if getattr(b, "generation", None) == 2 else E4M3
+    return ScalingMode(f"row-{fmt.name}", OperandScheme(fmt, (1, 0)), OperandScheme(fmt, (0, 1)))
+
+
 def _fp8_check(b: Backend) -> str:
     if not b.supports("fp8"):
         return "no FP8 on this device (FP8 cases will be emulated)"
     from accelbench.fp8_engines import engine_for, weight_scheme
-    from accelbench.quant import MODES, quantize
-    mode = MODES["gaudi2" if getattr(b, "generation", None) == 2 else "tensor"]
+    mode = _doctor_fp8_mode(b)
     engine, emulated = engine_for(b, mode, "auto")
     if emulated:
         raise AssertionError(f"no native FP8 path: {emulated}")
     gen = torch.Generator().manual_seed(1)
-    a = torch.randn(128, 256, generator=gen).to(b.device, torch.bfloat16)
-    w = quantize(torch.randn(128, 256, generator=gen).to(b.device, torch.bfloat16), weight_scheme(mode))
-    out = engine.gemm(engine.quantize_activations(a, mode, None), w, mode,
-                      torch.empty(128, 128, dtype=torch.bfloat16, device=b.device))
+    a = torch.randn(128, 256, generator=gen).to(torch.bfloat16)
+    # Output channels 100x apart in size: per-channel scales far from uniform.
+    w = (torch.randn(96, 256, generator=gen) * torch.logspace(-1, 1, 96).unsqueeze(1)).to(torch.bfloat16)
+    qw = quantize(w.to(b.device), weight_scheme(mode))
+    out = engine.gemm(engine.quantize_activations(a.to(b.device), mode, None), qw, mode,
+                      torch.empty(128, 96, dtype=torch.bfloat16, device=b.device))
     b.mark_step()
     b.synchronize()
-    ref = quantize(a, mode.a).dequantize(torch.float64).cpu() @ w.dequantize(torch.float64).cpu().t()
+    # The reference is quantized, dequantized and multiplied on the CPU, in fp64 (no fp64 on Gaudi).
+    ref = quantize(a, mode.a).dequantize(torch.float64) @ quantize(w, weight_scheme(mode)).dequantize(torch.float64).t()
     acc = compare(out.cpu(), ref, 2e-2, "fp64 on cpu")
     if not acc.passed:
         raise AssertionError(f"{engine.execution} differs from the reference: relative error {acc.rel_fro_error:.3g}")
-    return f"{engine.execution} ({mode.name} mode) matches the reference (relative error {acc.rel_fro_error:.2e})"
+    return (f"{engine.execution} (per-token x per-channel scales, channels 100x apart) matches the reference "
+            f"(relative error {acc.rel_fro_error:.2e})")
 
 
 CHECKS: list[tuple[str, Callable[[Backend], str]]] = [
@@ -131,6 +166,7 @@ CHECKS: list[tuple[str, Callable[[Backend], str]]] = [
 def run_doctor(backend_name: str, device_index: int = 0) -> list[CheckResult]:
     classes = backend_classes()
     cls = classes[backend_name]
+    cls.select_device(device_index)
     reason = cls.unavailable_reason()
     if reason:
         return [CheckResult("software", False, reason)] + [

@@ -1,8 +1,10 @@
 """Energy windows (design.md §4, Energy).
 
-After a case's latency samples, the same work is repeated for at least `window_s` (1 s by
-default: counters update about every 100 ms) between two reads of the device's cumulative
-energy counter. A sampler thread reads power and clock-event reasons every ~100 ms over the
+After a case's latency samples, the same work is repeated, exactly as it was timed (same call,
+graph or not, same cache flushes, each call between device events), for at least `window_s`
+(1 s by default: counters update about every 100 ms) between two reads of the device's
+cumulative energy counter. Where the samples flushed the cache, the energy of the flushes,
+measured once per run on flushes alone, is subtracted. A sampler thread reads power and clock-event reasons every ~100 ms over the
 same window: it provides the cross-check of the counter, the throttle flags, and the whole
 figure on devices with no counter (then marked "sampled"). Energy windows are separate from
 the latency samples, so they never distort them.
@@ -16,7 +18,9 @@ from typing import Any, Callable, Optional
 
 from accelbench.backends.base import Backend
 from accelbench.records import EnergyRecord
+from accelbench.stats import median
 from accelbench.telemetry import Telemetry
+from accelbench.timing import batch_size, timed_batch
 
 
 @dataclass
@@ -35,19 +39,21 @@ class PowerTrace:
 
 
 class PowerSampler:
-    """Background thread reading power (and throttle reasons) every `interval_s`."""
+    """Background thread reading power and/or throttle reasons every `interval_s`."""
 
-    def __init__(self, telemetry: Telemetry, interval_s: float = 0.1, read_reasons: bool = True):
+    def __init__(self, telemetry: Telemetry, interval_s: float = 0.1, read_reasons: bool = True,
+                 power: bool = True):
         self.telemetry = telemetry
         self.interval_s = interval_s
         self.read_reasons = read_reasons
+        self.read_power = power
         self.trace = PowerTrace()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="accelbench-power", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            watts = self.telemetry.power_w()
+            watts = self.telemetry.power_w() if self.read_power else None
             if watts is not None:
                 self.trace.times.append(time.perf_counter())
                 self.trace.watts.append(watts)
@@ -79,23 +85,25 @@ def measure_idle_power(telemetry: Telemetry, seconds: float = 1.0) -> Optional[f
 
 
 def energy_window(backend: Backend, call: Callable[[], Any], telemetry: Telemetry, window_s: float,
-                  per_call_s: float, idle_w: Optional[float]) -> Optional[EnergyRecord]:
+                  per_call_s: float, idle_w: Optional[float], flush: bool = False,
+                  flush_joules: Optional[float] = None) -> Optional[EnergyRecord]:
     """Repeat `call` for at least `window_s` and measure the energy it used; None where the
-    device has no energy source (nothing would be measured)."""
+    device has no energy source (nothing would be measured).
+
+    The calls run exactly as the timed samples ran them (`timing.timed_batch`: device events
+    around each call, the cache flushed before each when `flush`), so the window's per-call time
+    can be set beside the timed median. With `flush`, `flush_joules` (the energy of one flush,
+    measured on flushes alone) is subtracted for each call."""
     source = telemetry.energy_source
     if source is None:
         return None
-    batch = max(1, int(0.1 / max(per_call_s, 1e-7)))  # sync about every 100 ms
-    iterations = 0
+    batch = batch_size(0.1, per_call_s)  # sync about every 100 ms
+    per_call: list[float] = []
     with PowerSampler(telemetry) as sampler:
         backend.synchronize()
         e0, t0 = telemetry.energy_j(), time.perf_counter()
         while time.perf_counter() - t0 < window_s:
-            for _ in range(batch):
-                call()
-                backend.mark_step()
-            iterations += batch
-            backend.synchronize()
+            per_call += timed_batch(backend, call, batch, flush)
         e1, t1 = telemetry.energy_j(), time.perf_counter()
         time.sleep(min(sampler.interval_s, 0.1))  # let the sampler see the window's end
     duration = t1 - t0
@@ -103,11 +111,14 @@ def energy_window(backend: Backend, call: Callable[[], Any], telemetry: Telemetr
     if source == "counter" and e0 is not None and e1 is not None:
         joules = e1 - e0
     elif sampled is not None:
-        joules = sampled * duration
+        source, joules = "sampled", sampled * duration  # what was actually used, not what was hoped for
     else:
         return None
+    iterations = len(per_call)
+    subtracted = flush_joules * iterations if flush and flush_joules is not None else None
     return EnergyRecord(
         source=source, reader=telemetry.reader, window_s=duration, iterations=iterations,
-        joules=joules, avg_power_w=joules / duration, idle_power_w=idle_w,
+        joules=joules - (subtracted or 0.0), avg_power_w=joules / duration, idle_power_w=idle_w,
         sampled_avg_power_w=sampled, power_samples=sum(1 for t in sampler.trace.times if t0 <= t <= t1),
-        throttle_reasons_seen=sorted(sampler.trace.reasons))
+        throttle_reasons_seen=sorted(sampler.trace.reasons), per_call_s=median(per_call),
+        flushed=flush, flush_joules=subtracted)

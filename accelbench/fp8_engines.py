@@ -30,6 +30,8 @@ class EmulatedEngine:
 
     def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
         """Why this engine cannot run `mode` (for an M x K x N `shape`, where given), or None."""
+        if impl == "const":
+            return "constant (compile-time) scales are a Gaudi path (torch.ops.hpu.*.scalar ops)"
         if impl not in ("auto", "emulated"):
             return f"impl {impl} needs a GPU backend"
         if mode.stochastic_rounding:
@@ -43,6 +45,10 @@ class EmulatedEngine:
 
     def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
         return "reference torch ops (accelbench.quant)"
+
+    def notes(self, mode: ScalingMode) -> dict[str, str]:
+        """Facts about how this engine runs `mode`, recorded with the case."""
+        return {}
 
     def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
         return out.copy_(qa.dequantize() @ w.dequantize().t())
@@ -60,6 +66,8 @@ class CudaEngine(EmulatedEngine):
         self.execution = "Triton block-scaled GEMM" if impl == "triton" else "torch._scaled_mm (cuBLAS)"
 
     def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
+        if impl == "const":
+            return "constant (compile-time) scales are a Gaudi path (torch.ops.hpu.*.scalar ops)"
         if not self.backend.supports("fp8"):
             return "this GPU has no FP8 tensor cores (needs compute capability 8.9 or newer)"
         grain = mode.granularity
@@ -71,11 +79,14 @@ class CudaEngine(EmulatedEngine):
             return "cuBLAS has no E5M2 x E5M2 GEMM"
         if grain == "block" and mode.fast_accum:
             return "cuBLAS block-wise scaling has no fast-accumulation variant"
-        if grain == "block" and shape is not None and ((shape[1] // 128) % 4 or shape[0] % 4):
-            # Seen on an H200 (torch 2.11, cuBLAS via CUDA 13.0): M=K=N=256 (K/128 = 2) returned a
-            # result off by a relative error of 100, where every shape with K/128 a multiple of 4
-            # was right. Other users pad the scales to multiples of 4 for this; we do not use it.
-            return "cuBLAS block-wise scaling needs M and K/128 to be multiples of 4 (wrong results seen otherwise)"
+        if grain == "block" and shape is not None and (shape[1] // 128) % 4:
+            # Seen on an H200 (torch 2.11, cuBLAS via CUDA 13.0): K/128 = 2, 3, 5 returned results
+            # off by relative errors of 49, 0.19 and 0.19, where K/128 = 4 and 8 were right
+            # (results/crosschecks/h200-cublas-blockwise-probe.txt). Other users pad the scales to
+            # multiples of 4 for this; we do not.
+            return "cuBLAS block-wise scaling returned wrong results where K/128 is not a multiple of 4"
+        if grain == "block" and shape is not None and shape[0] % 4:
+            return "cuBLAS block-wise scaling refused M not a multiple of 4 (CUBLAS_STATUS_NOT_SUPPORTED, M=258)"
         if mode.stochastic_rounding:
             return "stochastic rounding of the cast is a Gaudi feature"
         return None
@@ -126,11 +137,14 @@ class CudaEngine(EmulatedEngine):
 class HpuEngine(EmulatedEngine):
     """Intel Gaudi: torch.ops.hpu.cast_to_fp8_v2 and torch.ops.hpu.fp8_gemm_v2 (MME).
 
-    Conventions (Intel's API): cast_to_fp8_v2(x, scale, stochastic_rounding, is_amax, dtype)
-    multiplies by `scale` before the cast, so it takes the *reciprocal* of our dequantization
-    scale; fp8_gemm_v2(A, trans_A, B, trans_B, D, out_dtype, A_scale_inv, B_scale_inv, bias,
-    accumulate) takes the dequantization scales themselves: per-tensor as shape [1], per-token
-    A as [M, 1], per-channel B as [1, N]. Weights are W = B^T, hence trans_B=True."""
+    Conventions (Intel's API, as vLLM's Gaudi path and neural-compressor call it):
+    cast_to_fp8_v2(x, scale, stochastic_rounding, is_amax, dtype) multiplies by `scale` before
+    the cast, so it takes the *reciprocal* of our dequantization scale; fp8_gemm_v2(A, trans_A,
+    B, trans_B, D, out_dtype, A_scale_inv, B_scale_inv, bias, accumulate) takes the
+    dequantization scales themselves: per-tensor as [1], per-token A as [M, 1], per-channel
+    weights as [N]. Weights are W = B^T, hence trans_B=True. impl=const passes per-tensor scales
+    as Python floats through the `.scalar` overloads: constants the graph compiler can fold
+    into the hardware's exponent bias, where runtime tensors may not be."""
 
     native = True
     execution = "torch.ops.hpu.fp8_gemm_v2 (Gaudi MME)"
@@ -141,9 +155,12 @@ class HpuEngine(EmulatedEngine):
     def __init__(self, backend: Backend, impl: str):
         super().__init__(backend)
         self.generation = getattr(backend, "generation", None)
+        self.constant_scales = impl == "const"
+        if self.constant_scales:
+            self.execution = "torch.ops.hpu.fp8_gemm_v2.scalar (Gaudi MME, constant scales)"
 
     def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
-        if impl != "auto":
+        if impl not in ("auto", "const"):
             return f"impl {impl} does not exist on Gaudi"
         ops = torch.ops.hpu
         for op in ("cast_to_fp8_v2", "fp8_gemm_v2"):
@@ -151,33 +168,47 @@ class HpuEngine(EmulatedEngine):
                 return f"the installed Gaudi bridge has no torch.ops.hpu.{op}"
         if mode.granularity not in ("tensor", "row"):
             return "fp8_gemm_v2 takes per-tensor or per-token/per-channel scales only"
+        if impl == "const" and mode.granularity != "tensor":
+            return "constant scales are per-tensor only"
         if mode.fast_accum:
             return "fp8_gemm_v2 has no fast-accumulation switch"
-        if self.generation == 2:
-            if torch.float8_e5m2 in (mode.a.fmt.dtype, mode.b.fmt.dtype):
-                return "Gaudi 2 accelerates E5M2 only with scale 1"
-            if max(mode.a.fmt.max_value, mode.b.fmt.max_value) > 240:
-                return ("Gaudi 2 E4M3 saturates at ±240 (IEEE-style E4M3), so this OCP-range mode would clip; "
-                        "its Gaudi 2 counterpart is the gaudi2 mode")
+        if self.generation == 2 and any(f.dtype == torch.float8_e4m3fn and f.max_value > 240
+                                        for f in (mode.a.fmt, mode.b.fmt)):
+            return ("Gaudi 2 E4M3 saturates at ±240 (IEEE-style E4M3), so this OCP-range mode would clip; "
+                    "its Gaudi 2 counterpart is the gaudi2 mode")
         return None
 
+    def notes(self, mode: ScalingMode) -> dict[str, str]:
+        if self.generation == 2 and torch.float8_e5m2 in (mode.a.fmt.dtype, mode.b.fmt.dtype):
+            return {"hardware_scaling": "E5M2 on Gaudi 2: scale not hardware-accelerated (only scale 1 is)"}
+        return {}
+
     def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
-        return "torch.ops.hpu.cast_to_fp8_v2" + (" (stochastic rounding)" if mode.stochastic_rounding else "")
+        op = "torch.ops.hpu.cast_to_fp8_v2" + (".scalar (constant scale)" if self.constant_scales else "")
+        return op + (" (stochastic rounding)" if mode.stochastic_rounding else "")
 
     def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
         s = mode.a
         if scale is None:
             scale = scale_from_amax(block_amax(a, s.block), s.fmt, s.rounding)
-        shape = (1,) if s.block == (0, 0) else (-1, 1)
-        scale = scale.reshape(shape)
+        if self.constant_scales:
+            q, _amax = torch.ops.hpu.cast_to_fp8_v2.scalar(a, 1.0 / float(scale), mode.stochastic_rounding, False,
+                                                         s.fmt.dtype)
+            return Quantized(q, scale.reshape(1, 1), s.block)
+        per_tensor = s.block == (0, 0)
+        scale = scale.reshape((1,) if per_tensor else (-1, 1))
         q, _amax = torch.ops.hpu.cast_to_fp8_v2(a, 1.0 / scale, mode.stochastic_rounding, False, s.fmt.dtype)
-        return Quantized(q, scale.reshape(1, 1) if s.block == (0, 0) else scale, s.block)
+        return Quantized(q, scale.reshape(1, 1) if per_tensor else scale, s.block)
 
     def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
+        if self.constant_scales:
+            result = torch.ops.hpu.fp8_gemm_v2.scalar(qa.q, False, w.q, True, None, out.dtype,
+                                                      float(qa.scale), float(w.scale), None, False)
+            return out.copy_(result)
         if mode.granularity == "tensor":
             sa, sb = qa.scale.reshape(1), w.scale.reshape(1)
-        else:
-            sa, sb = qa.scale.reshape(-1, 1), w.scale.reshape(1, -1)
+        else:  # per-token [M, 1]; per-channel weights (W's rows) as [N]
+            sa, sb = qa.scale.reshape(-1, 1), w.scale.reshape(-1)
         result = torch.ops.hpu.fp8_gemm_v2(qa.q, False, w.q, True, None, out.dtype, sa, sb, None, False)
         return out.copy_(result)
 

@@ -3,20 +3,23 @@ and writes results, for every benchmark on every backend (design.md §1-3)."""
 from __future__ import annotations
 
 import gc
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
+
+import torch
 
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Workload
-from accelbench.energy import energy_window
+from accelbench.energy import PowerSampler, energy_window
 from accelbench.errors import CaseSkipped
 from accelbench.metrics import energy_metrics, performance_metrics
 from accelbench.records import THROTTLE_REASONS, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
-from accelbench.timing import TimingPolicy, sample, warm_up
+from accelbench.timing import TimingPolicy, glance, sample, timed_call, warm_up
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,30 @@ class RunOptions:
     policy: TimingPolicy
     energy: bool = True
     energy_window_s: float = 1.0
-    graphs: str = "auto"  # auto: replay graphs where launches average under `graph_threshold_s`; on; off
-    graph_threshold_s: float = 50e-6
+    graphs: str = "auto"  # auto: replay a graph where it measured faster than eager calls; on; off
+    suite: str = "standard"  # named in skip reasons
+    skip_emulated: bool = False  # leave out cases whose matmuls the device runs in software
+
+
+# Graphs remove launch gaps, which only matter for calls of a few milliseconds or less: above
+# this, auto mode does not try them.
+GRAPH_TRY_BELOW_S = 2e-3
+GRAPH_STEADIER_WITHIN = 0.05
+NEXT_SUITE = {"quick": "standard", "standard": "full", "full": "full"}
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def seconds(t: float) -> str:
+    return f"{t * 1e6:.1f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def poison(output: Any) -> None:
+    """Fill a float output with NaN, so an element a replay forgets to write fails the check."""
+    if isinstance(output, torch.Tensor) and output.is_floating_point():
+        output.fill_(math.nan)
 
 
 class Progress(Protocol):
@@ -59,6 +84,8 @@ class Runner:
         self.telemetry = backend.telemetry()
         self.spec = backend.spec()
         self._medians: dict[str, float] = {}  # case id -> median seconds, for speed-ups
+        self._emulated = backend.emulated_matmul_dtypes()
+        self._flush_joules: Optional[float] = None
 
     def run(self, plan: list[tuple[Benchmark, Case]]) -> RunSummary:
         summary = RunSummary()
@@ -76,9 +103,10 @@ class Runner:
         start = time.perf_counter()
         workload = None
         try:
+            self._admit(bench, case, record)
             workload = bench.prepare(case, self.backend)
             record.ceiling = workload.ceiling
-            record.facts = dict(workload.facts)
+            record.facts.update(workload.facts)
             self._measure(workload, record)
         except CaseSkipped as exc:
             record.status, record.reason = "skipped", str(exc)
@@ -97,40 +125,68 @@ class Runner:
         record.duration_s = time.perf_counter() - start
         return record
 
+    def _admit(self, bench: Benchmark, case: Case, record: CaseRecord) -> None:
+        """Decide, before anything is allocated, whether the case may run here."""
+        emulated = [self._emulated[d] for d in case.matmul_dtypes if d in self._emulated]
+        if emulated:
+            if self.options.skip_emulated:
+                raise CaseSkipped(f"{'; '.join(emulated)}: left out of the {self.options.suite} suite "
+                                  f"(run it with --suite {NEXT_SUITE[self.options.suite]})")
+            record.facts["emulated"] = "; ".join(emulated)
+        need = bench.device_bytes(case, self.backend)
+        if need:
+            record.facts["device_bytes_needed"] = need
+            free = self.backend.free_memory_bytes()
+            if free is not None and need > free:
+                raise CaseSkipped(f"needs {gib(need)} of device memory, {gib(free)} free")
+
     def _measure(self, workload: Workload, record: CaseRecord) -> None:
         backend, opts = self.backend, self.options
+        output, first_s = timed_call(backend, workload.run)
+        budget = opts.policy.call_budget_s
+        if budget and first_s > budget:
+            del output  # the first call may have compiled or autotuned: a second one decides
+            output, again_s = timed_call(backend, workload.run)
+            if again_s > budget:
+                raise CaseSkipped(
+                    f"one call took {again_s:.3g} s, over the {opts.suite} suite's per-call budget of {budget:g} s "
+                    f"(run it with --suite {NEXT_SUITE[opts.suite]}, or --call-budget 0)")
         # Correctness first: a wrong result never produces a figure.
-        output = workload.run()
-        backend.mark_step()
-        backend.synchronize()
         record.accuracy = workload.check(output)
         del output
         if not record.accuracy.passed:
             record.status = "failed"
-            record.reason = (f"wrong result: relative error {record.accuracy.rel_fro_error:.3g} "
-                             f"exceeds tolerance {record.accuracy.tolerance:.3g}")
+            record.reason = "wrong result: " + describe_failure(record.accuracy)
             return
 
         record.state_before = self.telemetry.state()
         backend.reset_peak_memory()
         warm_iters, warm_s = warm_up(backend, workload.run, opts.policy)
-        per_call_s = warm_s / warm_iters
-        call, graphs = workload.run, False
-        if self._use_graphs(workload, per_call_s):
-            replay = backend.capture_graph(workload.run)
-            if replay is not None:
-                call, graphs = replay, True
-                more_iters, more_s = warm_up(backend, call, opts.policy)
-                warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
-                per_call_s = more_s / more_iters
         flush, cache_note = self._cache_decision(workload)
-        samples = sample(backend, call, opts.policy, flush, per_call_s)
+        call, graphs, graph_choice, graph_checked = self._choose_call(workload, flush, warm_s / warm_iters)
+        if call is None:  # the replayed graph computed something else than the checked call
+            record.status = "failed"
+            record.reason = "wrong result from the replayed graph: " + describe_failure(graph_checked)
+            return
+        if graphs:
+            more_iters, more_s = warm_up(backend, call, opts.policy)
+            warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
+        per_call_s = warm_s / warm_iters
+        with PowerSampler(self.telemetry, power=False) as during_samples:
+            samples = sample(backend, call, opts.policy, flush, per_call_s)
         record.state_after = self.telemetry.state()
         record.samples_s = samples
         record.stats = SampleStats.from_samples(samples)
         record.method = TimingMethod(timer=backend.timer_description, graphs=graphs, cache=cache_note,
-                                     warmup_iters=warm_iters, warmup_s=warm_s)
+                                     warmup_iters=warm_iters, warmup_s=warm_s, graph_choice=graph_choice,
+                                     graph_checked=graphs or None, first_call_s=first_s)
         record.metrics = performance_metrics(workload.work, record.stats, self.spec)
+        if workload.launches_per_call:
+            share = workload.launches_per_call * backend.launch_overhead_s(replayed=graphs) / record.stats.median
+            record.metrics.append(Metric(
+                "launch_overhead_share", 100.0 * min(share, 1.0), "%",
+                f"estimated: {workload.launches_per_call} launches x one {'replayed' if graphs else 'eager'} "
+                "launch's measured cost, over the median"))
         record.metrics += workload.extra_metrics(record.stats)
         self._medians[record.case_id] = record.stats.median
         if workload.baseline_case:
@@ -141,22 +197,72 @@ class Runner:
         record.peak_memory_bytes = backend.memory_stats().peak_allocated_bytes
         if opts.energy:
             record.energy = energy_window(backend, call, self.telemetry, opts.energy_window_s,
-                                          record.stats.median, self.writer.info.idle_power_w)
+                                          record.stats.median, self.writer.info.idle_power_w,
+                                          flush=flush, flush_joules=self._flush_energy() if flush else None)
             if record.energy is not None:
                 record.metrics += energy_metrics(workload.work, record.energy)
-        seen = set(record.state_after.throttle_reasons)
+        seen = set(record.state_after.throttle_reasons) | during_samples.trace.reasons
         if record.energy is not None:
             seen.update(record.energy.throttle_reasons_seen)
+        record.throttle_reasons = sorted(seen)
         record.throttled = bool(THROTTLE_REASONS & seen)
         if workload.ceiling:
             per_s, unit = (workload.work.flops, "FLOP/s") if workload.work.flops else (workload.work.bytes, "B/s")
             self.writer.offer_ceiling(workload.ceiling, per_s / record.stats.median, unit, record.case_id)
 
-    def _use_graphs(self, workload: Workload, per_call_s: float) -> bool:
-        if not workload.graph_safe or not self.backend.supports("graphs") or self.options.graphs == "off":
-            return False
-        per_launch_s = per_call_s / max(1, workload.launches_per_call)
-        return self.options.graphs == "on" or per_launch_s < self.options.graph_threshold_s
+    def _choose_call(self, workload: Workload, flush: bool, per_call_s: float
+                     ) -> tuple[Optional[Callable[[], Any]], bool, Optional[str], Any]:
+        """(call to time, graphs?, how it was chosen, the graph check's Accuracy). Graphs are
+        chosen by measurement: the eager call is glanced at under the timed regime; where it is
+        short (under GRAPH_TRY_BELOW_S) or launch-bound (its host enqueue time is at least half
+        its device time), the replayed graph is glanced at too and the faster is kept (within
+        5%, the steadier). A graph's output is checked once against the reference before it may
+        be kept; a wrong one returns call None."""
+        backend, mode = self.backend, self.options.graphs
+        if mode == "off" or not workload.graph_safe or not backend.supports("graphs"):
+            return workload.run, False, None, None
+        eager = glance(backend, workload.run, flush, per_call_s)
+        launch_bound = eager.host_s >= 0.5 * eager.median_s
+        if mode == "auto" and eager.median_s > GRAPH_TRY_BELOW_S and not launch_bound:
+            return workload.run, False, (f"eager {seconds(eager.median_s)} per call, not launch-bound (host "
+                                         f"{seconds(eager.host_s)}): graphs not tried"), None
+        try:
+            captured = backend.capture_graph(workload.run)
+        except Exception as exc:  # some work cannot be captured (a host sync, a host-to-device copy)
+            backend.synchronize()
+            return workload.run, False, f"graph capture failed, eager: {str(exc).splitlines()[0][:160]}", None
+        if captured is None:
+            return workload.run, False, None, None
+        # One eager call first: whatever per-call state the work has (fresh inputs, a step
+        # counter) moves on, so a graph that replays stale captured state fails the check.
+        workload.run()
+        backend.mark_step()
+        poison(captured.output)
+        captured.replay()
+        backend.mark_step()
+        backend.synchronize()
+        checked = workload.check(captured.output)
+        if not checked.passed:
+            return None, False, None, checked
+        graph = glance(backend, captured.replay, flush, eager.median_s)
+        choice = (f"graph {seconds(graph.median_s)} (CV {graph.cv:.3f}) vs eager {seconds(eager.median_s)} "
+                  f"(CV {eager.cv:.3f}, host {seconds(eager.host_s)}) per call")
+        # The faster wins; within GRAPH_STEADIER_WITHIN of each other, the steadier: launch jitter
+        # in eager calls shows as spread before it shows in the median.
+        close = abs(graph.median_s - eager.median_s) <= GRAPH_STEADIER_WITHIN * eager.median_s
+        graph_wins = graph.cv < eager.cv if close else graph.median_s < eager.median_s
+        if mode == "on" or graph_wins:
+            return captured.replay, True, choice, checked
+        return workload.run, False, choice, checked
+
+    def _flush_energy(self) -> Optional[float]:
+        """Joules of one cache flush, measured once per run on flushes alone."""
+        if self._flush_joules is None:
+            self.backend.flush_cache()
+            flushes = energy_window(self.backend, self.backend.flush_cache, self.telemetry,
+                                    self.options.energy_window_s, 1e-4, None)
+            self._flush_joules = flushes.joules / flushes.iterations if flushes else 0.0
+        return self._flush_joules
 
     def _cache_decision(self, workload: Workload) -> tuple[bool, str]:
         working_set, cache = workload.working_set_bytes, self.backend.cache_bytes()
@@ -168,3 +274,12 @@ class Runner:
         if working_set < cache:  # it would fit: repeated calls would measure the cache
             return True, f"flushed before each call (working set {ratio:.2g}x last-level cache)"
         return False, f"not flushed (working set {ratio:.2g}x last-level cache)"
+
+
+def describe_failure(accuracy) -> str:
+    rel = "not finite" if accuracy.rel_fro_error is None else f"{accuracy.rel_fro_error:.3g}"
+    text = f"relative error {rel} (tolerance {accuracy.tolerance:.3g})"
+    if accuracy.max_abs_tolerance is not None:
+        worst = "not finite" if accuracy.max_abs_error is None else f"{accuracy.max_abs_error:.3g}"
+        text += f", largest element error {worst} (tolerance {accuracy.max_abs_tolerance:.3g})"
+    return text

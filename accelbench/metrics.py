@@ -13,6 +13,13 @@ from accelbench.specs import DeviceSpec
 from accelbench.stats import SampleStats
 
 
+# A bandwidth that is not device-memory bandwidth says so wherever it is shown, and is never
+# given as a share of the datasheet's memory bandwidth.
+MEMORY_NOTES = {"cache": "cache bandwidth: working set under 4x the last-level cache, not device memory",
+                "link": "host link, not device memory",
+                "unknown": "last-level cache size unknown: not compared with device memory"}
+
+
 def performance_metrics(work: Work, stats: SampleStats, spec: Optional[DeviceSpec]) -> list[Metric]:
     t = stats.median
     out = [Metric("time", t, "s")]
@@ -27,8 +34,8 @@ def performance_metrics(work: Work, stats: SampleStats, spec: Optional[DeviceSpe
             out.append(Metric("mfu", None, "%", f"no {work.flops_dtype} peak known for this device"))
     if work.bytes:
         achieved = work.bytes / t
-        out.append(Metric("gbps", achieved / 1e9, "GB/s"))
-        if work.bytes_through_device_memory:
+        out.append(Metric("gbps", achieved / 1e9, "GB/s", MEMORY_NOTES.get(work.memory)))
+        if work.memory == "device":
             peak = spec.mem_bandwidth_Bps if spec else None
             out.append(Metric("bw_util", 100.0 * achieved / peak if peak else None, "%",
                               None if peak else "no bandwidth peak known for this device"))

@@ -59,11 +59,13 @@ def round_scale(raw: torch.Tensor, amax: torch.Tensor, fmt: Fp8Format, rounding:
     if rounding == "e8m0":
         return torch.exp2(torch.floor(torch.log2(amax)) - fmt.emax)
     if rounding == "gaudi2":
-        allowed = GAUDI2_E5M2_SCALES if fmt.dtype == torch.float8_e5m2 else GAUDI2_E4M3_SCALES
-        choices = torch.tensor(sorted(allowed), dtype=raw.dtype, device=raw.device)
-        fits = choices.view(*([1] * raw.dim()), -1) >= raw.unsqueeze(-1)
-        first = torch.where(fits.any(-1), fits.float().argmax(-1), torch.full_like(raw, len(allowed) - 1, dtype=torch.long))
-        return choices[first]
+        allowed = sorted(GAUDI2_E5M2_SCALES if fmt.dtype == torch.float8_e5m2 else GAUDI2_E4M3_SCALES)
+        # From the largest down, each scale that still fits replaces the choice: the smallest
+        # that fits wins, the largest where none does. No host-to-device copy (graph-capturable).
+        chosen = torch.full_like(raw, allowed[-1])
+        for candidate in reversed(allowed):
+            chosen = torch.where(raw <= candidate, torch.full_like(raw, candidate), chosen)
+        return chosen
     raise ValueError(f"unknown scale rounding {rounding!r}; choose from {ROUNDINGS}")
 
 

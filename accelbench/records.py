@@ -34,8 +34,9 @@ class Accuracy:
     rel_fro_error: Optional[float]  # None where the error was not finite (stored JSON has no Inf)
     max_abs_error: Optional[float]
     sqnr_db: Optional[float]
-    tolerance: float
+    tolerance: float  # bound on the relative Frobenius error
     reference: str  # how the reference was computed, e.g. "fp64 matmul on cpu"
+    max_abs_tolerance: Optional[float] = None  # bound on the largest element-wise error, where checked
 
 
 @dataclass
@@ -65,6 +66,13 @@ class EnergyRecord:
     sampled_avg_power_w: Optional[float]  # power sampled every ~100 ms over the same window
     power_samples: int
     throttle_reasons_seen: list[str] = field(default_factory=list)
+    # Per-call time measured on the device's clock inside the window (median), to set beside the
+    # timed median: both must describe the same work.
+    per_call_s: Optional[float] = None
+    # The window flushed the cache before each call, as the timed samples did; the energy of the
+    # flushes (measured once per run on flushes alone) is subtracted from `joules`.
+    flushed: bool = False
+    flush_joules: Optional[float] = None
 
 
 @dataclass
@@ -74,6 +82,11 @@ class TimingMethod:
     cache: str  # "flushed" or why not ("working set 3.2x L2: not flushed")
     warmup_iters: int
     warmup_s: float
+    # How graphs were chosen: the measured per-call time of each way, e.g. "graph 75.5 µs vs eager 87.8 µs".
+    graph_choice: Optional[str] = None
+    # The replayed graph's output was checked against the reference before it was timed.
+    graph_checked: Optional[bool] = None
+    first_call_s: Optional[float] = None  # the correctness call, host wall time after a synchronize
 
 
 @dataclass
@@ -94,6 +107,9 @@ class CaseRecord:
     state_after: Optional[DeviceState] = None
     method: Optional[TimingMethod] = None
     throttled: bool = False
+    # Clock-event reasons seen during the timed samples, in the state read after them and in the
+    # energy window.
+    throttle_reasons: list[str] = field(default_factory=list)
     ceiling: Optional[str] = None  # the measured-ceiling key this case competes for, e.g. matmul.bf16
     peak_memory_bytes: Optional[int] = None
     facts: dict[str, Any] = field(default_factory=dict)  # found while preparing, e.g. l2_bytes
@@ -130,6 +146,8 @@ class RunInfo:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     idle_power_w: Optional[float] = None
     ceilings: dict[str, Ceiling] = field(default_factory=dict)
+    # Matmul dtypes the device runs in software only (dtype -> why), e.g. bf16 on an AVX2 CPU.
+    emulated_matmul: dict[str, str] = field(default_factory=dict)
 
 
 def to_json_dict(record: Any) -> dict[str, Any]:

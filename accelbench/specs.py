@@ -49,38 +49,50 @@ _H100_SXM_FLOPS = {"fp64": 67 * T, "fp32": 67 * T, "tf32": 494.7 * T, "bf16": 98
                    "fp16": 989.4 * T, "fp8": 1978.9 * T}
 _A100_FLOPS = {"fp64": 19.5 * T, "fp32": 19.5 * T, "tf32": 156 * T, "bf16": 312 * T, "fp16": 312 * T}
 
+#  H200 NVL: same datasheet, NVL column: FP64 30, FP32 60, TF32 835, BF16/FP16 1671, FP8 3341
+#        TFLOPS *with sparsity*, so dense TF32 417.5, BF16/FP16 835.5, FP8 1670.5; HBM3e 4.8 TB/s,
+#        141 GB; max TDP 600 W.
+# Names are matched whole (after trimming and folding case): a part that is not listed (an
+# "NVIDIA GH200 480GB", a new variant) gets no entry, and its MFU is reported as unknown rather
+# than borrowed from a similar name.
 SPEC_TABLE: list[tuple[str, DeviceSpec]] = [
-    (r"H100.*PCIe", DeviceSpec(
+    (r"NVIDIA H100 PCIe", DeviceSpec(
         "NVIDIA H100 PCIe",
         {"fp64": 51 * T, "fp32": 51 * T, "tf32": 378 * T, "bf16": 756 * T, "fp16": 756 * T, "fp8": 1513 * T},
         2.0e12, 350, "NVIDIA H100 datasheet, PCIe column")),
-    (r"H100 NVL", DeviceSpec(
+    (r"NVIDIA H100 NVL", DeviceSpec(
         "NVIDIA H100 NVL",
         {"fp64": 60 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835 * T, "fp16": 835 * T, "fp8": 1670.5 * T},
         3.9e12, 400, "NVIDIA H100 datasheet, NVL column")),
-    (r"H100", DeviceSpec("NVIDIA H100 SXM5", _H100_SXM_FLOPS, 3.35e12, 700,
-                         "NVIDIA H100 datasheet, SXM column")),
-    (r"H200", DeviceSpec("NVIDIA H200 SXM", _H100_SXM_FLOPS, 4.8e12, 700,
-                         "NVIDIA H200 datasheet, SXM column")),
-    (r"A100.*80GB.*PCIe|A100 80GB PCIe", DeviceSpec("NVIDIA A100 80GB PCIe", _A100_FLOPS, 1.935e12, 300,
-                                                     "NVIDIA A100 datasheet, 80GB PCIe column")),
-    (r"A100.*80GB", DeviceSpec("NVIDIA A100 80GB SXM", _A100_FLOPS, 2.039e12, 400,
-                               "NVIDIA A100 datasheet, 80GB SXM column")),
-    (r"A100.*PCIE|A100.*PCIe", DeviceSpec("NVIDIA A100 40GB PCIe", _A100_FLOPS, 1.555e12, 250,
+    (r"NVIDIA H100 80GB HBM3|NVIDIA H100 SXM5 80GB|NVIDIA H100",
+     DeviceSpec("NVIDIA H100 SXM5", _H100_SXM_FLOPS, 3.35e12, 700, "NVIDIA H100 datasheet, SXM column")),
+    (r"NVIDIA H200( SXM)?( 141GB)?( HBM3e)?",
+     DeviceSpec("NVIDIA H200 SXM", _H100_SXM_FLOPS, 4.8e12, 700, "NVIDIA H200 datasheet, SXM column")),
+    (r"NVIDIA H200 NVL", DeviceSpec(
+        "NVIDIA H200 NVL",
+        {"fp64": 30 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835.5 * T, "fp16": 835.5 * T, "fp8": 1670.5 * T},
+        4.8e12, 600, "NVIDIA H200 datasheet, NVL column (sparse figures halved)")),
+    (r"NVIDIA A100 80GB PCIe", DeviceSpec("NVIDIA A100 80GB PCIe", _A100_FLOPS, 1.935e12, 300,
+                                          "NVIDIA A100 datasheet, 80GB PCIe column")),
+    (r"NVIDIA A100-SXM4-80GB", DeviceSpec("NVIDIA A100 80GB SXM", _A100_FLOPS, 2.039e12, 400,
+                                          "NVIDIA A100 datasheet, 80GB SXM column")),
+    (r"NVIDIA A100-PCIE-40GB", DeviceSpec("NVIDIA A100 40GB PCIe", _A100_FLOPS, 1.555e12, 250,
                                           "NVIDIA A100 datasheet, 40GB PCIe column")),
-    (r"A100", DeviceSpec("NVIDIA A100 40GB SXM", _A100_FLOPS, 1.555e12, 400,
-                         "NVIDIA A100 datasheet, 40GB SXM column")),
-    (r"Gaudi ?2|HL-225", DeviceSpec("Intel Gaudi 2", {"bf16": 432 * T, "fp8": 865 * T}, 2.46e12, 600,
-                                    "Intel Gaudi 2 white paper / product brief")),
-    (r"Gaudi ?3|HL-325", DeviceSpec("Intel Gaudi 3", {"bf16": 1835 * T, "fp8": 1835 * T}, 3.7e12, 900,
-                                    "Intel Gaudi 3 AI Accelerator white paper")),
+    (r"NVIDIA A100-SXM4-40GB", DeviceSpec("NVIDIA A100 40GB SXM", _A100_FLOPS, 1.555e12, 400,
+                                          "NVIDIA A100 datasheet, 40GB SXM column")),
+    (r"GAUDI ?2|HL-225[A-Z]?", DeviceSpec("Intel Gaudi 2", {"bf16": 432 * T, "fp8": 865 * T}, 2.46e12, 600,
+                                          "Intel Gaudi 2 white paper / product brief")),
+    (r"GAUDI ?3|HL-325[A-Z]?", DeviceSpec("Intel Gaudi 3", {"bf16": 1835 * T, "fp8": 1835 * T}, 3.7e12, 900,
+                                          "Intel Gaudi 3 AI Accelerator white paper")),
 ]
 
 
 def lookup_spec(device_name: str) -> Optional[DeviceSpec]:
-    """The datasheet entry for a device name as the driver reports it, or None if unknown."""
+    """The datasheet entry for a device name exactly as the driver reports it, or None if the
+    part is not in the table."""
+    name = " ".join(device_name.split())
     for pattern, spec in SPEC_TABLE:
-        if re.search(pattern, device_name, flags=re.IGNORECASE):
+        if re.fullmatch(pattern, name, flags=re.IGNORECASE):
             return spec
     return None
 
@@ -102,7 +114,7 @@ def read_cpu_info(cores: Optional[int] = None) -> CpuInfo:
             model = m.group(1).strip()
         if m := re.search(r"^cpu MHz\s*:\s*([\d.]+)$", text, re.M):
             mhz = float(m.group(1))
-        if m := re.search(r"^flags\s*:\s*(.+)$", text, re.M):
+        if m := re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M):  # x86 | Arm
             flags = frozenset(m.group(1).split())
     except OSError:
         pass

@@ -9,6 +9,11 @@
    at least `min_time_s` of timed work *and* the median moved by less than `stable_rel`
    over the last batch; or at `max_samples` / `max_time_s` (wall clock), whichever first.
 Every sample is kept; statistics are computed from all of them.
+
+Before any of this, the correctness call is timed on the host clock after a synchronize. Where
+one call takes longer than the suite's `call_budget_s` (and a second call, past any compiling or
+autotuning of the first, does too), the case is skipped with that time: it would blow the
+suite's duration. Budgets: quick 0.25 s, standard 10 s, full 60 s per call.
 """
 from __future__ import annotations
 
@@ -30,13 +35,25 @@ class TimingPolicy:
     max_time_s: float = 3.0
     stable_rel: float = 0.01
     batch_target_s: float = 0.05  # how much timed work to queue between synchronizations
+    call_budget_s: float = 10.0  # one call longer than this skips the case (0: no budget)
 
 
 SUITE_POLICIES = {
-    "quick": TimingPolicy(warmup_s=0.05, min_samples=5, min_time_s=0.05, max_time_s=0.5),
+    "quick": TimingPolicy(warmup_s=0.05, min_samples=5, min_time_s=0.05, max_time_s=0.5, call_budget_s=0.25),
     "standard": TimingPolicy(),
-    "full": TimingPolicy(warmup_s=0.5, min_samples=20, min_time_s=1.0, max_time_s=6.0),
+    "full": TimingPolicy(warmup_s=0.5, min_samples=20, min_time_s=1.0, max_time_s=6.0, call_budget_s=60.0),
 }
+# A short look at a call's speed, e.g. to choose between eager calls and graph replay.
+GLANCE_POLICY = TimingPolicy(warmup_s=0.0, warmup_min_iters=1, min_samples=10, max_samples=200,
+                             min_time_s=0.01, max_time_s=0.1, stable_rel=0.02)
+
+
+def suite_duration_s(suite: str, cases: int, energy_window_s: float = 1.0) -> tuple[float, float]:
+    """(lower, upper) estimate of a suite's timing time: per case warm-up plus sampling, from
+    `min_time_s` at least to `max_time_s` plus an energy window at most. Checks, input drawing
+    and skipped cases come on top on slow references and take nothing on skipped cases."""
+    p = SUITE_POLICIES[suite]
+    return cases * (p.warmup_s + p.min_time_s), cases * (p.warmup_s + p.max_time_s + energy_window_s)
 
 
 def policy_for(suite: str, **overrides: Any) -> TimingPolicy:
@@ -59,14 +76,55 @@ def warm_up(backend: Backend, call: Callable[[], Any], policy: TimingPolicy) -> 
             return iters, elapsed
 
 
-def sample(backend: Backend, call: Callable[[], Any], policy: TimingPolicy, flush: bool,
-           per_call_estimate_s: float) -> list[float]:
+def timed_call(backend: Backend, call: Callable[[], Any]) -> tuple[Any, float]:
+    """One call and its host wall time after a synchronize: (output, seconds)."""
+    backend.synchronize()
+    start = time.perf_counter()
+    output = call()
+    backend.mark_step()
+    backend.synchronize()
+    return output, time.perf_counter() - start
+
+
+def timed_batch(backend: Backend, call: Callable[[], Any], batch: int, flush: bool) -> list[float]:
+    """`batch` calls queued back to back, each bracketed by two device events (the cache flushed
+    before each, outside the events, when `flush`); one synchronize at the end. Used by the
+    samples and by the energy windows, so both time the same work the same way."""
+    starts = [backend.event() for _ in range(batch)]
+    ends = [backend.event() for _ in range(batch)]
+    for s, e in zip(starts, ends):
+        if flush:
+            backend.flush_cache()
+        s.record()
+        call()
+        backend.mark_step()
+        e.record()
+    backend.synchronize()
+    return [s.seconds_until(e) for s, e in zip(starts, ends)]
+
+
+@dataclass(frozen=True)
+class Glance:
+    """A short look at a call: its device-timed median and CV, and the host time one call takes
+    to enqueue (launch-bound work enqueues about as slowly as the device runs it)."""
+
+    median_s: float
+    cv: float
+    host_s: float
+
+
+def glance(backend: Backend, call: Callable[[], Any], flush: bool, per_call_estimate_s: float) -> Glance:
+    from accelbench.stats import SampleStats
     samples: list[float] = []
-    batch = max(1, min(100, int(policy.batch_target_s / max(per_call_estimate_s, 1e-7))))
+    host = 0.0
+    batch = batch_size(0.02, per_call_estimate_s)
     wall_start = time.perf_counter()
-    while True:
+    while len(samples) < GLANCE_POLICY.min_samples or (
+            sum(samples) < GLANCE_POLICY.min_time_s and time.perf_counter() - wall_start < GLANCE_POLICY.max_time_s):
         starts = [backend.event() for _ in range(batch)]
         ends = [backend.event() for _ in range(batch)]
+        backend.synchronize()
+        t0 = time.perf_counter()
         for s, e in zip(starts, ends):
             if flush:
                 backend.flush_cache()
@@ -74,9 +132,26 @@ def sample(backend: Backend, call: Callable[[], Any], policy: TimingPolicy, flus
             call()
             backend.mark_step()
             e.record()
+        host += time.perf_counter() - t0
         backend.synchronize()
+        samples += [s.seconds_until(e) for s, e in zip(starts, ends)]
+    stats = SampleStats.from_samples(samples)
+    return Glance(stats.median, stats.cv, host / len(samples))
+
+
+def batch_size(target_s: float, per_call_estimate_s: float) -> int:
+    return max(1, min(100, int(target_s / max(per_call_estimate_s, 1e-7))))
+
+
+def sample(backend: Backend, call: Callable[[], Any], policy: TimingPolicy, flush: bool,
+           per_call_estimate_s: float) -> list[float]:
+    samples: list[float] = []
+    batch = batch_size(policy.batch_target_s, per_call_estimate_s)
+    wall_start = time.perf_counter()
+    while True:
+        new = timed_batch(backend, call, batch, flush)
         previous_median = median(samples) if samples else None
-        samples.extend(s.seconds_until(e) for s, e in zip(starts, ends))
+        samples.extend(new)
         enough = len(samples) >= policy.min_samples and sum(samples) >= policy.min_time_s
         stable = previous_median is not None and \
             abs(median(samples) - previous_median) <= policy.stable_rel * previous_median

@@ -41,3 +41,45 @@ def make_runner(tmp_path):
 
 def bench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "accelbench", *args]
+
+
+class _OpRecorder:
+    """Records the aten ops dispatched while active, to re-issue them: a CPU stand-in for a
+    device graph (replay repeats the captured kernels on the captured buffers, nothing else)."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        ops = self.ops = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                ops.append((func, args, kwargs))
+                return func(*args, **kwargs)
+
+        self.mode = Mode()
+
+    def replay(self):
+        for func, args, kwargs in self.ops:
+            func(*args, **kwargs)
+
+
+class GraphCpuBackend(CpuBackend):
+    """The CPU backend with graph replay, for testing how the harness chooses and checks graphs."""
+
+    def features(self):
+        return super().features() | {"graphs"}
+
+    def capture_graph(self, fn):
+        from accelbench.backends.base import CapturedGraph
+        recorder = _OpRecorder()
+        with recorder.mode:
+            output = fn()
+        return CapturedGraph(recorder.replay, output)
+
+
+@pytest.fixture
+def graph_backend():
+    torch.manual_seed(0)
+    return GraphCpuBackend()

@@ -40,6 +40,15 @@ def test_bad_input_exits_2_with_a_message(args, message):
     assert code == 2 and message in output and "Traceback" not in output
 
 
+@pytest.mark.parametrize("args", [["run", "--suite", "huge"], ["run", "--bogus"], ["nosuchcommand"],
+                                  ["run", "--backend", "tpu"], ["report"]])
+def test_usage_errors_are_one_line_on_stderr(args):
+    proc = subprocess.run(bench_cmd(*args), capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error: "), proc.stderr
+
+
 def test_run_writes_results_and_report_and_exits_0(tmp_path):
     code, output = run_cli("run", "--backend", "cpu", "--bench", "gemm", "--case", "fp32/square/128",
                            "--out", str(tmp_path), "--label", "ci", *FAST)
@@ -91,6 +100,17 @@ def test_list_and_env_describe_the_suite():
     assert "estimated" in output
 
 
-def test_help_mentions_exit_codes_and_options():
+def test_help_states_exit_codes_and_the_quick_suite_rules():
     code, output = run_cli("run", "--help")
-    assert code == 0 and "--backend" in output and "--suite" in output and "--no-energy" in output
+    text = " ".join(output.split())
+    assert code == 0 and "--backend" in text and "--call-budget" in text and "--no-energy" in text
+    assert "Exit codes: 0 every case passed" in text and "1 some case failed" in text and "2 bad usage" in text
+    assert "software" in text and "0.25 s" in text
+
+
+def test_list_states_each_suites_duration():
+    code, output = run_cli("list")
+    assert code == 0
+    for suite in ("quick", "standard", "full"):
+        line = next(li for li in output.splitlines() if li.strip().startswith(f"{suite}:") and "min" in li)
+        assert "cases" in line and "skipped" in line

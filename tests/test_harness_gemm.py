@@ -1,6 +1,9 @@
+import math
+
 import pytest
 import torch
 
+from accelbench.accuracy import compare
 from accelbench.benchmark import Case, Work, Workload
 from accelbench.errors import CaseSkipped
 from accelbench.microbench.gemm import Gemm, gemm_case
@@ -102,18 +105,28 @@ def test_gemm_cases_cover_the_llm_and_published_shapes():
 
 
 def test_adaptive_timing_stops_at_its_limits(cpu_backend):
+    import time
     from accelbench.timing import TimingPolicy, sample
     policy = TimingPolicy(min_samples=5, max_samples=12, min_time_s=10.0, max_time_s=5.0, stable_rel=0.0)
     samples = sample(cpu_backend, lambda: sum(range(100)), policy, flush=False, per_call_estimate_s=1e-2)
     assert len(samples) == 12  # min_time never reached: max_samples ends it
+    # max_time ends it too: ~2 ms calls, 0.1 s allowed, batches of ~25 calls (batch_target 0.05 s)
     policy = TimingPolicy(min_samples=1, max_samples=10**9, min_time_s=10.0, max_time_s=0.1, stable_rel=0.0)
-    assert len(sample(cpu_backend, lambda: None, policy, flush=False, per_call_estimate_s=1e-3)) >= 1
+    start = time.perf_counter()
+    samples = sample(cpu_backend, lambda: time.sleep(0.002), policy, flush=False, per_call_estimate_s=2e-3)
+    assert time.perf_counter() - start < 0.5 and 25 <= len(samples) <= 100
+    # and a stable median ends it as soon as there are enough samples
+    policy = TimingPolicy(min_samples=4, max_samples=10**9, min_time_s=0.0, max_time_s=60.0, stable_rel=1.0)
+    assert len(sample(cpu_backend, lambda: None, policy, flush=False, per_call_estimate_s=0.01)) == 10
 
 
 def test_check_runs_before_timing(cpu_backend, make_runner):
     calls = []
 
     class Probe(Gemm):
+        def device_bytes(self, case, backend):
+            return None
+
         def prepare(self, case, backend):
             return Workload(run=lambda: calls.append("run") or torch.ones(2),
                             check=lambda out: calls.append("check") or Accuracy(True, 0.0, 0.0, None, 1e-3, "x"),
@@ -125,18 +138,131 @@ def test_check_runs_before_timing(cpu_backend, make_runner):
 
 def test_skip_exception_is_reported(cpu_backend, make_runner):
     class Skipper(Gemm):
+        def device_bytes(self, case, backend):
+            return None
+
         def prepare(self, case, backend):
             raise CaseSkipped("needs a GPU")
 
     assert make_runner(cpu_backend).run_case(Skipper(), Case("s", {})).reason == "needs a GPU"
 
 
-def test_graphs_are_chosen_per_launch(cpu_backend, make_runner, monkeypatch):
-    monkeypatch.setattr(type(cpu_backend), "features", lambda self: {"graphs", "fp64"})
-    runner = make_runner(cpu_backend)
-    one = Workload(run=None, check=None, work=Work(), working_set_bytes=0)
-    many = Workload(run=None, check=None, work=Work(), working_set_bytes=0, launches_per_call=100)
-    assert not runner._use_graphs(one, per_call_s=1e-3)
-    assert runner._use_graphs(many, per_call_s=1e-3)  # 10 µs per launch
-    assert not runner._use_graphs(Workload(run=None, check=None, work=Work(), working_set_bytes=0,
-                                           graph_safe=False), per_call_s=1e-6)
+def test_graphs_are_chosen_by_measurement_and_checked(graph_backend, make_runner):
+    import time
+    out = torch.full((256,), math.nan)
+    x = torch.randn(256)
+
+    class LaunchBound(Gemm):
+        """Each call pays 2 ms of host time before its one op: a graph replays the op alone."""
+
+        def device_bytes(self, case, backend):
+            return None
+
+        def prepare(self, case, backend):
+            def run():
+                time.sleep(0.002)
+                return torch.mul(x, 2.0, out=out)
+            return Workload(run=run, check=lambda o: compare(o, x.double() * 2, 1e-6, "x*2"),
+                            work=Work(bytes=2048.0), working_set_bytes=2048, measures_cache=True)
+
+    rec = make_runner(graph_backend).run_case(LaunchBound(), Case("lb", {}))
+    assert rec.status == "ok", rec.reason
+    assert rec.method.graphs and rec.method.graph_checked
+    assert rec.method.graph_choice.startswith("graph") and "vs eager" in rec.method.graph_choice
+    assert rec.stats.median < 1e-3  # the replay, not the host's 2 ms
+
+    class Steady(LaunchBound):
+        def prepare(self, case, backend):
+            work = super().prepare(case, backend)
+            return Workload(run=lambda: torch.mul(x, 2.0, out=out), check=work.check, work=work.work,
+                            working_set_bytes=2048, measures_cache=True)
+
+    rec = make_runner(graph_backend, graphs="off").run_case(Steady(), Case("s", {}))
+    assert rec.status == "ok" and not rec.method.graphs and rec.method.graph_choice is None
+
+
+def test_a_graph_replaying_stale_inputs_fails_the_case(graph_backend, make_runner):
+    out = torch.empty(64)
+    state = {"x": torch.randn(64)}
+
+    class FreshInputs(Gemm):
+        """Draws a new input every call (as a data-loading benchmark would); a graph captured
+        once keeps replaying on the input of its capture."""
+
+        def device_bytes(self, case, backend):
+            return None
+
+        def prepare(self, case, backend):
+            def run():
+                state["x"] = torch.randn(64)
+                return torch.mul(state["x"], 3.0, out=out)
+            return Workload(run=run, check=lambda o: compare(o, state["x"].double() * 3, 1e-6, "3x"),
+                            work=Work(bytes=512.0), working_set_bytes=512, measures_cache=True)
+
+    rec = make_runner(graph_backend, graphs="on").run_case(FreshInputs(), Case("stale", {}))
+    assert rec.status == "failed" and "replayed graph" in rec.reason and rec.stats is None
+
+
+def test_a_case_whose_call_exceeds_the_budget_is_skipped_with_its_time(cpu_backend, make_runner):
+    import time
+    from dataclasses import replace
+    calls = []
+
+    class Slow(Gemm):
+        def device_bytes(self, case, backend):
+            return None
+
+        def prepare(self, case, backend):
+            def run():
+                calls.append(1)
+                time.sleep(0.06)
+                return torch.ones(1)
+            return Workload(run=run, check=lambda o: Accuracy(True, 0.0, 0.0, None, 0.0, "x"),
+                            work=Work(flops=1.0), working_set_bytes=10**12)
+
+    runner = make_runner(cpu_backend, suite="quick")
+    runner.options = replace(runner.options, policy=replace(runner.options.policy, call_budget_s=0.05))
+    rec = runner.run_case(Slow(), Case("slow", {}))
+    assert rec.status == "skipped" and rec.stats is None
+    assert "one call took 0.06" in rec.reason and "budget of 0.05 s" in rec.reason
+    assert "--suite standard" in rec.reason and len(calls) == 2  # a second call confirms the first
+    runner.options = replace(runner.options, policy=replace(runner.options.policy, call_budget_s=0.0))
+    assert runner.run_case(Slow(), Case("slow", {})).status == "ok"  # 0: no budget
+
+
+def test_a_case_needing_more_memory_than_is_free_is_skipped_before_allocating(cpu_backend, make_runner, monkeypatch):
+    prepared = []
+
+    class Big(Gemm):
+        def device_bytes(self, case, backend):
+            return 22 * 2**30
+
+        def prepare(self, case, backend):
+            prepared.append(case)
+            return super().prepare(case, backend)
+
+    monkeypatch.setattr(cpu_backend, "free_memory_bytes", lambda: int(14.5 * 2**30))
+    rec = make_runner(cpu_backend).run_case(Big(), gemm_case("square", "fp32", 64, 64, 64, "x"))
+    assert rec.status == "skipped" and rec.reason == "needs 22.0 GiB of device memory, 14.5 GiB free"
+    assert prepared == []
+
+
+def test_gemm_declares_its_memory_including_a_chunked_reference(cpu_backend):
+    from accelbench.accuracy import REFERENCE_CHUNK_BYTES
+    case = gemm_case("square", "bf16", 16384, 16384, 16384, "16384")
+    need = Gemm().device_bytes(case, cpu_backend)
+    operands = 3 * 16384**2 * 2
+    assert operands < need <= operands + 4 * 16384**2 + 8 * 16384**2 + REFERENCE_CHUNK_BYTES
+
+
+@pytest.mark.parametrize("suite, skipped", [("quick", True), ("standard", False)])
+def test_emulated_dtypes_are_left_out_of_quick_and_labelled_elsewhere(cpu_backend, make_runner, monkeypatch,
+                                                                        suite, skipped):
+    why = "bf16 matmul is software-emulated on this CPU (test)"
+    monkeypatch.setattr(cpu_backend, "emulated_matmul_dtypes", lambda: {"bf16": why})
+    rec = make_runner(cpu_backend, suite=suite, skip_emulated=suite == "quick").run_case(
+        Gemm(), gemm_case("square", "bf16", 32, 32, 32, "x"))
+    if skipped:
+        assert rec.status == "skipped" and rec.reason.startswith(why) and "--suite standard" in rec.reason
+    else:
+        assert rec.status == "ok" and rec.facts["emulated"] == why

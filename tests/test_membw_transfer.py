@@ -27,10 +27,12 @@ def test_every_torch_kernel_passes_its_check_and_counts_repeats(cpu_backend, mak
     gbps = record.metric("gbps").value
     assert gbps == pytest.approx(repeats * bytes_moved(kernel, 2**18, 4) / record.stats.median / 1e9)
     assert record.method.cache.startswith("not flushed: this case measures cache-resident")
+    share = record.metric("launch_overhead_share")
+    assert 0 < share.value <= 100 and f"{repeats} launches" in share.note  # a 1 MiB array: the overhead says so
 
 
 def test_verification_catches_a_kernel_writing_wrong_values(cpu_backend, make_runner, monkeypatch):
-    def off_by_one_element(kernel, a, b, c, partials=None):
+    def off_by_one_element(kernel, a, b, c):
         out = torch.add(a, b, alpha=membw.SCALAR, out=c)
         out[-1] += 1.0
         return out
@@ -41,7 +43,7 @@ def test_verification_catches_a_kernel_writing_wrong_values(cpu_backend, make_ru
 
 
 def test_verification_catches_an_unwritten_element(cpu_backend, make_runner, monkeypatch):
-    def skips_last(kernel, a, b, c, partials=None):
+    def skips_last(kernel, a, b, c):
         c[:-1].copy_(a[:-1])  # the last element keeps its NaN poison
         return c
 
@@ -90,7 +92,18 @@ def test_link_transfers_are_not_compared_with_memory_bandwidth():
     from accelbench.stats import SampleStats
     stats = SampleStats.from_samples([1e-3])
     h200 = lookup_spec("NVIDIA H200")
-    link = {m.name for m in performance_metrics(Work(bytes=1e9, bytes_through_device_memory=False), stats, h200)}
+    link = {m.name: m for m in performance_metrics(Work(bytes=1e9, memory="link"), stats, h200)}
+    cache = {m.name: m for m in performance_metrics(Work(bytes=1e9, memory="cache"), stats, h200)}
     hbm = {m.name: m.value for m in performance_metrics(Work(bytes=1e9), stats, h200)}
-    assert "bw_util" not in link and "gbps" in link
+    assert "bw_util" not in link and "host link" in link["gbps"].note
+    assert "bw_util" not in cache and cache["gbps"].note.startswith("cache bandwidth")
     assert hbm["bw_util"] == pytest.approx(100 * 1e12 / 4.8e12)
+
+
+def test_only_working_sets_of_4x_the_cache_are_device_memory(cpu_backend, monkeypatch):
+    monkeypatch.setattr(cpu_backend, "cache_bytes", lambda: 4 * 2**20)
+    levels = {size: MemoryBandwidth().prepare(case(kernel="copy", size=size), cpu_backend)
+              for size in (2**20, 2**22, 2**23)}  # working sets 2, 8 and 16 MiB against 4 MiB
+    assert [w.work.memory for w in levels.values()] == ["cache", "cache", "device"]
+    assert [w.ceiling for w in levels.values()] == [None, None, "membw.device"]
+    assert levels[2**22].facts["memory_level"] == "cache" and not levels[2**22].facts["cache_resident"]

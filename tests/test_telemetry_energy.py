@@ -165,20 +165,69 @@ class ConstantPowerDevice(Telemetry):
         return {}
 
 
-def test_energy_window_from_counter_and_efficiency(cpu_backend):
-    device = ConstantPowerDevice(250.0, reasons=["sw_power_cap"])
-    rec = energy_window(cpu_backend, lambda: time.sleep(0.001), device, window_s=0.3, per_call_s=0.001, idle_w=50.0)
+class WorkCounter(Telemetry):
+    """An energy counter driven by the work itself: each call of the work adds `per_call` J, each
+    cache flush `per_flush` J. Wall time adds nothing, so what the window reports per call can
+    only come from counting the calls it ran."""
+
+    reader = "fake"
+
+    def __init__(self, reasons=()):
+        self.joules, self.reasons = 0.0, list(reasons)
+
+    def energy_j(self):
+        return self.joules
+
+    def power_w(self):
+        return 100.0
+
+    def state(self):
+        return DeviceState(throttle_reasons=self.reasons)
+
+    def availability(self):
+        return {}
+
+
+def test_energy_window_counts_the_calls_it_ran(cpu_backend):
+    device = WorkCounter(reasons=["sw_power_cap"])
+
+    def call():
+        device.joules += 0.5
+        time.sleep(0.001)
+
+    rec = energy_window(cpu_backend, call, device, window_s=0.3, per_call_s=0.001, idle_w=50.0)
     assert rec.source == "counter" and rec.window_s >= 0.3 and rec.iterations > 10
-    assert rec.avg_power_w == pytest.approx(250.0, rel=0.02)
-    assert rec.sampled_avg_power_w == pytest.approx(250.0) and rec.power_samples >= 2
-    assert rec.throttle_reasons_seen == ["sw_power_cap"]
+    assert rec.joules / rec.iterations == pytest.approx(0.5)
+    assert rec.per_call_s == pytest.approx(0.001, rel=0.5)  # timed per call inside the window
+    assert rec.throttle_reasons_seen == ["sw_power_cap"] and rec.power_samples >= 2
     work = Work(flops=2e12, bytes=1e9, tokens=8)
     metrics = {m.name: m for m in energy_metrics(work, rec)}
-    per_call = rec.joules / rec.iterations
-    assert metrics["tflops_per_w"].value == pytest.approx(2e12 / per_call / 1e12)
-    assert metrics["gbps_per_w"].value == pytest.approx(1e9 / per_call / 1e9)
-    assert metrics["tokens_per_j"].value == pytest.approx(8 / per_call)
+    assert metrics["tflops_per_w"].value == pytest.approx(2e12 / 0.5 / 1e12)
+    assert metrics["gbps_per_w"].value == pytest.approx(1e9 / 0.5 / 1e9)
+    assert metrics["tokens_per_j"].value == pytest.approx(8 / 0.5)
     assert metrics["idle_power"].value == 50.0 and metrics["avg_power"].unit == "W"
+
+
+def test_flushed_cases_flush_in_the_window_and_subtract_the_flushes(cpu_backend, make_runner, monkeypatch):
+    from accelbench.microbench.gemm import Gemm, gemm_case
+    device = WorkCounter()
+    monkeypatch.setattr(cpu_backend, "telemetry", lambda: device)
+    monkeypatch.setattr(cpu_backend, "cache_bytes", lambda: 1 << 24)  # 64^3 fp32 fits: flushed
+    monkeypatch.setattr(cpu_backend, "flush_cache", lambda: setattr(device, "joules", device.joules + 2.0))
+
+    class Counted(Gemm):
+        def matmul(self, a, b, out):
+            device.joules += 0.25
+            return super().matmul(a, b, out)
+
+    rec = make_runner(cpu_backend, energy=True, energy_window_s=0.2).run_case(
+        Counted(), gemm_case("square", "fp32", 64, 64, 64, "x"))
+    assert rec.status == "ok" and rec.method.cache.startswith("flushed")
+    e = rec.energy
+    assert e.flushed and e.flush_joules == pytest.approx(2.0 * e.iterations)
+    assert e.joules / e.iterations == pytest.approx(0.25)  # the GEMM's energy, not the flushes'
+    assert rec.metric("energy_per_call").value == pytest.approx(0.25)
+    assert e.per_call_s == pytest.approx(rec.stats.median, rel=0.5)
 
 
 def test_energy_window_without_counter_integrates_sampled_power(cpu_backend):
@@ -204,13 +253,60 @@ def test_power_trace_time_weighted_mean():
 
 def test_harness_attaches_energy_and_flags_throttling(cpu_backend, make_runner, monkeypatch):
     from accelbench.microbench.gemm import Gemm, gemm_case
-    device = ConstantPowerDevice(300.0, reasons=["sw_power_cap"])
+    device = WorkCounter(reasons=["sw_power_cap"])
     monkeypatch.setattr(cpu_backend, "telemetry", lambda: device)
-    runner = make_runner(cpu_backend, energy=True, energy_window_s=0.2)
-    rec = runner.run_case(Gemm(), gemm_case("square", "fp32", 64, 64, 64, "x"))
+    monkeypatch.setattr(cpu_backend, "cache_bytes", lambda: 1024)  # never flushed
+
+    class Counted(Gemm):
+        def matmul(self, a, b, out):
+            device.joules += 0.125
+            return super().matmul(a, b, out)
+
+    rec = make_runner(cpu_backend, energy=True, energy_window_s=0.2).run_case(
+        Counted(), gemm_case("square", "fp32", 64, 64, 64, "x"))
     assert rec.status == "ok" and rec.energy is not None and rec.throttled
-    assert rec.metric("tflops_per_w").value == pytest.approx(
-        2 * 64**3 * rec.energy.iterations / rec.energy.joules / 1e12)
+    assert rec.metric("tflops_per_w").value == pytest.approx(2 * 64**3 / 0.125 / 1e12)
+
+
+def test_a_cap_seen_only_during_the_timed_samples_is_flagged_without_energy(cpu_backend, make_runner, monkeypatch):
+    from accelbench.microbench.gemm import Gemm, gemm_case
+    device = WorkCounter()
+    monkeypatch.setattr(cpu_backend, "telemetry", lambda: device)
+
+    class CapsWhileTimed(Gemm):
+        def matmul(self, a, b, out):
+            time.sleep(0.002)  # long enough for the 100 ms sampler to look while samples run
+            return super().matmul(a, b, out)
+
+    runner = make_runner(cpu_backend, energy=False)
+    real_sample = __import__("accelbench.harness", fromlist=["sample"]).sample
+
+    def capped_sample(*args, **kwargs):
+        device.reasons = ["sw_power_cap"]
+        try:
+            time.sleep(0.25)
+            return real_sample(*args, **kwargs)
+        finally:
+            device.reasons = []  # the cap clears before the state after the samples is read
+
+    monkeypatch.setattr("accelbench.harness.sample", capped_sample)
+    rec = runner.run_case(CapsWhileTimed(), gemm_case("square", "fp32", 32, 32, 32, "x"))
+    assert rec.status == "ok" and rec.energy is None
+    assert rec.state_after.throttle_reasons == [] and rec.throttled and "sw_power_cap" in rec.throttle_reasons
+
+
+def test_a_counter_that_fails_mid_window_is_recorded_as_sampled(cpu_backend):
+    class FlakyCounter(WorkCounter):
+        def __init__(self):
+            super().__init__()
+            self.reads = 0
+
+        def energy_j(self):
+            self.reads += 1
+            return 0.0 if self.reads <= 2 else None  # the source probe and the first read work
+
+    rec = energy_window(cpu_backend, lambda: None, FlakyCounter(), 0.25, 1e-4, None)
+    assert rec.source == "sampled" and rec.joules == pytest.approx(100.0 * rec.window_s)
 
 
 def test_energy_record_shapes_are_what_reports_read():

@@ -37,11 +37,13 @@ def resolve_backend(name: str, device_index: int = 0) -> Backend:
     classes = backend_classes()
     if name == "auto":
         for cls in sorted(classes.values(), key=lambda c: -c.auto_priority):
+            cls.select_device(device_index)
             if cls.unavailable_reason() is None:
                 return cls(device_index)
         raise BackendUnavailable("no backend is available")  # cpu always is; kept for safety
     if name not in classes:
         raise UsageError(f"unknown backend '{name}'; choose from: auto, {', '.join(sorted(classes))}")
+    classes[name].select_device(device_index)
     reason = classes[name].unavailable_reason()
     if reason is not None:
         raise BackendUnavailable(f"backend '{name}' is unavailable: {reason}")

@@ -44,6 +44,12 @@ class FrameworkEvent(TimingEvent):
 
 
 @dataclass(frozen=True)
+class CapturedGraph:
+    replay: Callable[[], None]
+    output: Any  # what the captured call returned: the buffer each replay writes
+
+
+@dataclass(frozen=True)
 class MemoryStats:
     peak_allocated_bytes: Optional[int]
     total_bytes: Optional[int]
@@ -59,6 +65,7 @@ class Backend(ABC):
     def __init__(self, device_index: int = 0):
         self.device_index = device_index
         self._flush_buffer: Optional[torch.Tensor] = None
+        self._launch_overhead_s: dict[bool, float] = {}
 
     # --- discovery -------------------------------------------------------------------------
     @classmethod
@@ -66,6 +73,11 @@ class Backend(ABC):
     def unavailable_reason(cls) -> Optional[str]:
         """None when this backend can run here, else one line saying what is missing and how
         to install it."""
+
+    @classmethod
+    def select_device(cls, device_index: int) -> None:
+        """Choose the device before the backend's software is first imported, for frameworks
+        that fix it at import (Gaudi's bridge reads HABANA_VISIBLE_MODULES once)."""
 
     # --- device ------------------------------------------------------------------------------
     @property
@@ -93,6 +105,10 @@ class Backend(ABC):
     def reset_peak_memory(self) -> None:
         pass
 
+    def free_memory_bytes(self) -> Optional[int]:
+        """Device memory a case may still allocate, or None where unknown."""
+        return None
+
     @abstractmethod
     def cache_bytes(self) -> Optional[int]:
         """Size of the last-level cache that repeated runs would hit (GPU L2, CPU LLC)."""
@@ -113,6 +129,11 @@ class Backend(ABC):
     def supports(self, feature: str) -> bool:
         return feature in self.features()
 
+    def emulated_matmul_dtypes(self) -> dict[str, str]:
+        """Dtypes whose matrix products this device runs in software only, each with the reason
+        (e.g. bf16 on a CPU without avx512_bf16 or AMX). Figures in them are labelled emulated."""
+        return {}
+
     @property
     def reference_device(self) -> torch.device:
         """Where fp64 references are computed: the device itself if it does fp64, else CPU."""
@@ -127,9 +148,40 @@ class Backend(ABC):
         self._flush_buffer.fill_(1)
         self.mark_step()
 
-    def capture_graph(self, fn: Callable[[], Any]) -> Optional[Callable[[], None]]:
-        """A callable that replays `fn` as a captured graph, or None if unsupported."""
+    def capture_graph(self, fn: Callable[[], Any]) -> Optional[CapturedGraph]:
+        """`fn` captured as a device graph (its replay, and the output each replay writes), or
+        None if this backend has no graphs."""
         return None
+
+    def launch_overhead_s(self, replayed: bool) -> float:
+        """What one more launch costs back to back: `replayed` in a graph (where the backend has
+        graphs), else issued eagerly from the host. 100 launches of a one-element kernel, timed on
+        the device's clock, once per backend and way. Used to state how much of a many-launch
+        figure is launch overhead."""
+        replayed = replayed and self.supports("graphs")
+        if replayed not in self._launch_overhead_s:
+            x = torch.zeros(1, device=self.device)
+            launches = 100
+
+            def tiny() -> torch.Tensor:
+                for _ in range(launches):
+                    x.add_(1.0)
+                return x
+
+            graph = self.capture_graph(tiny) if replayed else None
+            call = graph.replay if graph is not None else tiny
+            for _ in range(3):
+                call()
+                self.mark_step()
+            self.synchronize()
+            start, end = self.event(), self.event()
+            start.record()
+            call()
+            self.mark_step()
+            end.record()
+            self.synchronize()
+            self._launch_overhead_s[replayed] = start.seconds_until(end) / launches
+        return self._launch_overhead_s[replayed]
 
     def collectives_unavailable(self) -> Optional[str]:
         """None when the collectives library (`collectives_backend`) can be used, else why not."""

@@ -41,6 +41,35 @@ def read_llc_bytes() -> Optional[int]:
     return best
 
 
+# CPU flags that give native low-precision matrix products (x86: AVX512-BF16/FP16 and AMX;
+# Arm: the BF16 and half-precision SIMD extensions). Without them PyTorch runs bf16/fp16
+# matmuls through a slow software path: on an AVX2-only EPYC a bf16 16x4096x4096 product took
+# 1.9 s against 0.03 s in fp32.
+NATIVE_MATMUL_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"),
+                       "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
+
+
+def cpu_capability() -> str:
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # older PyTorch builds lack the query
+        return "unknown"
+
+
+def emulated_matmul_dtypes(flags: frozenset[str], capability: str) -> dict[str, str]:
+    """dtype -> why its matmul is software-emulated, for the dtypes whose native flags are absent."""
+    out = {}
+    for dtype, native in NATIVE_MATMUL_FLAGS.items():
+        if not native_flags_present(flags, native):
+            out[dtype] = (f"{dtype} matmul is software-emulated on this CPU (PyTorch CPU capability "
+                          f"{capability}; no {'/'.join(native)} flag)")
+    return out
+
+
+def native_flags_present(flags: frozenset[str], native: tuple[str, ...]) -> bool:
+    return any(f in flags for f in native)
+
+
 class CpuBackend(Backend):
     name = "cpu"
     auto_priority = 0
@@ -75,6 +104,19 @@ class CpuBackend(Backend):
     def memory_stats(self) -> MemoryStats:
         return MemoryStats(None, None)
 
+    def free_memory_bytes(self) -> Optional[int]:
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def emulated_matmul_dtypes(self) -> dict[str, str]:
+        return emulated_matmul_dtypes(read_cpu_info().flags, cpu_capability())
+
     def cache_bytes(self) -> Optional[int]:
         return read_llc_bytes()
 
@@ -90,7 +132,7 @@ class CpuBackend(Backend):
 
     def versions(self) -> dict[str, Any]:
         return {"torch": torch.__version__, "python": platform.python_version(),
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(), "cpu_capability": cpu_capability()}
 
     def features(self) -> set[str]:
         return {"fp64", "fp16", "bf16"}

@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from accelbench.backends.base import Backend, FrameworkEvent, MemoryStats, TimingEvent
+from accelbench.backends.base import Backend, CapturedGraph, FrameworkEvent, MemoryStats, TimingEvent
 from accelbench.specs import DeviceSpec, lookup_spec
 from accelbench.telemetry import Telemetry
 from accelbench.telemetry.nvml import open_nvml
@@ -62,6 +62,11 @@ class CudaBackend(Backend):
     def release_memory(self) -> None:
         torch.cuda.empty_cache()
 
+    def free_memory_bytes(self) -> Optional[int]:
+        free, _total = torch.cuda.mem_get_info(self.device_index)
+        # Memory our caching allocator holds but does not use is free to this process too.
+        return free + torch.cuda.memory_reserved(self.device_index) - torch.cuda.memory_allocated(self.device_index)
+
     def cache_bytes(self) -> Optional[int]:
         return getattr(self._props, "L2_cache_size", None) or None
 
@@ -99,7 +104,7 @@ class CudaBackend(Backend):
             feats.add("fp8")
         return feats - {""}
 
-    def capture_graph(self, fn: Callable[[], Any]) -> Optional[Callable[[], None]]:
+    def capture_graph(self, fn: Callable[[], Any]) -> Optional[CapturedGraph]:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
@@ -108,5 +113,5 @@ class CudaBackend(Backend):
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            fn()
-        return graph.replay
+            output = fn()
+        return CapturedGraph(graph.replay, output)

@@ -1,30 +1,37 @@
 """Intel Gaudi (HPU) backend, through Intel's PyTorch bridge `habana_frameworks.torch`.
 
-Written to Intel's documented API and tested with a stand-in module (tests/standin); not yet
-run on Gaudi hardware. What it relies on:
-- `import habana_frameworks.torch` registers `torch.hpu`; `habana_frameworks.torch.core`
-  (htcore) gives `mark_step()`, which flushes the lazy-mode graph to the device but does not
-  wait for it: waiting is `torch.hpu.synchronize()`.
-- PT_HPU_LAZY_MODE is read by the bridge at import: "1" lazy (ops are queued until
-  mark_step), "0" eager. It is read here before the import and recorded with the run.
+Written to Intel's documented API (Gaudi software 1.19 and later, where eager mode is the
+default) and tested with a strict stand-in module (tests/standin); not yet run on Gaudi
+hardware. What it relies on:
+- Execution mode: read from the bridge after import (`habana_frameworks.torch.utils.internal.
+  is_lazy()`), never guessed from PT_HPU_LAZY_MODE: unset means eager on current releases
+  (lazy is a legacy fallback, PT_HPU_LAZY_MODE=1). Lazy mode queues ops until
+  `htcore.mark_step()`; eager mode runs them as issued.
+- Graphs: `habana_frameworks.torch.hpu.HPUGraph` exists in lazy mode only, so graph replay is
+  offered in lazy mode only; in eager mode cases run without graphs and say so.
+- Device: the bridge uses one card per process, always device index 0; the card is chosen by
+  module ID in HABANA_VISIBLE_MODULES (and HLS_MODULE_ID) before the bridge is imported.
+  `--device N` means module N; telemetry opens the HLML handle whose module ID is N.
 - Timing: `torch.hpu.Event(enable_timing=True)`, `elapsed_time` in ms, like CUDA events.
 - Memory: `torch.hpu.max_memory_allocated`, `reset_peak_memory_stats`, `memory_stats()["Limit"]`.
-- Graphs: `habana_frameworks.torch.hpu.HPUGraph` captured on an `hpu.Stream`, then `replay()`.
+- Version: from the `habana-torch-plugin` distribution's metadata (the bridge has no __version__).
 - Collectives: HCCL, made available to torch.distributed by importing
   `habana_frameworks.torch.distributed.hccl`.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import platform
 import re
+import sys
 from typing import Any, Callable, Optional
 
 import torch
 
-from accelbench.backends.base import Backend, FrameworkEvent, MemoryStats, TimingEvent
+from accelbench.backends.base import Backend, CapturedGraph, FrameworkEvent, MemoryStats, TimingEvent
 from accelbench.errors import BackendUnavailable
 from accelbench.specs import DeviceSpec, lookup_spec
 from accelbench.telemetry import Telemetry
@@ -34,6 +41,7 @@ INSTALL_HINT = ("install the Intel Gaudi software stack and its PyTorch bridge "
                 "(https://docs.habana.ai/en/latest/Installation_Guide/) or run in Intel's Gaudi PyTorch container")
 # On-chip SRAM acting as the last-level cache (Intel Gaudi 2 / Gaudi 3 white papers).
 SRAM_BYTES = {2: 48 * 2**20, 3: 96 * 2**20}
+MODULE_ENV = ("HABANA_VISIBLE_MODULES", "HLS_MODULE_ID")
 
 
 def gaudi_software_missing() -> Optional[str]:
@@ -42,10 +50,33 @@ def gaudi_software_missing() -> Optional[str]:
     return None
 
 
-def lazy_mode_requested() -> bool:
-    """PT_HPU_LAZY_MODE as the bridge will read it; unset means lazy on the Gaudi software
-    releases this was written against."""
-    return os.environ.get("PT_HPU_LAZY_MODE", "1") != "0"
+def bridge_imported() -> bool:
+    return "habana_frameworks.torch" in sys.modules
+
+
+def select_module(module_id: int) -> None:
+    """Make module `module_id` the process's one card. Must run before the bridge is imported:
+    the bridge reads HABANA_VISIBLE_MODULES once, at import."""
+    if module_id == 0 and not any(os.environ.get(v) for v in MODULE_ENV):
+        return  # the default card; nothing to choose
+    wanted = str(module_id)
+    if bridge_imported():
+        if os.environ.get("HABANA_VISIBLE_MODULES") != wanted and module_id != 0:
+            raise BackendUnavailable(f"HPU module {module_id} must be chosen before the Gaudi bridge is "
+                                     "imported: set HABANA_VISIBLE_MODULES in a new process")
+        return
+    if module_id != 0 or not os.environ.get("HABANA_VISIBLE_MODULES"):
+        for var in MODULE_ENV:
+            os.environ[var] = wanted
+
+
+def current_module(default: int) -> int:
+    """The module ID this process's card has: what HLS_MODULE_ID / HABANA_VISIBLE_MODULES say."""
+    for var in MODULE_ENV:
+        first = os.environ.get(var, "").split(",")[0].strip()
+        if first.isdigit():
+            return int(first)
+    return default
 
 
 def bridge():
@@ -53,6 +84,22 @@ def bridge():
     ht = importlib.import_module("habana_frameworks.torch")
     htcore = importlib.import_module("habana_frameworks.torch.core")
     return ht, htcore
+
+
+def bridge_is_lazy() -> bool:
+    """The execution mode the imported bridge runs in."""
+    try:
+        internal = importlib.import_module("habana_frameworks.torch.utils.internal")
+        return bool(internal.is_lazy())
+    except (ImportError, AttributeError):  # older bridges: the variable, with lazy as their default
+        return os.environ.get("PT_HPU_LAZY_MODE", "1") != "0"
+
+
+def plugin_version() -> Optional[str]:
+    try:
+        return importlib.metadata.version("habana-torch-plugin")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 class HpuBackend(Backend):
@@ -64,13 +111,17 @@ class HpuBackend(Backend):
 
     def __init__(self, device_index: int = 0):
         super().__init__(device_index)
-        self.lazy = lazy_mode_requested()  # before the import, which fixes the mode
+        select_module(device_index)
+        self.module_id = current_module(device_index)
         self.ht, self.htcore = bridge()
+        self.lazy = bridge_is_lazy()
         if not torch.hpu.is_available():
             raise BackendUnavailable(self.no_device_message())
-        if device_index >= torch.hpu.device_count():
-            raise BackendUnavailable(f"HPU {device_index} does not exist ({torch.hpu.device_count()} visible)")
         self._telemetry: Optional[Telemetry] = None
+
+    @classmethod
+    def select_device(cls, device_index: int) -> None:
+        select_module(device_index)
 
     @staticmethod
     def no_device_message() -> str:
@@ -92,10 +143,10 @@ class HpuBackend(Backend):
 
     @property
     def device(self) -> torch.device:
-        return torch.device(self.device_type, self.device_index)
+        return torch.device(self.device_type, 0)  # the process's one card, whichever module it is
 
     def device_name(self) -> str:
-        return str(torch.hpu.get_device_name(self.device_index))
+        return str(torch.hpu.get_device_name(0))
 
     @property
     def generation(self) -> Optional[int]:
@@ -116,11 +167,17 @@ class HpuBackend(Backend):
             self.htcore.mark_step()
 
     def memory_stats(self) -> MemoryStats:
-        stats = torch.hpu.memory_stats(self.device_index) or {}
-        return MemoryStats(torch.hpu.max_memory_allocated(self.device_index), stats.get("Limit"))
+        stats = torch.hpu.memory_stats(0) or {}
+        return MemoryStats(torch.hpu.max_memory_allocated(0), stats.get("Limit"))
+
+    def free_memory_bytes(self) -> Optional[int]:
+        stats = torch.hpu.memory_stats(0) or {}
+        if "Limit" in stats and "InUse" in stats:
+            return int(stats["Limit"]) - int(stats["InUse"])
+        return None
 
     def reset_peak_memory(self) -> None:
-        torch.hpu.reset_peak_memory_stats(self.device_index)
+        torch.hpu.reset_peak_memory_stats(0)
 
     def cache_bytes(self) -> Optional[int]:
         return SRAM_BYTES.get(self.generation)
@@ -130,17 +187,24 @@ class HpuBackend(Backend):
 
     def telemetry(self) -> Telemetry:
         if self._telemetry is None:
-            self._telemetry = open_gaudi_telemetry(self.device_index)
+            self._telemetry = open_gaudi_telemetry(self.module_id)
         return self._telemetry
 
     def versions(self) -> dict[str, Any]:
         return {"torch": torch.__version__, "python": platform.python_version(),
-                "habana_frameworks": getattr(self.ht, "__version__", None),
-                "lazy_mode": self.lazy, "PT_HPU_LAZY_MODE": os.environ.get("PT_HPU_LAZY_MODE", "unset"),
+                "habana_torch_plugin": plugin_version(),
+                "execution_mode": "lazy" if self.lazy else "eager",
+                "PT_HPU_LAZY_MODE": os.environ.get("PT_HPU_LAZY_MODE", "unset"),
+                "module_id": self.module_id,
+                "HABANA_VISIBLE_MODULES": os.environ.get("HABANA_VISIBLE_MODULES", "unset"),
+                "graphs": "HPUGraph (lazy mode)" if self.lazy else
+                "none: HPUGraph exists in lazy mode only; cases run eagerly, launch overhead included",
                 "gaudi_generation": self.generation}
 
     def features(self) -> set[str]:
-        feats = {"fp16", "bf16", "graphs"}
+        feats = {"fp16", "bf16"}
+        if self.lazy:
+            feats.add("graphs")
         if self.generation in (2, 3):
             feats.add("fp8")
         return feats
@@ -152,11 +216,16 @@ class HpuBackend(Backend):
             return f"habana_frameworks.torch.distributed.hccl failed to import: {exc}"
         return None
 
-    def capture_graph(self, fn: Callable[[], Any]) -> Optional[Callable[[], None]]:
+    def capture_graph(self, fn: Callable[[], Any]) -> Optional[CapturedGraph]:
+        if not self.lazy:
+            return None
+        # Work still queued would be captured into the graph and replayed with it.
+        self.mark_step()
+        self.synchronize()
         graph = self.ht.hpu.HPUGraph()
         stream = self.ht.hpu.Stream()
         with self.ht.hpu.stream(stream):
             graph.capture_begin()
-            fn()
+            output = fn()
             graph.capture_end()
-        return graph.replay
+        return CapturedGraph(graph.replay, output)

@@ -7,11 +7,12 @@ the same (already rounded) inputs before anything is timed.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
 
-from accelbench.accuracy import compare
+from accelbench.accuracy import gemm_max_abs_tolerance, matmul_meter, matmul_reference_bytes
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.errors import CaseSkipped
@@ -26,11 +27,14 @@ class GemmDtype:
     # 2e-6, tf32 3e-4, fp16 2e-4, bf16 1.7e-3 (output rounding); tolerances leave 5-10x headroom.
     tolerance: float
     feature: str  # backend feature needed
+    # Operands rounded inside the kernel (tf32 keeps 10 mantissa bits of fp32 inputs): its unit
+    # roundoff enters the element-wise bound (accuracy.gemm_max_abs_tolerance).
+    input_roundoff: float = 0.0
 
 
 DTYPES = {
     "fp32": GemmDtype(torch.float32, False, 1e-4, ""),
-    "tf32": GemmDtype(torch.float32, True, 3e-3, "tf32"),
+    "tf32": GemmDtype(torch.float32, True, 3e-3, "tf32", input_roundoff=2.0**-11),
     "fp16": GemmDtype(torch.float16, False, 3e-3, "fp16"),
     "bf16": GemmDtype(torch.bfloat16, False, 1e-2, "bf16"),
 }
@@ -65,7 +69,7 @@ SUITES = {
 
 def gemm_case(group: str, dtype: str, m: int, k: int, n: int, name: str) -> Case:
     return Case(f"{dtype}/{group}/{name}", {"dtype": dtype, "m": m, "k": k, "n": n, "group": group,
-                                           "shape": name})
+                                           "shape": name}, matmul_dtypes=(dtype,))
 
 
 class Gemm(Benchmark):
@@ -89,6 +93,14 @@ class Gemm(Benchmark):
     def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         return torch.matmul(a, b, out=out)
 
+    def device_bytes(self, case: Case, backend: Backend) -> int:
+        p = case.params
+        m, k, n = p["m"], p["k"], p["n"]
+        operands = (m * k + k * n + m * n) * DTYPES[p["dtype"]].torch_dtype.itemsize
+        drawn = 4 * max(m * k, k * n)  # fp32 draw before rounding to the case's dtype
+        reference = matmul_reference_bytes(k, n) if backend.reference_device == backend.device else 0
+        return operands + drawn + reference
+
     def prepare(self, case: Case, backend: Backend) -> Workload:
         p = case.params
         spec = DTYPES[p["dtype"]]
@@ -99,7 +111,8 @@ class Gemm(Benchmark):
         # Drawn on the device in fp32, then rounded to the case's dtype.
         a = torch.randn(m, k, generator=gen, device=backend.device).to(spec.torch_dtype)
         b = torch.randn(k, n, generator=gen, device=backend.device).to(spec.torch_dtype)
-        out = torch.empty(m, n, dtype=spec.torch_dtype, device=backend.device)
+        # Poisoned: an output tile the kernel never writes stays NaN and fails the check.
+        out = torch.full((m, n), math.nan, dtype=spec.torch_dtype, device=backend.device)
         precision = "high" if spec.tf32 else "highest"
 
         def run() -> torch.Tensor:
@@ -108,8 +121,9 @@ class Gemm(Benchmark):
 
         def check(result: torch.Tensor):
             ref_dev = backend.reference_device
-            ref = a.to(ref_dev, torch.float64) @ b.to(ref_dev, torch.float64)
-            return compare(result, ref, spec.tolerance, f"fp64 matmul of the same inputs on {ref_dev.type}")
+            meter = matmul_meter(result, a, b, ref_dev)
+            bound = gemm_max_abs_tolerance(meter, spec.torch_dtype, k, spec.input_roundoff)
+            return meter.result(spec.tolerance, f"fp64 matmul of the same inputs on {ref_dev.type}", bound)
 
         elem = spec.torch_dtype.itemsize
         return Workload(run=run, check=check,

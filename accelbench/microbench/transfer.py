@@ -42,6 +42,10 @@ class Transfer(Benchmark):
                                     {"direction": direction, "host_memory": host_memory, "bytes": size}))
         return out
 
+    def device_bytes(self, case: Case, backend: Backend) -> int:
+        d = DIRECTIONS[case.params["direction"]]
+        return (int(d.src_on_device) + int(d.dst_on_device)) * case.params["bytes"]
+
     def prepare(self, case: Case, backend: Backend) -> Workload:
         p = case.params
         if backend.device.type == "cpu":
@@ -53,6 +57,8 @@ class Transfer(Benchmark):
         src = source.to(backend.device) if d.src_on_device else (source.pin_memory() if pinned else source)
         dst_device = backend.device if d.dst_on_device else torch.device("cpu")
         dst = torch.empty(p["bytes"], dtype=torch.uint8, device=dst_device, pin_memory=pinned and not d.dst_on_device)
+        # Poisoned with the source's complement: every byte a copy leaves unwritten differs.
+        dst.copy_(torch.bitwise_not(source))
         # Pinned copies are asynchronous DMA; pageable ones the runtime stages through a
         # pinned bounce buffer. non_blocking mirrors what a user would write for each.
         non_blocking = pinned
@@ -68,6 +74,6 @@ class Transfer(Benchmark):
 
         over_link = not (d.src_on_device and d.dst_on_device)
         return Workload(run=run, check=check,
-                        work=Work(bytes=d.link_copies * p["bytes"], bytes_through_device_memory=not over_link),
+                        work=Work(bytes=d.link_copies * p["bytes"], memory="link" if over_link else "device"),
                         working_set_bytes=2 * p["bytes"], graph_safe=False,
                         facts={"pinned": pinned} if p["direction"] != "d2d" else {})

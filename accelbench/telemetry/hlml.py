@@ -4,10 +4,15 @@ Written to the documented APIs and tested with a stand-in module and hl-smi outp
 the documented CSV format; not yet run on Gaudi hardware.
 - HLML: hlmlDeviceGetTotalEnergyConsumption (mJ since driver load), hlmlDeviceGetPowerUsage
   (mW), hlmlDeviceGetClockInfo / hlmlDeviceGetMaxClockInfo (MHz, SOC clock), hlmlDeviceGetTemperature
-  (C, on-chip sensor), hlmlDeviceGetPowerManagementDefaultLimit (mW),
-  hlmlDeviceGetCurrentClocksThrottleReasons (bit mask).
+  (C, on-chip sensor), hlmlDeviceGetPowerManagementLimit (the enforced limit, mW; habana-pyhlml
+  1.24) with hlmlDeviceGetPowerManagementDefaultLimit as the fallback (the default, which an
+  administrator may have changed), hlmlDeviceGetCurrentClocksThrottleReasons (bit mask). The
+  handle is the one whose hlmlDeviceGetModuleID is the card's module ID: HLML's indices are not
+  module IDs.
 - hl-smi: `hl-smi --query-aip=<fields> --format=csv` prints a header row of field names with
   units in brackets and one row per device; it has no energy counter, so energy is sampled.
+  Fields beyond index and power.draw are probed one by one before use and dropped where this
+  hl-smi does not know them.
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ HLML_THROTTLE_REASONS = {0x1: "sw_power_cap", 0x2: "sw_thermal_slowdown"}
 HLML_CLOCK_SOC = 0
 HLML_TEMP_ON_AIP = 0
 
-HL_SMI_FIELDS = ("index", "name", "driver_version", "power.draw", "temperature.aip",
-                 "clocks.current.soc", "clocks.max.soc", "power.limit")
+HL_SMI_REQUIRED = ("index", "power.draw")
+HL_SMI_OPTIONAL = ("module_id", "name", "driver_version", "temperature.aip", "clocks.current.soc",
+                   "clocks.max.soc", "power.limit")
 
 
 class HlmlTelemetry(Telemetry):
@@ -46,9 +52,18 @@ class HlmlTelemetry(Telemetry):
         mw = _try(self.hlml.hlmlDeviceGetPowerUsage, self.handle)
         return None if mw is None else mw / 1000.0
 
+    def power_limit_mw(self) -> Optional[float]:
+        """The enforced limit where this HLML has the call, else the default limit."""
+        for name in ("hlmlDeviceGetPowerManagementLimit", "hlmlDeviceGetPowerManagementDefaultLimit"):
+            fn = getattr(self.hlml, name, None)
+            value = _try(fn, self.handle) if fn is not None else None
+            if value is not None:
+                return value
+        return None
+
     def state(self) -> DeviceState:
         h, m = self.hlml, self.handle
-        limit = _try(h.hlmlDeviceGetPowerManagementDefaultLimit, m)
+        limit = self.power_limit_mw()
         mask = _try(h.hlmlDeviceGetCurrentClocksThrottleReasons, m)
         return DeviceState(
             sm_clock_mhz=_try(h.hlmlDeviceGetClockInfo, m, HLML_CLOCK_SOC),
@@ -71,10 +86,13 @@ class HlmlTelemetry(Telemetry):
 
     def fingerprint(self) -> dict[str, Any]:
         h, m = self.hlml, self.handle
-        limit = _try(h.hlmlDeviceGetPowerManagementDefaultLimit, m)
+        limit = self.power_limit_mw()
+        default = _try(h.hlmlDeviceGetPowerManagementDefaultLimit, m)
         ecc = _try(h.hlmlDeviceGetECCMode, m)
         return {
             "power_limit_w": None if limit is None else limit / 1000.0,
+            "default_power_limit_w": None if default is None else default / 1000.0,
+            "module_id": _try(h.hlmlDeviceGetModuleID, m),
             "soc_clock_max_mhz": _try(h.hlmlDeviceGetMaxClockInfo, m, HLML_CLOCK_SOC),
             "ecc_current": None if ecc is None else getattr(getattr(ecc, "current", None), "value", None),
             "hlml_device_count": _try(h.hlmlDeviceGetCount),
@@ -110,18 +128,26 @@ class HlSmiTelemetry(Telemetry):
 
     reader = "hl-smi"
 
-    def __init__(self, device_index: int = 0, run: Optional[Callable[[list[str]], str]] = None):
-        self.device_index = device_index
+    def __init__(self, module_id: int = 0, run: Optional[Callable[[list[str]], str]] = None):
+        self.module_id = module_id
         self.run = run or (lambda argv: subprocess.run(argv, capture_output=True, text=True,
                                                        timeout=10, check=True).stdout)
+        self.fields = HL_SMI_REQUIRED + tuple(f for f in HL_SMI_OPTIONAL if self._knows(f))
+
+    def _query(self, fields: tuple[str, ...]) -> list[dict]:
+        return parse_hl_smi_csv(self.run(["hl-smi", f"--query-aip={','.join(fields)}", "--format=csv"]))
+
+    def _knows(self, field: str) -> bool:
+        rows = _try(self._query, HL_SMI_REQUIRED + (field,))
+        return bool(rows) and field in rows[0]
 
     def _row(self) -> dict:
-        text = self.run(["hl-smi", f"--query-aip={','.join(HL_SMI_FIELDS)}", "--format=csv"])
-        rows = parse_hl_smi_csv(text)
+        rows = self._query(self.fields)
+        key = "module_id" if "module_id" in self.fields else "index"  # without module IDs, index it is
         for row in rows:
-            if row.get("index") is not None and int(row["index"]) == self.device_index:
+            if row.get(key) is not None and int(row[key]) == self.module_id:
                 return row
-        raise ValueError(f"hl-smi lists no device {self.device_index}")
+        raise ValueError(f"hl-smi lists no device with {key} {self.module_id}")
 
     def energy_j(self) -> Optional[float]:
         return None  # hl-smi has no energy counter: power is sampled instead
@@ -140,22 +166,36 @@ class HlSmiTelemetry(Telemetry):
     def availability(self) -> dict[str, str]:
         return {"energy counter": "no: hl-smi has none (power sampled every ~100 ms instead)",
                 "power": "yes (hl-smi power.draw)" if self.power_w() is not None else "no: hl-smi gave no power.draw",
-                "clocks/temperature": "yes (hl-smi)"}
+                "clocks/temperature": "yes (hl-smi)",
+                "hl-smi fields": ", ".join(self.fields)}
 
     def fingerprint(self) -> dict[str, Any]:
         row = _try(self._row) or {}
-        return {"driver": row.get("driver_version"), "power_limit_w": row.get("power.limit")}
+        return {"driver": row.get("driver_version"), "power_limit_w": row.get("power.limit"),
+                "module_id": row.get("module_id")}
 
 
-def open_gaudi_telemetry(device_index: int = 0) -> Telemetry:
+def hlml_handle_for_module(hlml: Any, module_id: int) -> Any:
+    """The HLML handle of the card with this module ID (HLML's own indices are not module IDs);
+    by index where this HLML has no module-ID call."""
+    if hasattr(hlml, "hlmlDeviceGetModuleID"):
+        for index in range(hlml.hlmlDeviceGetCount()):
+            handle = hlml.hlmlDeviceGetHandleByIndex(index)
+            if _try(hlml.hlmlDeviceGetModuleID, handle) == module_id:
+                return handle
+        raise LookupError(f"HLML lists no device with module ID {module_id}")
+    return hlml.hlmlDeviceGetHandleByIndex(module_id)
+
+
+def open_gaudi_telemetry(module_id: int = 0) -> Telemetry:
     try:
         import pyhlml
         pyhlml.hlmlInit()
-        return HlmlTelemetry(pyhlml, pyhlml.hlmlDeviceGetHandleByIndex(device_index))
+        return HlmlTelemetry(pyhlml, hlml_handle_for_module(pyhlml, module_id))
     except ImportError:
         missing = "habana-pyhlml is not installed (pip install 'accelbench[hpu]')"
     except Exception as exc:
         missing = f"HLML did not initialise: {exc}"
     if shutil.which("hl-smi"):
-        return HlSmiTelemetry(device_index)
+        return HlSmiTelemetry(module_id)
     return NullTelemetry(f"{missing}; hl-smi not on PATH either")

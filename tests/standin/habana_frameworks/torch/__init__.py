@@ -1,4 +1,10 @@
-"""Installs a fake `torch.hpu` and fake `torch.ops.hpu` FP8 ops on CPU PyTorch."""
+"""Installs a fake `torch.hpu` and fake `torch.ops.hpu` FP8 ops on CPU PyTorch, as strict as the
+real bridge where accelbench depends on it:
+- one card per process, device 0 only; HABANA_VISIBLE_MODULES (read once, here) picks which;
+- no __version__ (the real version lives in the habana-torch-plugin distribution's metadata);
+- fp8_gemm_v2 scale shapes: A_scale_inv [1] or [M, 1], B_scale_inv [1] or [N] (per output
+  channel), as vLLM's Gaudi path and neural-compressor pass them; anything else is refused.
+"""
 import os
 import sys
 import time
@@ -6,12 +12,17 @@ import types
 
 import torch
 
-from habana_frameworks import record
+from habana_frameworks import STATE, record
 from habana_frameworks.torch import hpu  # noqa: F401  (makes habana_frameworks.torch.hpu an attribute)
+from habana_frameworks.torch.utils.internal import is_lazy
 
-__version__ = "standin-0.0"
 NAME = os.environ.get("STANDIN_HPU_NAME", "GAUDI2")
 COUNT = int(os.environ.get("STANDIN_HPU_COUNT", "1"))
+VISIBLE_MODULES = os.environ.get("HABANA_VISIBLE_MODULES")
+record("import", HABANA_VISIBLE_MODULES=VISIBLE_MODULES, HLS_MODULE_ID=os.environ.get("HLS_MODULE_ID"),
+       lazy=is_lazy())
+# B's per-channel scales applied along the wrong axis: a bridge (or adapter) bug the checks must catch.
+WRONG_AXIS = os.environ.get("STANDIN_HPU_WRONG_SCALE_AXIS") == "1"
 
 
 class Event:
@@ -29,17 +40,25 @@ class Event:
 
 def _synchronize(device=None):
     record("synchronize")
+    STATE["pending"] = False
+
+
+def _only_device_zero(index=0):
+    if index not in (0, None):
+        raise RuntimeError(f"stand-in: the Gaudi bridge has only device 0 in a process (asked for {index}); "
+                           "choose the card with HABANA_VISIBLE_MODULES")
+    return index
 
 
 fake = types.SimpleNamespace(
     is_available=lambda: COUNT > 0,
-    device_count=lambda: COUNT,
-    get_device_name=lambda index=0: NAME,
+    device_count=lambda: min(COUNT, 1),
+    get_device_name=lambda index=0: _only_device_zero(index) or NAME,
     synchronize=_synchronize,
     Event=Event,
-    max_memory_allocated=lambda index=0: 12345,
-    reset_peak_memory_stats=lambda index=0: record("reset_peak_memory_stats"),
-    memory_stats=lambda index=0: {"Limit": 96 * 2**30},
+    max_memory_allocated=lambda index=0: _only_device_zero(index) or 12345,
+    reset_peak_memory_stats=lambda index=0: record("reset_peak_memory_stats", index=_only_device_zero(index)),
+    memory_stats=lambda index=0: {"Limit": 96 * 2**30, "InUse": 2**30, "index": _only_device_zero(index)},
 )
 torch.hpu = fake
 sys.modules["torch.hpu"] = fake
@@ -47,29 +66,63 @@ sys.modules["torch.hpu"] = fake
 E4M3_MAX_GAUDI2 = 240.0
 
 
-def _cast_to_fp8_v2(input, scale=None, stochastic_rounding=False, is_amax=False, dtype=None):
-    record("cast_to_fp8_v2", scale=None if scale is None else scale.clone(), stochastic_rounding=stochastic_rounding,
-           is_amax=is_amax, dtype=dtype, shape=tuple(input.shape))
-    dtype = dtype or torch.float8_e4m3fn
+def _fp8_limit(dtype):
     limit = torch.finfo(dtype).max
     if dtype == torch.float8_e4m3fn and "2" in NAME:
         limit = E4M3_MAX_GAUDI2  # Gaudi 2's E4M3 saturates at 240
+    return limit
+
+
+def _cast(input, scale, dtype):
+    dtype = dtype or torch.float8_e4m3fn
+    if isinstance(scale, torch.Tensor) and scale.shape not in ((), (1,), (input.shape[0], 1)):
+        raise RuntimeError(f"stand-in: cast_to_fp8_v2 scale of shape {tuple(scale.shape)} for input "
+                           f"{tuple(input.shape)} (takes [1] or [M, 1])")
     x = input.float() * (scale if scale is not None else 1.0)
+    limit = _fp8_limit(dtype)
     return x.clamp(-limit, limit).to(dtype), input.abs().amax().float()
+
+
+def _cast_to_fp8_v2(input, scale=None, stochastic_rounding=False, is_amax=False, dtype=None):
+    record("cast_to_fp8_v2", scale=None if scale is None else scale.clone(), stochastic_rounding=stochastic_rounding,
+           is_amax=is_amax, dtype=dtype, shape=tuple(input.shape))
+    return _cast(input, scale, dtype)
+
+
+def _cast_to_fp8_v2_scalar(input, scale, stochastic_rounding=False, is_amax=False, dtype=None):
+    record("cast_to_fp8_v2.scalar", scale=scale, stochastic_rounding=stochastic_rounding, dtype=dtype)
+    return _cast(input, float(scale), dtype)
+
+
+def _gemm(A, trans_A, B, trans_B, out_dtype, a_scale, b_scale):
+    a = A.float().t() if trans_A else A.float()
+    b = B.float().t() if trans_B else B.float()
+    c = a @ b  # M x N
+    m, n = c.shape
+    if isinstance(a_scale, torch.Tensor) and a_scale.shape not in ((), (1,), (m, 1)):
+        raise RuntimeError(f"stand-in: fp8_gemm_v2 A_scale_inv of shape {tuple(a_scale.shape)} (takes [1] or [M, 1])")
+    if isinstance(b_scale, torch.Tensor) and b_scale.shape not in ((), (1,), (n,)):
+        raise RuntimeError(f"stand-in: fp8_gemm_v2 B_scale_inv of shape {tuple(b_scale.shape)} (takes [1] or [N])")
+    if a_scale is not None:
+        c = c * (a_scale.float() if isinstance(a_scale, torch.Tensor) else a_scale)
+    if b_scale is not None:
+        if isinstance(b_scale, torch.Tensor) and WRONG_AXIS and b_scale.numel() == n > 1:
+            c = c * b_scale.float().flip(0)  # each channel gets another channel's scale
+        else:
+            c = c * (b_scale.float() if isinstance(b_scale, torch.Tensor) else b_scale)
+    return c.to(out_dtype)
 
 
 def _fp8_gemm_v2(A, trans_A, B, trans_B, D, out_dtype, A_scale_inv=None, B_scale_inv=None, bias=None, accumulate=False):
     record("fp8_gemm_v2", trans_A=trans_A, trans_B=trans_B, out_dtype=out_dtype, a_dtype=A.dtype, b_dtype=B.dtype,
            A_scale_inv=None if A_scale_inv is None else A_scale_inv.clone(),
            B_scale_inv=None if B_scale_inv is None else B_scale_inv.clone(), a_shape=tuple(A.shape), b_shape=tuple(B.shape))
-    a = A.float().t() if trans_A else A.float()
-    b = B.float().t() if trans_B else B.float()
-    c = a @ b
-    if A_scale_inv is not None:
-        c = c * A_scale_inv.float()
-    if B_scale_inv is not None:
-        c = c * B_scale_inv.float()
-    return c.to(out_dtype)
+    return _gemm(A, trans_A, B, trans_B, out_dtype, A_scale_inv, B_scale_inv)
+
+
+def _fp8_gemm_v2_scalar(A, trans_A, B, trans_B, D, out_dtype, A_scale_inv, B_scale_inv, bias=None, accumulate=False):
+    record("fp8_gemm_v2.scalar", A_scale_inv=A_scale_inv, B_scale_inv=B_scale_inv, out_dtype=out_dtype)
+    return _gemm(A, trans_A, B, trans_B, out_dtype, float(A_scale_inv), float(B_scale_inv))
 
 
 # Op registrations are process-wide: a fresh import (tests reload the stand-in with other knobs)
@@ -81,7 +134,13 @@ torch._accelbench_standin_hpu_lib = _lib
 _lib.define("cast_to_fp8_v2(Tensor input, Tensor? scale=None, bool stochastic_rounding=False, bool is_amax=False, "
             "ScalarType? dtype=None) -> (Tensor, Tensor)")
 _lib.impl("cast_to_fp8_v2", _cast_to_fp8_v2, "CompositeExplicitAutograd")
+_lib.define("cast_to_fp8_v2.scalar(Tensor input, float scale, bool stochastic_rounding=False, bool is_amax=False, "
+            "ScalarType? dtype=None) -> (Tensor, Tensor)")
+_lib.impl("cast_to_fp8_v2.scalar", _cast_to_fp8_v2_scalar, "CompositeExplicitAutograd")
 if os.environ.get("STANDIN_HPU_NO_FP8_GEMM") != "1":
     _lib.define("fp8_gemm_v2(Tensor A, bool trans_A, Tensor B, bool trans_B, Tensor? D, ScalarType out_dtype, "
                 "Tensor? A_scale_inv=None, Tensor? B_scale_inv=None, Tensor? bias=None, bool accumulate=False) -> Tensor")
     _lib.impl("fp8_gemm_v2", _fp8_gemm_v2, "CompositeExplicitAutograd")
+    _lib.define("fp8_gemm_v2.scalar(Tensor A, bool trans_A, Tensor B, bool trans_B, Tensor? D, ScalarType out_dtype, "
+                "float A_scale_inv, float B_scale_inv, Tensor? bias=None, bool accumulate=False) -> Tensor")
+    _lib.impl("fp8_gemm_v2.scalar", _fp8_gemm_v2_scalar, "CompositeExplicitAutograd")
