@@ -69,6 +69,9 @@ def membw_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
             cache = data[data["run_id"] == run_id]["cache_bytes"].dropna()
             if not cache.empty:
                 ax.axvline(float(cache.iloc[0]), color="gray", ls=":", lw=0.8)
+                # Below 4x the cache the figures are cache bandwidth, not device memory's.
+                ax.axvspan(float(data["working_set_bytes"].min()) / 2, 4 * float(cache.iloc[0]),
+                           color="gold", alpha=0.12, lw=0)
         ax.set_xscale("log", base=2)
         ax.set_title(kernel)
         ax.set_xlabel("working set (bytes)")
@@ -78,7 +81,8 @@ def membw_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
         ax.set_visible(False)
     axes[0][0].set_ylabel("GB/s (1e9 B/s)")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.suptitle("Memory bandwidth vs working set (dashed: datasheet peak; dotted: last-level cache size)")
+    fig.suptitle("Memory bandwidth vs working set (shaded: under 4x the last-level cache, i.e. cache bandwidth, "
+                 "not device memory; dotted: cache size; dashed: datasheet memory bandwidth)", fontsize=9)
     return _png(fig)
 
 
