@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from accelbench.backends.base import Backend
-from accelbench.stats import median
+from accelbench.stats import SampleStats, median
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,15 @@ def timed_call(backend: Backend, call: Callable[[], Any]) -> tuple[Any, float]:
     return output, time.perf_counter() - start
 
 
-def timed_batch(backend: Backend, call: Callable[[], Any], batch: int, flush: bool) -> list[float]:
+def timed_batch(backend: Backend, call: Callable[[], Any], batch: int, flush: bool,
+                enqueue_s: Optional[list[float]] = None) -> list[float]:
     """`batch` calls queued back to back, each bracketed by two device events (the cache flushed
     before each, outside the events, when `flush`); one synchronize at the end. Used by the
-    samples and by the energy windows, so both time the same work the same way."""
+    samples, the energy windows and the graph choice, so all time the same work the same way.
+    `enqueue_s`, where given, receives the host time the batch took to enqueue."""
     starts = [backend.event() for _ in range(batch)]
     ends = [backend.event() for _ in range(batch)]
+    t0 = time.perf_counter()
     for s, e in zip(starts, ends):
         if flush:
             backend.flush_cache()
@@ -99,6 +102,8 @@ def timed_batch(backend: Backend, call: Callable[[], Any], batch: int, flush: bo
         call()
         backend.mark_step()
         e.record()
+    if enqueue_s is not None:
+        enqueue_s.append(time.perf_counter() - t0)
     backend.synchronize()
     return [s.seconds_until(e) for s, e in zip(starts, ends)]
 
@@ -114,29 +119,16 @@ class Glance:
 
 
 def glance(backend: Backend, call: Callable[[], Any], flush: bool, per_call_estimate_s: float) -> Glance:
-    from accelbench.stats import SampleStats
     samples: list[float] = []
-    host = 0.0
+    enqueue: list[float] = []
     batch = batch_size(0.02, per_call_estimate_s)
     wall_start = time.perf_counter()
+    backend.synchronize()
     while len(samples) < GLANCE_POLICY.min_samples or (
             sum(samples) < GLANCE_POLICY.min_time_s and time.perf_counter() - wall_start < GLANCE_POLICY.max_time_s):
-        starts = [backend.event() for _ in range(batch)]
-        ends = [backend.event() for _ in range(batch)]
-        backend.synchronize()
-        t0 = time.perf_counter()
-        for s, e in zip(starts, ends):
-            if flush:
-                backend.flush_cache()
-            s.record()
-            call()
-            backend.mark_step()
-            e.record()
-        host += time.perf_counter() - t0
-        backend.synchronize()
-        samples += [s.seconds_until(e) for s, e in zip(starts, ends)]
+        samples += timed_batch(backend, call, batch, flush, enqueue)
     stats = SampleStats.from_samples(samples)
-    return Glance(stats.median, stats.cv, host / len(samples))
+    return Glance(stats.median, stats.cv, sum(enqueue) / len(samples))
 
 
 def batch_size(target_s: float, per_call_estimate_s: float) -> int:

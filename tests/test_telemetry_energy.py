@@ -188,6 +188,18 @@ class WorkCounter(Telemetry):
         return {}
 
 
+def counted_gemm(device: WorkCounter, joules_per_call: float):
+    """A GEMM benchmark each product of which adds `joules_per_call` to the device's counter."""
+    from accelbench.microbench.gemm import Gemm
+
+    class Counted(Gemm):
+        def matmul(self, a, b, out):
+            device.joules += joules_per_call
+            return super().matmul(a, b, out)
+
+    return Counted()
+
+
 def test_energy_window_counts_the_calls_it_ran(cpu_backend):
     device = WorkCounter(reasons=["sw_power_cap"])
 
@@ -209,19 +221,14 @@ def test_energy_window_counts_the_calls_it_ran(cpu_backend):
 
 
 def test_flushed_cases_flush_in_the_window_and_subtract_the_flushes(cpu_backend, make_runner, monkeypatch):
-    from accelbench.microbench.gemm import Gemm, gemm_case
+    from accelbench.microbench.gemm import gemm_case
     device = WorkCounter()
     monkeypatch.setattr(cpu_backend, "telemetry", lambda: device)
     monkeypatch.setattr(cpu_backend, "cache_bytes", lambda: 1 << 24)  # 64^3 fp32 fits: flushed
     monkeypatch.setattr(cpu_backend, "flush_cache", lambda: setattr(device, "joules", device.joules + 2.0))
 
-    class Counted(Gemm):
-        def matmul(self, a, b, out):
-            device.joules += 0.25
-            return super().matmul(a, b, out)
-
     rec = make_runner(cpu_backend, energy=True, energy_window_s=0.2).run_case(
-        Counted(), gemm_case("square", "fp32", 64, 64, 64, "x"))
+        counted_gemm(device, 0.25), gemm_case("square", "fp32", 64, 64, 64, "x"))
     assert rec.status == "ok" and rec.method.cache.startswith("flushed")
     e = rec.energy
     assert e.flushed and e.flush_joules == pytest.approx(2.0 * e.iterations)
@@ -252,18 +259,13 @@ def test_power_trace_time_weighted_mean():
 
 
 def test_harness_attaches_energy_and_flags_throttling(cpu_backend, make_runner, monkeypatch):
-    from accelbench.microbench.gemm import Gemm, gemm_case
+    from accelbench.microbench.gemm import gemm_case
     device = WorkCounter(reasons=["sw_power_cap"])
     monkeypatch.setattr(cpu_backend, "telemetry", lambda: device)
     monkeypatch.setattr(cpu_backend, "cache_bytes", lambda: 1024)  # never flushed
 
-    class Counted(Gemm):
-        def matmul(self, a, b, out):
-            device.joules += 0.125
-            return super().matmul(a, b, out)
-
     rec = make_runner(cpu_backend, energy=True, energy_window_s=0.2).run_case(
-        Counted(), gemm_case("square", "fp32", 64, 64, 64, "x"))
+        counted_gemm(device, 0.125), gemm_case("square", "fp32", 64, 64, 64, "x"))
     assert rec.status == "ok" and rec.energy is not None and rec.throttled
     assert rec.metric("tflops_per_w").value == pytest.approx(2 * 64**3 / 0.125 / 1e12)
 
