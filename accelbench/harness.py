@@ -179,7 +179,8 @@ class Runner:
         record.stats = SampleStats.from_samples(samples)
         record.method = TimingMethod(timer=backend.timer_description, graphs=graphs, cache=cache_note,
                                      warmup_iters=warm_iters, warmup_s=warm_s, graph_choice=graph_choice,
-                                     graph_checked=graphs or None, first_call_s=first_s)
+                                     graph_checked=graph_checked.passed if graph_checked is not None else None,
+                                     first_call_s=first_s)
         record.metrics = performance_metrics(workload.work, record.stats, self.spec)
         if workload.launches_per_call:
             share = workload.launches_per_call * backend.launch_overhead_s(replayed=graphs) / record.stats.median
