@@ -37,6 +37,10 @@ class RunOptions:
 GRAPH_TRY_BELOW_S = 2e-3
 GRAPH_STEADIER_WITHIN = 0.05
 NEXT_SUITE = {"quick": "standard", "standard": "full", "full": "full"}
+# A case predicted to exceed its per-call budget this many times over is skipped without running
+# one call. Rates grow with size, so a prediction from smaller cases errs long: the margin keeps
+# cases near the budget measured rather than predicted.
+PREDICTION_MARGIN = 4.0
 
 
 def gib(n: float) -> str:
@@ -86,6 +90,8 @@ class Runner:
         self._medians: dict[str, float] = {}  # case id -> median seconds, for speed-ups
         self._emulated = backend.emulated_matmul_dtypes()
         self._flush_joules: Optional[float] = None
+        # Best rate one call reached so far per (benchmark, dtype or "bytes"): (rate, case id).
+        self._rates: dict[tuple[str, str], tuple[float, str]] = {}
 
     def run(self, plan: list[tuple[Benchmark, Case]]) -> RunSummary:
         summary = RunSummary()
@@ -142,8 +148,18 @@ class Runner:
 
     def _measure(self, workload: Workload, record: CaseRecord) -> None:
         backend, opts = self.backend, self.options
-        output, first_s = timed_call(backend, workload.run)
         budget = opts.policy.call_budget_s
+        rate_key, amount = self._work_amount(record.benchmark, workload)
+        predicted = self._predicted_call_s(rate_key, amount)
+        if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
+            # Not even run once: a single call would blow the budget by far (an emulated bf16
+            # 16384^3 product on an AVX2 CPU takes hours).
+            raise CaseSkipped(
+                f"one call would take about {predicted[0]:.3g} s (at the best rate a case of this kind reached "
+                f"in this run, {predicted[1]}'s), "
+                f"over the {opts.suite} suite's per-call budget of {budget:g} s "
+                f"(run it with --suite {NEXT_SUITE[opts.suite]}, or --call-budget 0)")
+        output, first_s = timed_call(backend, workload.run)
         if budget and first_s > budget:
             del output  # the first call may have compiled or autotuned: a second one decides
             output, again_s = timed_call(backend, workload.run)
@@ -190,6 +206,9 @@ class Runner:
                 "launch's measured cost, over the median"))
         record.metrics += workload.extra_metrics(record.stats)
         self._medians[record.case_id] = record.stats.median
+        best = self._rates.get(rate_key)
+        if amount and (best is None or amount / record.stats.median > best[0]):
+            self._rates[rate_key] = (amount / record.stats.median, record.case_id)
         if workload.baseline_case:
             base = self._medians.get(workload.baseline_case)
             record.metrics.append(Metric("speedup", base / record.stats.median if base else None, "x",
@@ -210,6 +229,22 @@ class Runner:
         if workload.ceiling:
             per_s, unit = (workload.work.flops, "FLOP/s") if workload.work.flops else (workload.work.bytes, "B/s")
             self.writer.offer_ceiling(workload.ceiling, per_s / record.stats.median, unit, record.case_id)
+
+    @staticmethod
+    def _work_amount(benchmark: str, workload: Workload) -> tuple[tuple[str, str], float]:
+        work = workload.work
+        if work.flops:
+            return (benchmark, work.flops_dtype or "flops"), work.flops
+        return (benchmark, "bytes"), work.bytes
+
+    def _predicted_call_s(self, key: tuple[str, str], amount: float) -> Optional[tuple[float, str]]:
+        """(seconds, the case whose rate it is) for one call of `amount` at the best steady rate
+        (work over median) a case of the same benchmark and dtype reached in this run; None before
+        the first. Rates grow with size, so this errs long."""
+        best = self._rates.get(key)
+        if not amount or best is None:
+            return None
+        return amount / best[0], best[1]
 
     def _choose_call(self, workload: Workload, flush: bool, per_call_s: float
                      ) -> tuple[Optional[Callable[[], Any]], bool, Optional[str], Any]:

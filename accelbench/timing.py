@@ -13,7 +13,9 @@ Every sample is kept; statistics are computed from all of them.
 Before any of this, the correctness call is timed on the host clock after a synchronize. Where
 one call takes longer than the suite's `call_budget_s` (and a second call, past any compiling or
 autotuning of the first, does too), the case is skipped with that time: it would blow the
-suite's duration. Budgets: quick 0.25 s, standard 10 s, full 60 s per call.
+suite's duration. Budgets: quick 0.25 s, standard 10 s, full 60 s per call. A case predicted to
+take more than 4x its budget, at the best steady rate a case of the same benchmark and dtype
+reached earlier in the run, is skipped without running its call at all (harness.py).
 """
 from __future__ import annotations
 
