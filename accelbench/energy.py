@@ -4,9 +4,10 @@ After a case's latency samples, the same work is repeated, exactly as it was tim
 graph or not, same cache flushes, each call between device events), for at least `window_s`
 (1 s by default: counters update about every 100 ms) between two reads of the device's
 cumulative energy counter. Where the samples flushed the cache, the energy of the flushes,
-measured once per run on flushes alone, is subtracted. A sampler thread reads power and clock-event reasons every ~100 ms over the
-same window: it provides the cross-check of the counter, the throttle flags, and the whole
-figure on devices with no counter (then marked "sampled"). Energy windows are separate from
+measured once per run on flushes alone, is subtracted. A sampler thread reads power and
+clock-event reasons every ~100 ms over the same window: it provides the cross-check of the
+counter, the throttle flags, and the whole figure on devices with no counter (then marked
+"sampled"). Energy windows are separate from
 the latency samples, so they never distort them.
 """
 from __future__ import annotations

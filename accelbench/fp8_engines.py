@@ -15,6 +15,9 @@ from accelbench.quant import (OperandScheme, Quantized, ScalingMode, block_amax,
                               quantize_with_scale, scale_from_amax)
 
 
+CONSTANT_SCALES_ELSEWHERE = "constant (compile-time) scales are a Gaudi path (torch.ops.hpu.*.scalar ops)"
+
+
 class EmulatedEngine:
     """Quantize with the reference implementation, dequantize, GEMM in fp32: exact FP8 numerics
     of a mode on any backend; its timings are labelled emulated."""
@@ -31,7 +34,7 @@ class EmulatedEngine:
     def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
         """Why this engine cannot run `mode` (for an M x K x N `shape`, where given), or None."""
         if impl == "const":
-            return "constant (compile-time) scales are a Gaudi path (torch.ops.hpu.*.scalar ops)"
+            return CONSTANT_SCALES_ELSEWHERE
         if impl not in ("auto", "emulated"):
             return f"impl {impl} needs a GPU backend"
         if mode.stochastic_rounding:
@@ -67,7 +70,7 @@ class CudaEngine(EmulatedEngine):
 
     def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
         if impl == "const":
-            return "constant (compile-time) scales are a Gaudi path (torch.ops.hpu.*.scalar ops)"
+            return CONSTANT_SCALES_ELSEWHERE
         if not self.backend.supports("fp8"):
             return "this GPU has no FP8 tensor cores (needs compute capability 8.9 or newer)"
         grain = mode.granularity

@@ -15,7 +15,7 @@ from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Workload
 from accelbench.energy import PowerSampler, energy_window
 from accelbench.errors import CaseSkipped
-from accelbench.metrics import energy_metrics, performance_metrics
+from accelbench.metrics import energy_metrics, launch_overhead_metric, performance_metrics
 from accelbench.records import THROTTLE_REASONS, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
@@ -148,25 +148,8 @@ class Runner:
 
     def _measure(self, workload: Workload, record: CaseRecord) -> None:
         backend, opts = self.backend, self.options
-        budget = opts.policy.call_budget_s
         rate_key, amount = self._work_amount(record.benchmark, workload)
-        predicted = self._predicted_call_s(rate_key, amount)
-        if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
-            # Not even run once: a single call would blow the budget by far (an emulated bf16
-            # 16384^3 product on an AVX2 CPU takes hours).
-            raise CaseSkipped(
-                f"one call would take about {predicted[0]:.3g} s (at the best rate a case of this kind reached "
-                f"in this run, {predicted[1]}'s), "
-                f"over the {opts.suite} suite's per-call budget of {budget:g} s "
-                f"(run it with --suite {NEXT_SUITE[opts.suite]}, or --call-budget 0)")
-        output, first_s = timed_call(backend, workload.run)
-        if budget and first_s > budget:
-            del output  # the first call may have compiled or autotuned: a second one decides
-            output, again_s = timed_call(backend, workload.run)
-            if again_s > budget:
-                raise CaseSkipped(
-                    f"one call took {again_s:.3g} s, over the {opts.suite} suite's per-call budget of {budget:g} s "
-                    f"(run it with --suite {NEXT_SUITE[opts.suite]}, or --call-budget 0)")
+        output, first_s = self._first_call(workload, rate_key, amount)
         # Correctness first: a wrong result never produces a figure.
         record.accuracy = workload.check(output)
         del output
@@ -199,11 +182,9 @@ class Runner:
                                      first_call_s=first_s)
         record.metrics = performance_metrics(workload.work, record.stats, self.spec)
         if workload.launches_per_call:
-            share = workload.launches_per_call * backend.launch_overhead_s(replayed=graphs) / record.stats.median
-            record.metrics.append(Metric(
-                "launch_overhead_share", 100.0 * min(share, 1.0), "%",
-                f"estimated: {workload.launches_per_call} launches x one {'replayed' if graphs else 'eager'} "
-                "launch's measured cost, over the median"))
+            record.metrics.append(launch_overhead_metric(workload.launches_per_call,
+                                                         backend.launch_overhead_s(replayed=graphs),
+                                                         record.stats.median, graphs))
         record.metrics += workload.extra_metrics(record.stats)
         self._medians[record.case_id] = record.stats.median
         best = self._rates.get(rate_key)
@@ -229,6 +210,29 @@ class Runner:
         if workload.ceiling:
             per_s, unit = (workload.work.flops, "FLOP/s") if workload.work.flops else (workload.work.bytes, "B/s")
             self.writer.offer_ceiling(workload.ceiling, per_s / record.stats.median, unit, record.case_id)
+
+    def _first_call(self, workload: Workload, rate_key: tuple[str, str], amount: float) -> tuple[Any, float]:
+        """The correctness call and its time, within the suite's per-call budget: a case predicted
+        far over it is skipped without a call; one whose call (and a second, past any compiling
+        or autotuning of the first) is over it is skipped with that time."""
+        budget = self.options.policy.call_budget_s
+        predicted = self._predicted_call_s(rate_key, amount)
+        if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
+            # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
+            raise self._over_budget(f"one call would take about {predicted[0]:.3g} s (at the best rate a case "
+                                    f"of this kind reached in this run, {predicted[1]}'s)")
+        output, first_s = timed_call(self.backend, workload.run)
+        if budget and first_s > budget:
+            del output
+            output, again_s = timed_call(self.backend, workload.run)
+            if again_s > budget:
+                raise self._over_budget(f"one call took {again_s:.3g} s")
+        return output, first_s
+
+    def _over_budget(self, what: str) -> CaseSkipped:
+        opts = self.options
+        return CaseSkipped(f"{what}, over the {opts.suite} suite's per-call budget of {opts.policy.call_budget_s:g} s "
+                           f"(run it with --suite {NEXT_SUITE[opts.suite]}, or --call-budget 0)")
 
     @staticmethod
     def _work_amount(benchmark: str, workload: Workload) -> tuple[tuple[str, str], float]:

@@ -44,6 +44,15 @@ def performance_metrics(work: Work, stats: SampleStats, spec: Optional[DeviceSpe
     return out
 
 
+def launch_overhead_metric(launches: int, per_launch_s: float, median_s: float, replayed: bool) -> Metric:
+    """The share of a many-launch call's median that its launches cost (design.md §2: a figure
+    that includes launch overhead says so)."""
+    share = min(1.0, launches * per_launch_s / median_s)
+    return Metric("launch_overhead_share", 100.0 * share, "%",
+                  f"estimated: {launches} launches x one {'replayed' if replayed else 'eager'} launch's "
+                  "measured cost, over the median")
+
+
 def energy_metrics(work: Work, energy: EnergyRecord) -> list[Metric]:
     note = "from sampled power" if energy.source == "sampled" else None
     per_call_j = energy.joules / energy.iterations

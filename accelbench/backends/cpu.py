@@ -60,14 +60,10 @@ def emulated_matmul_dtypes(flags: frozenset[str], capability: str) -> dict[str, 
     """dtype -> why its matmul is software-emulated, for the dtypes whose native flags are absent."""
     out = {}
     for dtype, native in NATIVE_MATMUL_FLAGS.items():
-        if not native_flags_present(flags, native):
+        if not any(f in flags for f in native):
             out[dtype] = (f"{dtype} matmul is software-emulated on this CPU (PyTorch CPU capability "
                           f"{capability}; no {'/'.join(native)} flag)")
     return out
-
-
-def native_flags_present(flags: frozenset[str], native: tuple[str, ...]) -> bool:
-    return any(f in flags for f in native)
 
 
 class CpuBackend(Backend):

@@ -56,18 +56,18 @@ def bridge_imported() -> bool:
 
 def select_module(module_id: int) -> None:
     """Make module `module_id` the process's one card. Must run before the bridge is imported:
-    the bridge reads HABANA_VISIBLE_MODULES once, at import."""
-    if module_id == 0 and not any(os.environ.get(v) for v in MODULE_ENV):
-        return  # the default card; nothing to choose
+    the bridge reads HABANA_VISIBLE_MODULES once, at import. Module 0 leaves the choice to the
+    bridge's default, or to a HABANA_VISIBLE_MODULES the user set."""
+    if module_id == 0:
+        return
     wanted = str(module_id)
     if bridge_imported():
-        if os.environ.get("HABANA_VISIBLE_MODULES") != wanted and module_id != 0:
+        if os.environ.get("HABANA_VISIBLE_MODULES") != wanted:
             raise BackendUnavailable(f"HPU module {module_id} must be chosen before the Gaudi bridge is "
                                      "imported: set HABANA_VISIBLE_MODULES in a new process")
         return
-    if module_id != 0 or not os.environ.get("HABANA_VISIBLE_MODULES"):
-        for var in MODULE_ENV:
-            os.environ[var] = wanted
+    for var in MODULE_ENV:
+        os.environ[var] = wanted
 
 
 def current_module(default: int) -> int:

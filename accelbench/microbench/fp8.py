@@ -35,10 +35,13 @@ KERNEL_TOLERANCE = {False: 1e-2, True: 2e-2}
 FAST_ACCUM_MAX_ABS_RMS = 0.2
 
 
-def kernel_max_abs_tolerance(meter: ErrorMeter, fast_accum: bool, k: int) -> float:
-    if fast_accum:
-        return FAST_ACCUM_MAX_ABS_RMS * meter.ref_rms
-    return gemm_max_abs_tolerance(meter, torch.bfloat16, k)
+def check_product(result: torch.Tensor, ref: torch.Tensor, tolerance: float, reference: str, k: int,
+                  fast_accum: bool = False) -> Accuracy:
+    """A bf16 GEMM output against its fp64 reference: Frobenius and element-wise bounds."""
+    meter = ErrorMeter()
+    meter.add(result, ref)
+    bound = FAST_ACCUM_MAX_ABS_RMS * meter.ref_rms if fast_accum else gemm_max_abs_tolerance(meter, torch.bfloat16, k)
+    return meter.result(tolerance, reference, bound)
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,7 @@ class Fp8Gemm(Benchmark):
         if p["mode"] == "bf16":
             def check_bf16(result: torch.Tensor) -> Accuracy:
                 error.measure(result)
-                meter = ErrorMeter()
-                meter.add(result, exact)
-                return meter.result(1e-2, f"fp64 matmul on {ref_dev.type}",
-                                    gemm_max_abs_tolerance(meter, torch.bfloat16, k))
+                return check_product(result, exact, 1e-2, f"fp64 matmul on {ref_dev.type}", k)
 
             return Workload(run=lambda: torch.matmul(a, b, out=out), check=check_bf16,
                             work=Work(flops=2.0 * m * n * k, flops_dtype="bf16"),
@@ -150,11 +150,9 @@ class Fp8Gemm(Benchmark):
 
         def check(result: torch.Tensor) -> Accuracy:
             error.measure(result)
-            meter = ErrorMeter()
-            meter.add(result, quantized_exact)
-            return meter.result(KERNEL_TOLERANCE[mode.fast_accum],
-                                f"fp64 product of the reference-quantized operands on {ref_dev.type}",
-                                kernel_max_abs_tolerance(meter, mode.fast_accum, k))
+            return check_product(result, quantized_exact, KERNEL_TOLERANCE[mode.fast_accum],
+                                 f"fp64 product of the reference-quantized operands on {ref_dev.type}", k,
+                                 mode.fast_accum)
 
         facts = {"execution": engine.execution, "activation_quantizer": engine.activation_quantizer(mode, scale),
                  "saturated_pct": 100.0 * reference.saturated,
