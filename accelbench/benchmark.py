@@ -41,7 +41,8 @@ class Work:
     # Where the counted bytes move. Only "device" (device memory, working set >= 4x the
     # last-level cache) is compared with the datasheet bandwidth. "cache" is cache bandwidth
     # (the working set fits in, or is near, the last-level cache); "link" crosses the host link
-    # (PCIe, NVLink-C2C), for which the spec table holds no peak.
+    # (PCIe, NVLink-C2C), for which the spec table holds no peak. "interconnect" is a collective's
+    # message moved between devices: its bandwidth is nccl-tests' algbw (bytes / time).
     memory: str = "device"
 
 
@@ -52,6 +53,9 @@ class Workload:
     work: Work
     working_set_bytes: int  # bytes the timed call touches: decides whether caches need flushing
     graph_safe: bool = True  # may be captured and replayed as a device graph
+    # Captured only where the user asks for graphs (--graphs on), never by auto: collectives, whose
+    # capture hangs or desynchronizes ranks on some library versions.
+    graphs_on_request: bool = False
     # Kernels one call launches, where many: the case then reports the share of its time that is
     # launch overhead (design.md §2: a figure that includes launch overhead says so).
     launches_per_call: Optional[int] = None
@@ -59,14 +63,22 @@ class Workload:
     # The harness flushes the cache when the working set fits in it, unless the case measures
     # cache-resident data on purpose (a bandwidth sweep's cache cliff).
     measures_cache: bool = False
+    no_flush_reason: Optional[str] = None  # never flushed, for this reason (collectives run back to back)
     facts: dict[str, Any] = field(default_factory=dict)  # recorded with the case, e.g. l2_bytes
     extra_metrics: Callable[[SampleStats], list[Metric]] = field(default=lambda stats: [])
     baseline_case: Optional[str] = None  # case id in the same run this one's speed-up is relative to
+    # Restores the inputs a call overwrites in place (an in-place all-reduce), before each call
+    # whose output is checked; where None, the output is poisoned instead (see harness.poison).
+    reset: Optional[Callable[[], None]] = None
 
 
 class Benchmark(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
+    # Runs on several ranks at once (collectives, tensor parallelism): `bench run --nproc N`, or
+    # under torchrun / srun. A run of one process leaves such benchmarks out, and a run of several
+    # ranks runs only them.
+    distributed: ClassVar[bool] = False
 
     @abstractmethod
     def cases(self, suite: str) -> list[Case]:
@@ -114,3 +126,21 @@ def select_benchmarks(names: Optional[list[str]]) -> list[Benchmark]:
     if unknown:
         raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; choose from: {', '.join(sorted(classes))}")
     return [classes[n]() for n in names]
+
+
+def for_ranks(benchmarks: list[Benchmark], ranks: int, named: bool) -> list[Benchmark]:
+    """The benchmarks a run of `ranks` processes runs: distributed ones need several ranks, the
+    others run in one process. Asking for one that cannot run is an error; by default the other
+    kind is left out."""
+    if ranks > 1:
+        alone = [b.name for b in benchmarks if not b.distributed]
+        if named and alone:
+            raise UsageError(f"{', '.join(alone)} run{'s' if len(alone) == 1 else ''} in one process: a run of "
+                             f"{ranks} ranks runs only distributed benchmarks "
+                             f"({', '.join(sorted(n for n, c in benchmark_classes().items() if c.distributed))})")
+        return [b for b in benchmarks if b.distributed]
+    together = [b.name for b in benchmarks if b.distributed]
+    if named and together:
+        raise UsageError(f"{', '.join(together)} need{'s' if len(together) == 1 else ''} 2 or more ranks: add "
+                         "--nproc N (ranks on this machine), or start it under torchrun or srun")
+    return [b for b in benchmarks if not b.distributed]

@@ -6,10 +6,13 @@ a missing backend or an unreadable results file.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -18,14 +21,16 @@ from rich.console import Console
 from rich.table import Table
 
 from accelbench import SCHEMA_VERSION, __version__
-from accelbench.backends import backend_classes, backend_names, resolve_backend
-from accelbench.benchmark import SUITES, benchmark_classes, select_benchmarks
+from accelbench.backends import backend_classes, backend_names, best_available, resolve_backend
+from accelbench.benchmark import SUITES, benchmark_classes, for_ranks, select_benchmarks
+from accelbench.distributed import (RUN_ID_ENV, SOLO, ProcessGroup, join, launch_local, node_differences,
+                                    placement_from_env, self_command, without_option)
 from accelbench.energy import measure_idle_power
-from accelbench.errors import AccelbenchError
-from accelbench.harness import RunOptions, Runner
-from accelbench.progress import CaseProgress, headline
+from accelbench.errors import AccelbenchError, BackendUnavailable
+from accelbench.harness import RunOptions, Runner, SilentProgress
+from accelbench.progress import HEADLINE_METRICS, CaseProgress, headline
 from accelbench.records import RunInfo
-from accelbench.store import RunWriter, load_runs, new_run_id, utc_now
+from accelbench.store import DiscardingWriter, RunWriter, load_runs, note_rank_failures, new_run_id, utc_now
 from accelbench.timing import SUITE_POLICIES, policy_for, suite_duration_s
 
 console = Console(stderr=True)
@@ -78,17 +83,40 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
+    """"64K", "1M", "1G" (binary units) or a plain byte count."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(i?B)?\s*", value, flags=re.IGNORECASE)
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 1024, 64K, 1M, 1G)")
+    return int(match.group(1)) * 1024 ** "KMGT".find(match.group(2).upper()) if match.group(2) else int(match.group(1))
+
+
 @main.command()
 @click.option("--backend", default="auto", show_default=True, metavar="NAME",
               help=f"auto, or one of: {', '.join(backend_names())}.")
 @click.option("--suite", type=click.Choice(SUITES), default="quick", show_default=True,
               help="How many cases, and how long each is timed.")
 @click.option("--bench", "bench_names", multiple=True, metavar="NAME[,NAME]",
-              help="Benchmarks to run (default: all). See `bench list`.")
+              help="Benchmarks to run (default: all that fit the number of ranks). See `bench list`.")
 @click.option("--case", "case_filter", default=None, metavar="TEXT",
               help="Only cases whose id contains TEXT.")
+@click.option("--min-bytes", default=None, callback=parse_bytes, metavar="SIZE",
+              help="Only cases of at least SIZE bytes (64K, 1M, 1G), for benchmarks sized in bytes "
+                   "(collectives, transfer).")
+@click.option("--max-bytes", default=None, callback=parse_bytes, metavar="SIZE",
+              help="Only cases of at most SIZE bytes.")
 @click.option("--device", "device_index", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Device index on the backend.")
+              help="Device index on the backend (a multi-rank run uses each rank's local rank).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Start this many ranks on this machine (torchrun's elastic launch) and run the distributed "
+                   "benchmarks (collectives) across them. Under torchrun or srun leave it out: each process "
+                   "joins that job.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=120, show_default=True,
+              metavar="SECONDS",
+              help="Multi-rank runs: after this long without progress (a stuck collective, a rank gone) the "
+                   "case fails and the run ends with exit code 1.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder that receives the run folder.")
 @click.option("--label", default=None, help="A name for this run, shown in reports.")
@@ -109,7 +137,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
                    "standard 10, full 60; 0: no budget).")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write report.html into the run folder at the end.")
-def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Optional[str], device_index: int,
+def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Optional[str],
+        min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
         out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
         min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
@@ -117,57 +146,99 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
 
     The quick suite leaves out cases whose matrix products the device runs in software (bf16 on
     a CPU without avx512_bf16/AMX) and any case one call of which takes over 0.25 s; both are
-    listed as skipped with the reason.
+    listed as skipped with the reason. Distributed benchmarks (collectives) run across ranks:
+    `--nproc N` starts N on this machine; see the README for torchrun and srun across nodes.
 
-    Exit codes: 0 every case passed (or was skipped), 1 some case failed or the run was
-    interrupted, 2 bad usage, a missing backend or an unreadable results file."""
-    benchmarks = select_benchmarks(_split(bench_names))
+    Exit codes: 0 every case passed (or was skipped), 1 some case failed, a rank failed or the
+    run was interrupted, 2 bad usage, a missing backend or an unreadable results file."""
+    placement = placement_from_env()
+    if nproc > 1 and placement.distributed:
+        raise click.UsageError(f"this process is already rank {placement.rank} of {placement.world_size} "
+                               f"(started by {placement.launcher}): leave out --nproc")
+    ranks = max(nproc, placement.world_size)
+    benchmarks = for_ranks(select_benchmarks(_split(bench_names)), ranks, named=bool(bench_names))
     plan = [(b, c) for b in benchmarks for c in b.cases(suite)
-            if case_filter is None or case_filter in c.case_id]
+            if (case_filter is None or case_filter in c.case_id) and _within(c.params.get("bytes"), min_bytes, max_bytes)]
     if not plan:
-        raise click.UsageError(f"no cases match (suite {suite}, filter {case_filter!r})")
-    dev = resolve_backend(backend, device_index)
+        raise click.UsageError(f"no cases match (suite {suite}, filter {case_filter!r}, {ranks} rank(s))")
+    if nproc > 1:
+        _launch_ranks(nproc, backend, label, out_dir, report)
+    group = SOLO
+    if placement.distributed and device_index:
+        raise click.UsageError("--device does not apply to a multi-rank run: each rank uses its local rank's device")
+    dev = resolve_backend(backend, device_index, placement.local_rank if placement.distributed else None)
+    if placement.distributed:
+        why_not = dev.collectives_unavailable()
+        if why_not:
+            raise BackendUnavailable(f"collectives on {dev.name}: {why_not}")
+        group = join(placement, dev.collectives_backend, timeout_s, dev.device)
+    leader = group.is_leader
+    say = console.print if leader else (lambda *a, **k: None)
     telemetry = dev.telemetry()
     spec = dev.spec()
     info = RunInfo(
-        schema_version=SCHEMA_VERSION, run_id=new_run_id(dev.name, label), status="running",
-        started_at=utc_now(), backend=dev.name, device_name=dev.device_name(), device_count=dev.device_count(),
-        host=socket.gethostname(), accelbench_version=__version__, commit=_git_commit(),
-        argv=["bench"] + sys.argv[1:], suite=suite, label=label, versions=dev.versions(),
+        schema_version=SCHEMA_VERSION, run_id=os.environ.get(RUN_ID_ENV) or new_run_id(dev.name, label),
+        status="running", started_at=utc_now(), backend=dev.name, device_name=dev.device_name(),
+        device_count=dev.device_count(), host=socket.gethostname(), accelbench_version=__version__,
+        commit=_git_commit(), argv=["bench"] + sys.argv[1:], suite=suite, label=label, versions=dev.versions(),
         spec=dataclasses.asdict(spec) if spec else None, fingerprint=telemetry.fingerprint(),
         emulated_matmul=dev.emulated_matmul_dtypes())
-    writer = RunWriter(out_dir / info.run_id, info)
-    console.print(f"accelbench {__version__}: {len(plan)} cases on {info.device_name} ({dev.name}); "
-                  f"writing {writer.directory}", highlight=False)
+    if placement.distributed:
+        info.ranks = group.gather(_rank_facts(placement, dev, info))
+        info.node_differences = node_differences(info.ranks)
+    writer = RunWriter(out_dir / info.run_id, info) if leader else DiscardingWriter(info)
+    say(f"accelbench {__version__}: {len(plan)} cases on {info.device_name} ({dev.name}"
+        f"{_world_text(info) if placement.distributed else ''}); "
+        f"writing {writer.directory}", highlight=False)
+    for difference in info.node_differences:
+        say(f"warning: nodes differ: {difference}", highlight=False, markup=False)
     options = RunOptions(policy=policy_for(suite, min_time_s=min_time, max_time_s=max_time,
                                            min_samples=min_samples, call_budget_s=call_budget),
                          energy=energy, energy_window_s=energy_window, graphs=graphs, suite=suite,
                          skip_emulated=suite == "quick")
+    planned_dtypes = {d for _, c in plan for d in c.matmul_dtypes}
     for dtype, why in info.emulated_matmul.items():
-        console.print(f"note: {why}: {dtype} cases are "
-                      f"{'left out of the quick suite' if suite == 'quick' else 'labelled emulated'}",
-                      highlight=False)
+        if dtype not in planned_dtypes:
+            continue
+        say(f"note: {why}: {dtype} cases are "
+            f"{'left out of the quick suite' if suite == 'quick' else 'labelled emulated'}", highlight=False)
+    left_out = sorted(n for n, c in benchmark_classes().items() if c.distributed != (ranks > 1))
+    if not bench_names and left_out:
+        say(f"note: {', '.join(left_out)} left out: " + ("they run in one process" if ranks > 1 else
+            "they need 2 or more ranks (bench run --bench collectives --nproc 2)"), highlight=False)
     if energy and telemetry.energy_source is not None:
         writer.update(idle_power_w=measure_idle_power(telemetry))
-    # SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C: finished cases stay, run marked interrupted.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C: finished cases stay, run marked
+    # interrupted; but a rank already ending the job (recording why) finishes that first.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None if getattr(group, "ending", False) else _interrupt(signum, frame))
+
+    def finish(status: str, abort_reason: Optional[str] = None) -> None:
+        writer.finish(status, abort_reason)
+        if report and leader:
+            from accelbench.reports.html import write_report
+            path = write_report(load_runs([writer.directory]), writer.directory / "report.html",
+                                title=f"accelbench: {label or info.run_id}")
+            say(f"report: {path}")
+
     try:
-        with CaseProgress(len(plan), console) as progress:
-            summary = Runner(dev, writer, options, progress).run(plan)
+        with (CaseProgress(len(plan), console) if leader else nullcontext(SilentProgress())) as progress:
+            runner = Runner(dev, writer, options, progress, group)
+            if isinstance(group, ProcessGroup) and leader:
+                group.on_abort += [runner.record_abort, lambda message: finish("aborted", message)]
+            summary = runner.run(plan)
     except KeyboardInterrupt:
         writer.finish("interrupted")
-        console.print(f"interrupted: finished cases kept in {writer.directory}")
+        say(f"interrupted: finished cases kept in {writer.directory}")
         sys.exit(1)
     except BaseException:
         writer.finish("crashed")
         raise
-    writer.finish("complete")
+    if not leader:
+        group.close()
+        sys.exit(0)
+    finish("complete")
+    group.close()
     _print_summary(summary.records)
-    if report:
-        from accelbench.reports.html import write_report
-        path = write_report(load_runs([writer.directory]), writer.directory / "report.html",
-                            title=f"accelbench: {label or info.run_id}")
-        console.print(f"report: {path}")
     failed = summary.count("failed")
     throttled = sum(r.throttled for r in summary.records)
     console.print(f"{summary.count('ok')} ok, {failed} failed, {summary.count('skipped')} skipped"
@@ -175,7 +246,46 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
     sys.exit(1 if failed else 0)
 
 
-GROUP_KEYS = ("mode", "kernel", "impl", "stage", "direction", "host_memory", "dtype")
+def _world_text(info: RunInfo) -> str:
+    nodes = len({r["node_rank"] for r in info.ranks})
+    return f", {len(info.ranks)} ranks on {nodes} node{'s' if nodes > 1 else ''}"
+
+
+def _within(size: Optional[int], low: Optional[int], high: Optional[int]) -> bool:
+    if size is None:
+        return low is None and high is None
+    return (low is None or size >= low) and (high is None or size <= high)
+
+
+def _rank_facts(placement, dev, info: RunInfo) -> dict:
+    """What a rank tells rank 0 about itself, for run.json."""
+    return {"rank": placement.rank, "node_rank": placement.node_rank, "local_rank": placement.local_rank,
+            "host": info.host, "device": info.device_name, "device_index": str(dev.device),
+            "versions": info.versions, "fingerprint": info.fingerprint}
+
+
+def _launch_ranks(nproc: int, backend: str, label: Optional[str], out_dir: Path, report: bool) -> None:
+    """`--nproc N`: run this same command as N ranks on this machine; exit with the run's code."""
+    run_id = new_run_id(backend if backend != "auto" else best_available(), label)
+    env = {RUN_ID_ENV: run_id}
+    if "OMP_NUM_THREADS" not in os.environ:  # N ranks share the cores, as torchrun arranges
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    console.print(f"starting {nproc} ranks on this machine (torchrun elastic launch)", highlight=False)
+    outcome = launch_local(nproc, self_command() + without_option(sys.argv[1:], "--nproc"), env)
+    directory = out_dir / run_id
+    # Rank 0 exiting 1 is a run with failed cases, which it has reported; anything else is a rank failing.
+    problems = [f for f in outcome.failures if not (f.rank == 0 and f.what == "exit code 1")]
+    for failure in problems:
+        console.print(f"rank {failure.rank}: {failure.what}", highlight=False)
+    if problems and note_rank_failures(directory, "; ".join(f"rank {f.rank}: {f.what}" for f in problems)):
+        console.print(f"run marked aborted: finished cases kept in {directory}", highlight=False)
+        if report:
+            from accelbench.reports.html import write_report
+            write_report(load_runs([directory]), directory / "report.html", title=f"accelbench: {label or run_id}")
+    sys.exit(outcome.exit_code)
+
+
+GROUP_KEYS = ("op", "mode", "kernel", "impl", "stage", "direction", "host_memory", "dtype")
 # Facts that split a group: a cache-resident bandwidth is never ranked beside a device-memory one.
 GROUP_FACTS = ("memory_level",)
 
@@ -192,7 +302,7 @@ def _print_summary(records) -> None:
         groups.setdefault((r.benchmark, group), []).append(r)
     for (bench, group), recs in sorted(groups.items()):
         figures = [(m.value, r) for r in recs if r.status == "ok" for m in r.metrics
-                   if m.name in ("tflops", "gbps", "tokens_per_s") and m.value is not None]
+                   if m.name == next((h for h in HEADLINE_METRICS if r.metric(h)), None) and m.value is not None]
         best = max(figures, key=lambda f: f[0])[1] if figures else None
         counts = "/".join(str(sum(r.status == s for r in recs)) for s in ("ok", "failed", "skipped"))
         why_not = "" if best else "; ".join(sorted({r.reason.split(":")[0] for r in recs if r.reason}))[:80]
@@ -204,7 +314,7 @@ def _print_summary(records) -> None:
 def utilization_text(best) -> str:
     if best is None:
         return "—"
-    util = best.metric("mfu") or best.metric("bw_util")
+    util = best.metric("mfu") or best.metric("bw_util") or best.metric("link_util")
     if util is not None and util.value is not None:
         return f"{util.value:.1f} %"
     gbps = best.metric("gbps")
@@ -221,14 +331,16 @@ def list_cmd(suite: Optional[str]) -> None:
     for name, cls in sorted(benchmark_classes().items()):
         bench = cls()
         counts = ", ".join(f"{s}: {len(bench.cases(s))}" for s in SUITES)
-        for s in SUITES:
-            totals[s] += len(bench.cases(s))
-        click.echo(f"{name}: {cls.description}\n  cases — {counts}")
+        if not cls.distributed:  # a run of one process runs these; the others need --nproc
+            for s in SUITES:
+                totals[s] += len(bench.cases(s))
+        ranks = " (across 2 or more ranks: bench run --bench NAME --nproc N)" if cls.distributed else ""
+        click.echo(f"{name}: {cls.description}{ranks}\n  cases — {counts}")
         if suite:
             for case in bench.cases(suite):
                 click.echo(f"    {case.case_id}")
-    click.echo("expected duration of a whole suite (timing only, from its timing policy; slow references, "
-               "skipped cases and a slow device move it):")
+    click.echo("expected duration of a whole suite in one process (timing only, from its timing policy; slow "
+               "references, skipped cases and a slow device move it):")
     for s, n in totals.items():
         low, high = suite_duration_s(s, n)
         budget = SUITE_POLICIES[s].call_budget_s
@@ -283,8 +395,7 @@ def doctor(backend: str, device_index: int) -> None:
     from accelbench.doctor import run_doctor
     classes = backend_classes()
     if backend == "auto":
-        backend = next((n for n, c in sorted(classes.items(), key=lambda kv: -kv[1].auto_priority)
-                        if c.unavailable_reason() is None), "cpu")
+        backend = best_available()
     if backend not in classes:
         raise click.UsageError(f"unknown backend '{backend}'; choose from: {', '.join(sorted(classes))}")
     results = run_doctor(backend, device_index)

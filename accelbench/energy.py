@@ -9,15 +9,21 @@ clock-event reasons every ~100 ms over the same window: it provides the cross-ch
 counter, the throttle flags, and the whole figure on devices with no counter (then marked
 "sampled"). Energy windows are separate from
 the latency samples, so they never distort them.
+
+Across ranks, every rank measures its own board over the same window, in lock-step, and the
+figure is the sum over distinct boards (ranks sharing one board, such as CPU ranks on one socket
+package, count it once), stated as such (`EnergyRecord.boards`).
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from accelbench.backends.base import Backend
+from accelbench.distributed import SOLO, Group
 from accelbench.records import EnergyRecord
 from accelbench.stats import median
 from accelbench.telemetry import Telemetry
@@ -87,24 +93,27 @@ def measure_idle_power(telemetry: Telemetry, seconds: float = 1.0) -> Optional[f
 
 def energy_window(backend: Backend, call: Callable[[], Any], telemetry: Telemetry, window_s: float,
                   per_call_s: float, idle_w: Optional[float], flush: bool = False,
-                  flush_joules: Optional[float] = None) -> Optional[EnergyRecord]:
+                  flush_joules: Optional[float] = None, group: Group = SOLO,
+                  board: str = "") -> Optional[EnergyRecord]:
     """Repeat `call` for at least `window_s` and measure the energy it used; None where the
     device has no energy source (nothing would be measured).
 
     The calls run exactly as the timed samples ran them (`timing.timed_batch`: device events
     around each call, the cache flushed before each when `flush`), so the window's per-call time
     can be set beside the timed median. With `flush`, `flush_joules` (the energy of one flush,
-    measured on flushes alone) is subtracted for each call."""
+    measured on flushes alone) is subtracted for each call. Across ranks, `board` names this
+    rank's board (host and device) and the record is the sum over distinct boards; None where
+    any rank has no energy source."""
     source = telemetry.energy_source
-    if source is None:
+    if not all(group.gather(source is not None)):
         return None
     batch = batch_size(0.1, per_call_s)  # sync about every 100 ms
     per_call: list[float] = []
     with PowerSampler(telemetry) as sampler:
         backend.synchronize()
         e0, t0 = telemetry.energy_j(), time.perf_counter()
-        while time.perf_counter() - t0 < window_s:
-            per_call += timed_batch(backend, call, batch, flush)
+        while group.leader_decides(time.perf_counter() - t0 < window_s):
+            per_call += timed_batch(backend, call, batch, flush, group=group)
         e1, t1 = telemetry.energy_j(), time.perf_counter()
         time.sleep(min(sampler.interval_s, 0.1))  # let the sampler see the window's end
     duration = t1 - t0
@@ -114,12 +123,36 @@ def energy_window(backend: Backend, call: Callable[[], Any], telemetry: Telemetr
     elif sampled is not None:
         source, joules = "sampled", sampled * duration  # what was actually used, not what was hoped for
     else:
-        return None
+        source, joules = None, 0.0
     iterations = len(per_call)
     subtracted = flush_joules * iterations if flush and flush_joules is not None else None
-    return EnergyRecord(
+    local = None if source is None else EnergyRecord(
         source=source, reader=telemetry.reader, window_s=duration, iterations=iterations,
         joules=joules - (subtracted or 0.0), avg_power_w=joules / duration, idle_power_w=idle_w,
         sampled_avg_power_w=sampled, power_samples=sum(1 for t in sampler.trace.times if t0 <= t <= t1),
         throttle_reasons_seen=sorted(sampler.trace.reasons), per_call_s=median(per_call),
         flushed=flush, flush_joules=subtracted)
+    return local if group.world_size == 1 else sum_boards(group.gather((board, local)))
+
+
+def sum_boards(per_rank: list[tuple[str, Optional[EnergyRecord]]]) -> Optional[EnergyRecord]:
+    """One record for the whole job: joules and watts summed over distinct boards (the first
+    rank on each board speaks for it); None where a board could not be measured."""
+    boards: dict[str, Optional[EnergyRecord]] = {}
+    for board, record in per_rank:
+        boards.setdefault(board, record)
+    records = list(boards.values())
+    if any(r is None for r in records):
+        return None
+
+    def total(name: str) -> Optional[float]:
+        values = [getattr(r, name) for r in records]
+        return None if any(v is None for v in values) else sum(values)
+
+    first = records[0]
+    return dataclasses.replace(
+        first, source="counter" if all(r.source == "counter" for r in records) else "sampled",
+        window_s=max(r.window_s for r in records), joules=total("joules"), avg_power_w=total("avg_power_w"),
+        idle_power_w=total("idle_power_w"), sampled_avg_power_w=total("sampled_avg_power_w"),
+        power_samples=sum(r.power_samples for r in records), flush_joules=total("flush_joules"),
+        throttle_reasons_seen=sorted({x for r in records for x in r.throttle_reasons_seen}), boards=len(records))

@@ -1,9 +1,16 @@
 """The runner: the one place that checks, warms up, times, measures energy, isolates failures
-and writes results, for every benchmark on every backend (design.md §1-3)."""
+and writes results, for every benchmark on every backend (design.md §1-3).
+
+A multi-rank run (collectives, tensor parallelism) runs this same code on every rank in
+lock-step (`distributed.Group`): what a rank finds while admitting and preparing a case, and
+what its check finds, is gathered, so a case is skipped or failed on every rank at once, naming
+the rank; once a case's work is running, an exception on any rank cannot be agreed on (the
+others wait inside a collective) and ends the run through the group's abort."""
 from __future__ import annotations
 
 import gc
 import math
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -13,10 +20,11 @@ import torch
 
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Workload
+from accelbench.distributed import SOLO, Group
 from accelbench.energy import PowerSampler, energy_window
 from accelbench.errors import CaseSkipped
 from accelbench.metrics import energy_metrics, launch_overhead_metric, performance_metrics
-from accelbench.records import THROTTLE_REASONS, CaseRecord, Metric, TimingMethod
+from accelbench.records import THROTTLE_REASONS, Accuracy, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
 from accelbench.timing import TimingPolicy, glance, sample, timed_call, warm_up
@@ -80,11 +88,14 @@ class RunSummary:
 
 class Runner:
     def __init__(self, backend: Backend, writer: RunWriter, options: RunOptions,
-                 progress: Optional[Progress] = None):
+                 progress: Optional[Progress] = None, group: Group = SOLO):
         self.backend = backend
         self.writer = writer
         self.options = options
         self.progress = progress or SilentProgress()
+        self.group = group
+        self._current: Optional[CaseRecord] = None  # the case in progress, for an abort to record
+        self._board = f"{socket.gethostname()} {backend.device}"  # whose energy counter this rank reads
         self.telemetry = backend.telemetry()
         self.spec = backend.spec()
         self._medians: dict[str, float] = {}  # case id -> median seconds, for speed-ups
@@ -95,41 +106,90 @@ class Runner:
 
     def run(self, plan: list[tuple[Benchmark, Case]]) -> RunSummary:
         summary = RunSummary()
+        self.group.watch(True)
         for bench, case in plan:
             self.progress.case_started(bench.name, case)
             record = self.run_case(bench, case)
+            self._current = None
             self.writer.append(record)
             summary.records.append(record)
             self.progress.case_finished(record)
+        self.group.watch(False)
         return summary
+
+    def record_abort(self, message: str) -> None:
+        """The group is ending the run (a rank stuck or raising): the case in progress is failed
+        with the message, and written."""
+        record = self._current
+        if record is not None:
+            record.status, record.reason = "failed", f"run aborted: {message}"
+            self.writer.append(record)
+            self.progress.case_finished(record)
 
     def run_case(self, bench: Benchmark, case: Case) -> CaseRecord:
         record = CaseRecord(benchmark=bench.name, case_id=case.case_id, params=dict(case.params),
                             status="ok", started_at=utc_now())
         start = time.perf_counter()
         workload = None
+        self._current = record
         try:
-            self._admit(bench, case, record)
-            workload = bench.prepare(case, self.backend)
-            record.ceiling = workload.ceiling
-            record.facts.update(workload.facts)
-            self._measure(workload, record)
+            self.group.phase(f"{bench.name} {case.case_id}: preparing")
+            workload = self._prepare(bench, case, record)
+            if workload is not None:
+                self.group.phase(f"{bench.name} {case.case_id}: measuring")
+                self._measure(workload, record)
         except CaseSkipped as exc:
             record.status, record.reason = "skipped", str(exc)
         except Exception as exc:  # one case's failure never stops the run
-            record.status = "failed"
-            if self.backend.is_out_of_memory(exc):
-                record.reason = f"out of memory: {str(exc).splitlines()[0][:300]}"
-            else:
-                frame = traceback.extract_tb(exc.__traceback__)[-1]
-                record.reason = (f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-                                 f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})")
+            record.status, record.reason = "failed", self._describe(exc)
+            if self.group.world_size > 1:
+                self.group.abort(f"rank {self.group.rank} raised {record.reason} in {bench.name} {case.case_id}")
         finally:
             del workload
             gc.collect()
             self.backend.release_memory()
         record.duration_s = time.perf_counter() - start
         return record
+
+    def _describe(self, exc: Exception) -> str:
+        if self.backend.is_out_of_memory(exc):
+            return f"out of memory: {str(exc).splitlines()[0][:300]}"
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        return (f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})")
+
+    def _prepare(self, bench: Benchmark, case: Case, record: CaseRecord) -> Optional[Workload]:
+        """Admit and prepare the case on every rank, then agree: a rank that skipped or failed
+        skips or fails the case everywhere (named, where more than one rank runs). None when
+        the case does not go on to be measured."""
+        workload, outcome = None, ("ok", None)
+        try:
+            self._admit(bench, case, record)
+            workload = bench.prepare(case, self.backend)
+            record.ceiling = workload.ceiling
+            record.facts.update(workload.facts)
+        except CaseSkipped as exc:
+            outcome = ("skipped", str(exc))
+        except Exception as exc:
+            outcome = ("failed", self._describe(exc))
+        outcomes = self.group.gather(outcome)
+        for status in ("failed", "skipped"):
+            ranks = [r for r, (s, _) in enumerate(outcomes) if s == status]
+            if ranks:
+                reason = outcomes[ranks[0]][1]
+                if len(outcomes) > 1 and len(ranks) < len(outcomes):
+                    reason = f"rank {ranks[0]}: {reason}"
+                record.status, record.reason = status, reason
+                return None
+        return workload
+
+    def _agreed_check(self, workload: Workload, output: Any) -> tuple[Accuracy, str]:
+        """The check on every rank; a rank whose output is wrong fails the case on every rank.
+        Returns the first wrong rank's accuracy (else rank 0's) and where it was wrong."""
+        results = self.group.gather(workload.check(output))
+        wrong = [r for r, a in enumerate(results) if not a.passed]
+        where = f" on rank{'s' if len(wrong) > 1 else ''} {', '.join(map(str, wrong))}" if wrong and len(results) > 1 else ""
+        return results[wrong[0] if wrong else 0], where
 
     def _admit(self, bench: Benchmark, case: Case, record: CaseRecord) -> None:
         """Decide, before anything is allocated, whether the case may run here."""
@@ -151,16 +211,17 @@ class Runner:
         rate_key, amount = self._work_amount(record.benchmark, workload)
         output, first_s = self._first_call(workload, rate_key, amount)
         # Correctness first: a wrong result never produces a figure.
-        record.accuracy = workload.check(output)
+        record.accuracy, where = self._agreed_check(workload, output)
         del output
         if not record.accuracy.passed:
             record.status = "failed"
-            record.reason = "wrong result: " + describe_failure(record.accuracy)
+            record.reason = f"wrong result{where}: " + describe_failure(record.accuracy)
             return
 
+        group = self.group
         record.state_before = self.telemetry.state()
         backend.reset_peak_memory()
-        warm_iters, warm_s = warm_up(backend, workload.run, opts.policy)
+        warm_iters, warm_s = warm_up(backend, workload.run, opts.policy, group)
         flush, cache_note = self._cache_decision(workload)
         call, graphs, graph_choice, graph_checked = self._choose_call(workload, flush, warm_s / warm_iters)
         if call is None:  # the replayed graph computed something else than the checked call
@@ -168,11 +229,11 @@ class Runner:
             record.reason = "wrong result from the replayed graph: " + describe_failure(graph_checked)
             return
         if graphs:
-            more_iters, more_s = warm_up(backend, call, opts.policy)
+            more_iters, more_s = warm_up(backend, call, opts.policy, group)
             warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
         per_call_s = warm_s / warm_iters
         with PowerSampler(self.telemetry, power=False) as during_samples:
-            samples = sample(backend, call, opts.policy, flush, per_call_s)
+            samples = sample(backend, call, opts.policy, flush, per_call_s, group)
         record.state_after = self.telemetry.state()
         record.samples_s = samples
         record.stats = SampleStats.from_samples(samples)
@@ -199,12 +260,14 @@ class Runner:
         if opts.energy:
             record.energy = energy_window(backend, call, self.telemetry, opts.energy_window_s,
                                           record.stats.median, self.writer.info.idle_power_w,
-                                          flush=flush, flush_joules=self._flush_energy() if flush else None)
+                                          flush=flush, flush_joules=self._flush_energy() if flush else None,
+                                          group=group, board=self._board)
             if record.energy is not None:
                 record.metrics += energy_metrics(workload.work, record.energy)
         seen = set(record.state_after.throttle_reasons) | during_samples.trace.reasons
         if record.energy is not None:
             seen.update(record.energy.throttle_reasons_seen)
+        seen = set().union(*group.gather(sorted(seen)))  # a throttled rank slows every rank
         record.throttle_reasons = sorted(seen)
         record.throttled = bool(THROTTLE_REASONS & seen)
         if workload.ceiling:
@@ -221,10 +284,12 @@ class Runner:
             # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
             raise self._over_budget(f"one call would take about {predicted[0]:.3g} s (at the best rate a case "
                                     f"of this kind reached in this run, {predicted[1]}'s)")
-        output, first_s = timed_call(self.backend, workload.run)
+        output, first_s = timed_call(self.backend, workload.run, self.group)
         if budget and first_s > budget:
             del output
-            output, again_s = timed_call(self.backend, workload.run)
+            if workload.reset:
+                workload.reset()
+            output, again_s = timed_call(self.backend, workload.run, self.group)
             if again_s > budget:
                 raise self._over_budget(f"one call took {again_s:.3g} s")
         return output, first_s
@@ -258,33 +323,42 @@ class Runner:
         its device time), the replayed graph is glanced at too and the faster is kept (within
         5%, the steadier). A graph's output is checked once against the reference before it may
         be kept; a wrong one returns call None."""
-        backend, mode = self.backend, self.options.graphs
+        backend, mode, group = self.backend, self.options.graphs, self.group
         if mode == "off" or not workload.graph_safe or not backend.supports("graphs"):
             return workload.run, False, None, None
-        eager = glance(backend, workload.run, flush, per_call_s)
+        if workload.graphs_on_request and mode != "on":
+            return workload.run, False, "graphs only with --graphs on for this case", None
+        eager = glance(backend, workload.run, flush, per_call_s, group)
         launch_bound = eager.host_s >= 0.5 * eager.median_s
         if mode == "auto" and eager.median_s > GRAPH_TRY_BELOW_S and not launch_bound:
             return workload.run, False, (f"eager {seconds(eager.median_s)} per call, not launch-bound (host "
                                          f"{seconds(eager.host_s)}): graphs not tried"), None
+        captured, failure = None, None
         try:
             captured = backend.capture_graph(workload.run)
         except Exception as exc:  # some work cannot be captured (a host sync, a host-to-device copy)
             backend.synchronize()
-            return workload.run, False, f"graph capture failed, eager: {str(exc).splitlines()[0][:160]}", None
+            failure = f"graph capture failed, eager: {str(exc).splitlines()[0][:160]}"
+        failures = [f for f in group.gather(failure) if f]  # every rank replays, or none
+        if failures:
+            return workload.run, False, failures[0], None
         if captured is None:
             return workload.run, False, None, None
         # One eager call first: whatever per-call state the work has (fresh inputs, a step
         # counter) moves on, so a graph that replays stale captured state fails the check.
         workload.run()
         backend.mark_step()
-        poison(captured.output)
+        if workload.reset:  # in-place work: its output is its input, to be restored, not poisoned
+            workload.reset()
+        else:
+            poison(captured.output)
         captured.replay()
         backend.mark_step()
         backend.synchronize()
-        checked = workload.check(captured.output)
+        checked, _ = self._agreed_check(workload, captured.output)
         if not checked.passed:
             return None, False, None, checked
-        graph = glance(backend, captured.replay, flush, eager.median_s)
+        graph = glance(backend, captured.replay, flush, eager.median_s, group)
         choice = (f"graph {seconds(graph.median_s)} (CV {graph.cv:.3f}) vs eager {seconds(eager.median_s)} "
                   f"(CV {eager.cv:.3f}, host {seconds(eager.host_s)}) per call")
         # The faster wins; within GRAPH_STEADIER_WITHIN of each other, the steadier: launch jitter
@@ -300,7 +374,7 @@ class Runner:
         if self._flush_joules is None:
             self.backend.flush_cache()
             flushes = energy_window(self.backend, self.backend.flush_cache, self.telemetry,
-                                    self.options.energy_window_s, 1e-4, None)
+                                    self.options.energy_window_s, 1e-4, None, group=self.group, board=self._board)
             self._flush_joules = flushes.joules / flushes.iterations if flushes else 0.0
         return self._flush_joules
 
@@ -308,6 +382,8 @@ class Runner:
         working_set, cache = workload.working_set_bytes, self.backend.cache_bytes()
         if workload.measures_cache:
             return False, "not flushed: this case measures cache-resident data on purpose"
+        if workload.no_flush_reason:
+            return False, f"not flushed: {workload.no_flush_reason}"
         if cache is None:
             return False, "not flushed: cache size unknown"
         ratio = working_set / cache
@@ -317,6 +393,8 @@ class Runner:
 
 
 def describe_failure(accuracy) -> str:
+    if accuracy.tolerance == 0:  # an exact check (collectives, copies): the error is the share of wrong elements
+        return f"{accuracy.rel_fro_error:.3g} of the elements wrong ({accuracy.reference})"
     rel = "not finite" if accuracy.rel_fro_error is None else f"{accuracy.rel_fro_error:.3g}"
     text = f"relative error {rel} (tolerance {accuracy.tolerance:.3g})"
     if accuracy.max_abs_tolerance is not None:

@@ -32,7 +32,9 @@ def performance_metrics(work: Work, stats: SampleStats, spec: Optional[DeviceSpe
             out.append(Metric("mfu", 100.0 * achieved / peak, "%", estimated))
         else:
             out.append(Metric("mfu", None, "%", f"no {work.flops_dtype} peak known for this device"))
-    if work.bytes:
+    if work.bytes and work.memory == "interconnect":
+        out.append(Metric("algbw", work.bytes / t / 1e9, "GB/s", "nccl-tests algbw: message bytes / slowest rank's time"))
+    elif work.bytes:
         achieved = work.bytes / t
         out.append(Metric("gbps", achieved / 1e9, "GB/s", MEMORY_NOTES.get(work.memory)))
         if work.memory == "device":
@@ -54,7 +56,8 @@ def launch_overhead_metric(launches: int, per_launch_s: float, median_s: float, 
 
 
 def energy_metrics(work: Work, energy: EnergyRecord) -> list[Metric]:
-    note = "from sampled power" if energy.source == "sampled" else None
+    note = "; ".join(n for n in ("from sampled power" if energy.source == "sampled" else "",
+                                 f"summed over {energy.boards} boards" if energy.boards > 1 else "") if n) or None
     per_call_j = energy.joules / energy.iterations
     out = [Metric("avg_power", energy.avg_power_w, "W", note),
            Metric("energy_per_call", per_call_j, "J", note)]

@@ -11,8 +11,12 @@ from accelbench.benchmark import Case
 from accelbench.records import CaseRecord
 
 
+# The figure a case is known by, first found wins (a collective's busbw before its algbw).
+HEADLINE_METRICS = ("tflops", "busbw", "gbps", "tokens_per_s")
+
+
 def headline(record: CaseRecord) -> str:
-    for name in ("tflops", "gbps", "tokens_per_s"):
+    for name in HEADLINE_METRICS:
         m = record.metric(name)
         if m is not None and m.value is not None:
             return f"{m.value:.4g} {m.unit}"

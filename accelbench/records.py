@@ -73,6 +73,8 @@ class EnergyRecord:
     # flushes (measured once per run on flushes alone) is subtracted from `joules`.
     flushed: bool = False
     flush_joules: Optional[float] = None
+    # Boards summed: the ranks of a multi-rank case each measured their own board over the window.
+    boards: int = 1
 
 
 @dataclass
@@ -129,7 +131,7 @@ class Ceiling:
 class RunInfo:
     schema_version: int
     run_id: str
-    status: str  # running / complete / interrupted / crashed
+    status: str  # running / complete / interrupted / crashed / aborted (a rank stuck, raising or gone)
     started_at: str
     backend: str
     device_name: str
@@ -148,6 +150,11 @@ class RunInfo:
     ceilings: dict[str, Ceiling] = field(default_factory=dict)
     # Matmul dtypes the device runs in software only (dtype -> why), e.g. bf16 on an AVX2 CPU.
     emulated_matmul: dict[str, str] = field(default_factory=dict)
+    # A multi-rank run: each rank's place and fingerprint (host, device, driver, links), the
+    # differences between nodes, and why the run was aborted where it was.
+    ranks: list[dict[str, Any]] = field(default_factory=list)
+    node_differences: list[str] = field(default_factory=list)
+    abort_reason: Optional[str] = None
 
 
 def to_json_dict(record: Any) -> dict[str, Any]:

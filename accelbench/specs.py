@@ -25,6 +25,10 @@ class DeviceSpec:
     source: str
     estimated: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The device-to-device link collectives cross, per GPU and per direction (nccl-tests' busbw
+    # is compared with this), and what it is.
+    link_bandwidth_Bps: Optional[float] = None
+    link: Optional[str] = None
 
     def peak(self, dtype: str) -> Optional[float]:
         return self.peak_flops.get(dtype)
@@ -45,6 +49,18 @@ class DeviceSpec:
 #        FP8 865 TFLOPS; 96 GB HBM2e at 2.46 TB/s; 600 W (HL-225H OAM).
 #  Gaudi 3: Intel Gaudi 3 AI Accelerator white paper (2024): MME BF16 and FP8 1835 TFLOPS;
 #        128 GB HBM2e at 3.7 TB/s; 900 W (HL-325L OAM).
+# Links (per GPU, per direction; datasheets print the bidirectional total):
+#  H100/H200 SXM: NVLink 4, 900 GB/s total (18 links x 50 GB/s) -> 450 GB/s each way.
+#  H100 NVL: NVLink bridge 600 GB/s -> 300; H200 NVL: 2- or 4-way NVLink bridge 900 GB/s -> 450.
+#  H100 PCIe: PCIe Gen5 x16, 128 GB/s total -> 64 (an optional NVLink bridge is not assumed).
+#  A100 SXM: NVLink 3, 600 GB/s -> 300. A100 PCIe: PCIe Gen4 x16, 64 GB/s -> 32.
+#  Gaudi 2: 24 x 100 GbE RoCE on chip, 21 of them join the 8 cards of an HLS-Gaudi2 server
+#        all-to-all: 21 x 12.5 GB/s = 262.5 GB/s each way. Gaudi 3: 24 x 200 GbE, 21 inside the
+#        server: 525 GB/s each way (Intel Gaudi 2 and Gaudi 3 white papers).
+_NVLINK4 = dict(link_bandwidth_Bps=450e9, link="NVLink 4 (900 GB/s bidirectional per GPU)")
+_PCIE5 = dict(link_bandwidth_Bps=64e9, link="PCIe Gen5 x16 (128 GB/s bidirectional)")
+_NVLINK3 = dict(link_bandwidth_Bps=300e9, link="NVLink 3 (600 GB/s bidirectional per GPU)")
+_A100_PCIE = dict(link_bandwidth_Bps=32e9, link="PCIe Gen4 x16 (64 GB/s bidirectional)")
 _H100_SXM_FLOPS = {"fp64": 67 * T, "fp32": 67 * T, "tf32": 494.7 * T, "bf16": 989.4 * T,
                    "fp16": 989.4 * T, "fp8": 1978.9 * T}
 _A100_FLOPS = {"fp64": 19.5 * T, "fp32": 19.5 * T, "tf32": 156 * T, "bf16": 312 * T, "fp16": 312 * T}
@@ -59,31 +75,35 @@ SPEC_TABLE: list[tuple[str, DeviceSpec]] = [
     (r"NVIDIA H100 PCIe", DeviceSpec(
         "NVIDIA H100 PCIe",
         {"fp64": 51 * T, "fp32": 51 * T, "tf32": 378 * T, "bf16": 756 * T, "fp16": 756 * T, "fp8": 1513 * T},
-        2.0e12, 350, "NVIDIA H100 datasheet, PCIe column")),
+        2.0e12, 350, "NVIDIA H100 datasheet, PCIe column", **_PCIE5)),
     (r"NVIDIA H100 NVL", DeviceSpec(
         "NVIDIA H100 NVL",
         {"fp64": 60 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835 * T, "fp16": 835 * T, "fp8": 1670.5 * T},
-        3.9e12, 400, "NVIDIA H100 datasheet, NVL column")),
+        3.9e12, 400, "NVIDIA H100 datasheet, NVL column",
+        link_bandwidth_Bps=300e9, link="NVLink bridge (600 GB/s bidirectional)")),
     (r"NVIDIA H100 80GB HBM3|NVIDIA H100 SXM5 80GB|NVIDIA H100",
-     DeviceSpec("NVIDIA H100 SXM5", _H100_SXM_FLOPS, 3.35e12, 700, "NVIDIA H100 datasheet, SXM column")),
+     DeviceSpec("NVIDIA H100 SXM5", _H100_SXM_FLOPS, 3.35e12, 700, "NVIDIA H100 datasheet, SXM column", **_NVLINK4)),
     (r"NVIDIA H200( SXM)?( 141GB)?( HBM3e)?",
-     DeviceSpec("NVIDIA H200 SXM", _H100_SXM_FLOPS, 4.8e12, 700, "NVIDIA H200 datasheet, SXM column")),
+     DeviceSpec("NVIDIA H200 SXM", _H100_SXM_FLOPS, 4.8e12, 700, "NVIDIA H200 datasheet, SXM column", **_NVLINK4)),
     (r"NVIDIA H200 NVL", DeviceSpec(
         "NVIDIA H200 NVL",
         {"fp64": 30 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835.5 * T, "fp16": 835.5 * T, "fp8": 1670.5 * T},
-        4.8e12, 600, "NVIDIA H200 datasheet, NVL column (sparse figures halved)")),
+        4.8e12, 600, "NVIDIA H200 datasheet, NVL column (sparse figures halved)",
+        link_bandwidth_Bps=450e9, link="NVLink bridge (900 GB/s bidirectional)")),
     (r"NVIDIA A100 80GB PCIe", DeviceSpec("NVIDIA A100 80GB PCIe", _A100_FLOPS, 1.935e12, 300,
-                                          "NVIDIA A100 datasheet, 80GB PCIe column")),
+                                          "NVIDIA A100 datasheet, 80GB PCIe column", **_A100_PCIE)),
     (r"NVIDIA A100-SXM4-80GB", DeviceSpec("NVIDIA A100 80GB SXM", _A100_FLOPS, 2.039e12, 400,
-                                          "NVIDIA A100 datasheet, 80GB SXM column")),
+                                          "NVIDIA A100 datasheet, 80GB SXM column", **_NVLINK3)),
     (r"NVIDIA A100-PCIE-40GB", DeviceSpec("NVIDIA A100 40GB PCIe", _A100_FLOPS, 1.555e12, 250,
-                                          "NVIDIA A100 datasheet, 40GB PCIe column")),
+                                          "NVIDIA A100 datasheet, 40GB PCIe column", **_A100_PCIE)),
     (r"NVIDIA A100-SXM4-40GB", DeviceSpec("NVIDIA A100 40GB SXM", _A100_FLOPS, 1.555e12, 400,
-                                          "NVIDIA A100 datasheet, 40GB SXM column")),
+                                          "NVIDIA A100 datasheet, 40GB SXM column", **_NVLINK3)),
     (r"GAUDI ?2|HL-225[A-Z]?", DeviceSpec("Intel Gaudi 2", {"bf16": 432 * T, "fp8": 865 * T}, 2.46e12, 600,
-                                          "Intel Gaudi 2 white paper / product brief")),
+                                          "Intel Gaudi 2 white paper / product brief", link_bandwidth_Bps=262.5e9,
+                                          link="21 x 100 GbE RoCE inside an HLS-Gaudi2 server")),
     (r"GAUDI ?3|HL-325[A-Z]?", DeviceSpec("Intel Gaudi 3", {"bf16": 1835 * T, "fp8": 1835 * T}, 3.7e12, 900,
-                                          "Intel Gaudi 3 AI Accelerator white paper")),
+                                          "Intel Gaudi 3 AI Accelerator white paper", link_bandwidth_Bps=525e9,
+                                          link="21 x 200 GbE RoCE inside a Gaudi 3 server")),
 ]
 
 

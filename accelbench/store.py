@@ -27,7 +27,7 @@ from accelbench.records import CaseRecord, Ceiling, RunInfo, from_json_dict, to_
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
-INCOMPLETE_STATUSES = ("running", "interrupted", "crashed")
+INCOMPLETE_STATUSES = ("running", "interrupted", "crashed", "aborted")
 
 
 def utc_now() -> str:
@@ -100,11 +100,50 @@ class RunWriter:
             setattr(self.info, k, v)
         self._write_info()
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, abort_reason: Optional[str] = None) -> None:
         self.info.status = status
+        self.info.abort_reason = abort_reason
         self.info.ended_at = utc_now()
         self._write_info()
         self._cases.close()
+
+
+class DiscardingWriter:
+    """The writer of a rank other than 0 in a multi-rank run: only rank 0 writes results."""
+
+    def __init__(self, info: RunInfo):
+        self.info = info
+        self.directory: Optional[Path] = None
+
+    def append(self, record: CaseRecord) -> None:
+        pass
+
+    def offer_ceiling(self, key: str, value: float, unit: str, case_id: str) -> None:
+        pass
+
+    def update(self, **fields) -> None:
+        for k, v in fields.items():
+            setattr(self.info, k, v)
+
+    def finish(self, status: str, abort_reason: Optional[str] = None) -> None:
+        pass
+
+
+def note_rank_failures(directory: Path, failures: str) -> bool:
+    """After a multi-rank job in which ranks failed: a run its rank 0 could not finish (still
+    "running") is marked aborted, and the launcher's account of the ranks (which one exited, how)
+    joins its abort reason. True where the run folder exists and was not complete."""
+    path = Path(directory) / RUN_FILE
+    if not path.is_file():
+        return False
+    info = from_json_dict(RunInfo, json.loads(path.read_text(encoding="utf-8")))
+    if info.status == "complete":
+        return False
+    if info.status == "running":
+        info.status, info.ended_at = "aborted", utc_now()
+    info.abort_reason = f"{info.abort_reason}; launcher: {failures}" if info.abort_reason else f"launcher: {failures}"
+    _atomic_write_json(path, _finite(to_json_dict(info)))
+    return True
 
 
 @dataclass

@@ -16,6 +16,10 @@ autotuning of the first, does too), the case is skipped with that time: it would
 suite's duration. Budgets: quick 0.25 s, standard 10 s, full 60 s per call. A case predicted to
 take more than 4x its budget, at the best steady rate a case of the same benchmark and dtype
 reached earlier in the run, is skipped without running its call at all (harness.py).
+
+Across ranks (collectives, tensor parallelism), every loop below runs in lock-step: each sample is
+the slowest rank's time for that call, and every decision taken on a clock (warm-up over,
+sampling stable) is rank 0's (`distributed.Group`; a single process is a group of one).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 from accelbench.backends.base import Backend
+from accelbench.distributed import SOLO, Group
 from accelbench.stats import SampleStats, median
 
 
@@ -63,8 +68,10 @@ def policy_for(suite: str, **overrides: Any) -> TimingPolicy:
     return replace(SUITE_POLICIES[suite], **given)
 
 
-def warm_up(backend: Backend, call: Callable[[], Any], policy: TimingPolicy) -> tuple[int, float]:
-    """Returns (iterations, seconds). Seconds are host wall time after a synchronize."""
+def warm_up(backend: Backend, call: Callable[[], Any], policy: TimingPolicy,
+            group: Group = SOLO) -> tuple[int, float]:
+    """Returns (iterations, seconds). Seconds are host wall time after a synchronize (the
+    slowest rank's)."""
     iters = 0
     backend.synchronize()
     start = time.perf_counter()
@@ -74,26 +81,27 @@ def warm_up(backend: Backend, call: Callable[[], Any], policy: TimingPolicy) -> 
         iters += 1
         backend.synchronize()
         elapsed = time.perf_counter() - start
-        if iters >= policy.warmup_min_iters and elapsed >= policy.warmup_s:
-            return iters, elapsed
+        if group.leader_decides(iters >= policy.warmup_min_iters and elapsed >= policy.warmup_s):
+            return iters, group.slowest([elapsed])[0]
 
 
-def timed_call(backend: Backend, call: Callable[[], Any]) -> tuple[Any, float]:
-    """One call and its host wall time after a synchronize: (output, seconds)."""
+def timed_call(backend: Backend, call: Callable[[], Any], group: Group = SOLO) -> tuple[Any, float]:
+    """One call and its host wall time after a synchronize (the slowest rank's): (output, seconds)."""
     backend.synchronize()
     start = time.perf_counter()
     output = call()
     backend.mark_step()
     backend.synchronize()
-    return output, time.perf_counter() - start
+    return output, group.slowest([time.perf_counter() - start])[0]
 
 
 def timed_batch(backend: Backend, call: Callable[[], Any], batch: int, flush: bool,
-                enqueue_s: Optional[list[float]] = None) -> list[float]:
+                enqueue_s: Optional[list[float]] = None, group: Group = SOLO) -> list[float]:
     """`batch` calls queued back to back, each bracketed by two device events (the cache flushed
     before each, outside the events, when `flush`); one synchronize at the end. Used by the
     samples, the energy windows and the graph choice, so all time the same work the same way.
-    `enqueue_s`, where given, receives the host time the batch took to enqueue."""
+    `enqueue_s`, where given, receives the host time the batch took to enqueue. Across ranks,
+    each call's time is the slowest rank's, exchanged after the synchronize."""
     starts = [backend.event() for _ in range(batch)]
     ends = [backend.event() for _ in range(batch)]
     t0 = time.perf_counter()
@@ -104,10 +112,12 @@ def timed_batch(backend: Backend, call: Callable[[], Any], batch: int, flush: bo
         call()
         backend.mark_step()
         e.record()
-    if enqueue_s is not None:
-        enqueue_s.append(time.perf_counter() - t0)
+    enqueued = time.perf_counter() - t0
     backend.synchronize()
-    return [s.seconds_until(e) for s, e in zip(starts, ends)]
+    times = group.slowest([s.seconds_until(e) for s, e in zip(starts, ends)] + [enqueued])
+    if enqueue_s is not None:
+        enqueue_s.append(times[-1])
+    return times[:-1]
 
 
 @dataclass(frozen=True)
@@ -120,15 +130,16 @@ class Glance:
     host_s: float
 
 
-def glance(backend: Backend, call: Callable[[], Any], flush: bool, per_call_estimate_s: float) -> Glance:
+def glance(backend: Backend, call: Callable[[], Any], flush: bool, per_call_estimate_s: float,
+           group: Group = SOLO) -> Glance:
     samples: list[float] = []
     enqueue: list[float] = []
     batch = batch_size(0.02, per_call_estimate_s)
     wall_start = time.perf_counter()
     backend.synchronize()
-    while len(samples) < GLANCE_POLICY.min_samples or (
-            sum(samples) < GLANCE_POLICY.min_time_s and time.perf_counter() - wall_start < GLANCE_POLICY.max_time_s):
-        samples += timed_batch(backend, call, batch, flush, enqueue)
+    while group.leader_decides(len(samples) < GLANCE_POLICY.min_samples or (
+            sum(samples) < GLANCE_POLICY.min_time_s and time.perf_counter() - wall_start < GLANCE_POLICY.max_time_s)):
+        samples += timed_batch(backend, call, batch, flush, enqueue, group)
     stats = SampleStats.from_samples(samples)
     return Glance(stats.median, stats.cv, sum(enqueue) / len(samples))
 
@@ -138,18 +149,18 @@ def batch_size(target_s: float, per_call_estimate_s: float) -> int:
 
 
 def sample(backend: Backend, call: Callable[[], Any], policy: TimingPolicy, flush: bool,
-           per_call_estimate_s: float) -> list[float]:
+           per_call_estimate_s: float, group: Group = SOLO) -> list[float]:
     samples: list[float] = []
     batch = batch_size(policy.batch_target_s, per_call_estimate_s)
     wall_start = time.perf_counter()
     while True:
-        new = timed_batch(backend, call, batch, flush)
+        new = timed_batch(backend, call, batch, flush, group=group)
         previous_median = median(samples) if samples else None
         samples.extend(new)
         enough = len(samples) >= policy.min_samples and sum(samples) >= policy.min_time_s
         stable = previous_median is not None and \
             abs(median(samples) - previous_median) <= policy.stable_rel * previous_median
-        if (enough and stable) or len(samples) >= policy.max_samples or \
-                time.perf_counter() - wall_start >= policy.max_time_s:
+        if group.leader_decides((enough and stable) or len(samples) >= policy.max_samples or
+                                time.perf_counter() - wall_start >= policy.max_time_s):
             return samples
         batch = min(batch, policy.max_samples - len(samples))

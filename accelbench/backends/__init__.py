@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Optional
 
 from accelbench.backends.base import Backend
 from accelbench.errors import BackendUnavailable, UsageError
@@ -32,19 +33,26 @@ def backend_names() -> list[str]:
     return sorted(backend_classes())
 
 
-def resolve_backend(name: str, device_index: int = 0) -> Backend:
-    """Instantiate a backend by name ("auto" picks the best available) or raise a one-line error."""
+def resolve_backend(name: str, device_index: int = 0, local_rank: Optional[int] = None) -> Backend:
+    """Instantiate a backend by name ("auto" picks the best available) or raise a one-line error.
+    A rank of a multi-rank run passes its `local_rank` and gets the device its backend gives it."""
     classes = backend_classes()
-    if name == "auto":
-        for cls in sorted(classes.values(), key=lambda c: -c.auto_priority):
-            cls.select_device(device_index)
-            if cls.unavailable_reason() is None:
-                return cls(device_index)
-        raise BackendUnavailable("no backend is available")  # cpu always is; kept for safety
-    if name not in classes:
+    if name != "auto" and name not in classes:
         raise UsageError(f"unknown backend '{name}'; choose from: auto, {', '.join(sorted(classes))}")
-    classes[name].select_device(device_index)
-    reason = classes[name].unavailable_reason()
-    if reason is not None:
-        raise BackendUnavailable(f"backend '{name}' is unavailable: {reason}")
-    return classes[name](device_index)
+    candidates = sorted(classes.values(), key=lambda c: -c.auto_priority) if name == "auto" else [classes[name]]
+    for cls in candidates:
+        index = device_index if local_rank is None else cls.device_for_rank(local_rank)
+        cls.select_device(index)
+        reason = cls.unavailable_reason()
+        if reason is None:
+            return cls(index)
+        if name != "auto":
+            raise BackendUnavailable(f"backend '{name}' is unavailable: {reason}")
+    raise BackendUnavailable("no backend is available")  # cpu always is; kept for safety
+
+
+def best_available() -> str:
+    """The backend `auto` would pick, by name, without opening a device."""
+    classes = backend_classes()
+    return next((n for n, c in sorted(classes.items(), key=lambda kv: -kv[1].auto_priority)
+                 if c.unavailable_reason() is None), "cpu")

@@ -79,6 +79,11 @@ class Backend(ABC):
         """Choose the device before the backend's software is first imported, for frameworks
         that fix it at import (Gaudi's bridge reads HABANA_VISIBLE_MODULES once)."""
 
+    @classmethod
+    def device_for_rank(cls, local_rank: int) -> int:
+        """The device index a rank of a multi-rank run uses: its local rank, one device each."""
+        return local_rank
+
     # --- device ------------------------------------------------------------------------------
     @property
     @abstractmethod

@@ -123,6 +123,12 @@ class HpuBackend(Backend):
     def select_device(cls, device_index: int) -> None:
         select_module(device_index)
 
+    @classmethod
+    def device_for_rank(cls, local_rank: int) -> int:
+        # Intel's bridge maps each rank to a card itself, from the launcher's LOCAL_RANK (Intel Gaudi
+        # docs, "Distributed Backend Initialization"): no module is chosen here.
+        return 0
+
     @staticmethod
     def no_device_message() -> str:
         return ("Intel Gaudi software is installed but no HPU is visible (torch.hpu.is_available() is False): "

@@ -134,12 +134,49 @@ def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
     return _png(fig)
 
 
+def collectives_busbw_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    """One panel per operation: busbw against message size (log x), one line per dtype (and
+    device), the datasheet link bandwidth per direction dashed where the spec table knows it."""
+    data = rows[(rows["metric"] == "busbw") & (rows["status"] == "ok")]
+    if data.empty:
+        return None
+    ops = list(dict.fromkeys(data["op"]))
+    cols = min(3, len(ops))
+    nrows = (len(ops) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.3 * nrows), squeeze=False)
+    for ax, op in zip(axes.flat, ops):
+        for (run_id, dtype), series in data[data["op"] == op].groupby(["run_id", "dtype"]):
+            series = series.sort_values("bytes")
+            info = runs[run_id]
+            ranks = f" x{len(info.ranks)}" if info.ranks else ""
+            label = f"{info.label or info.device_name}{ranks} {dtype}" if multi_run else str(dtype)
+            ax.plot(series["bytes"], series["value"], marker=".", label=label)
+        for run_id in data["run_id"].unique():
+            spec = runs[run_id].spec or {}
+            if spec.get("link_bandwidth_Bps"):
+                ax.axhline(spec["link_bandwidth_Bps"] / 1e9, color="k", ls="--", lw=0.8,
+                           label=f"datasheet: {spec.get('link')}, per direction")
+        ax.set_xscale("log", base=2)
+        ax.set_title(op)
+        ax.set_xlabel("message size S (bytes)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(ops):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("busbw (GB/s)")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.suptitle("Collectives: bus bandwidth vs message size (nccl-tests conventions; t = slowest rank)", fontsize=9)
+    return _png(fig)
+
+
 PlotFn = Callable[[pd.DataFrame, bool, dict[str, RunInfo]], Optional[str]]
 PLOTS: dict[str, list[PlotFn]] = {
     "gemm": [gemm_tflops_vs_size],
     "membw": [membw_gbps_vs_size],
     "transfer": [transfer_gbps_vs_size],
     "fp8": [fp8_speed_vs_error],
+    "collectives": [collectives_busbw_vs_size],
 }
 
 

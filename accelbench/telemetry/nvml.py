@@ -113,6 +113,7 @@ class NvmlTelemetry(Telemetry):
             "persistence_mode": _try(n.nvmlDeviceGetPersistenceMode, h),
             "nvml_device_count": count,
             "nvlinks_active": self._active_nvlinks(),
+            "pcie_link": self._pcie_link(),
             "topology": self._topology(count),
         }
 
@@ -122,6 +123,12 @@ class NvmlTelemetry(Telemetry):
             return None
         links = [_try(n.nvmlDeviceGetNvLinkState, self.handle, i) for i in range(18)]
         return sum(1 for s in links if s == 1)
+
+    def _pcie_link(self) -> Optional[str]:
+        n, h = self.nvml, self.handle
+        gen = _try(n.nvmlDeviceGetCurrPcieLinkGeneration, h)
+        width = _try(n.nvmlDeviceGetCurrPcieLinkWidth, h)
+        return None if gen is None or width is None else f"Gen{gen} x{width}"
 
     def _topology(self, count: int) -> Optional[str]:
         """One word per device pair with device 0, e.g. "0-1:NVLINK/SINGLE"; None for one device."""
