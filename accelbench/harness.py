@@ -326,10 +326,12 @@ class Runner:
         backend, mode, group = self.backend, self.options.graphs, self.group
         if mode == "off" or not workload.graph_safe or not backend.supports("graphs"):
             return workload.run, False, None, None
-        if workload.graphs_on_request and mode != "on":
-            return workload.run, False, "graphs only with --graphs on for this case", None
         eager = glance(backend, workload.run, flush, per_call_s, group)
         launch_bound = eager.host_s >= 0.5 * eager.median_s
+        if workload.graphs_on_request and mode != "on":
+            return workload.run, False, (
+                f"eager, graphs only with --graphs on; eager {seconds(eager.median_s)} per call, host "
+                f"{seconds(eager.host_s)}" + (": launch-bound, the figure includes launch overhead" if launch_bound else "")), None
         if mode == "auto" and eager.median_s > GRAPH_TRY_BELOW_S and not launch_bound:
             return workload.run, False, (f"eager {seconds(eager.median_s)} per call, not launch-bound (host "
                                          f"{seconds(eager.host_s)}): graphs not tried"), None

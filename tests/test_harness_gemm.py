@@ -181,6 +181,42 @@ def test_graphs_are_chosen_by_measurement_and_checked(graph_backend, make_runner
     assert rec.status == "ok" and not rec.method.graphs and rec.method.graph_choice is None
 
 
+def test_in_place_work_is_reset_before_each_checked_call_and_graphed_only_on_request(graph_backend, make_runner):
+    """Like an in-place all-reduce: each call overwrites its input (here, doubles it). The harness
+    restores it (`reset`) before the checked calls, instead of poisoning it, and replays it from a
+    graph only when asked (`--graphs on`)."""
+    import time
+    original = torch.randn(128)
+    buf = original.clone()
+
+    class InPlace(Gemm):
+        with_reset = True
+
+        def device_bytes(self, case, backend):
+            return None
+
+        def prepare(self, case, backend):
+            buf.copy_(original)
+
+            def run():
+                time.sleep(0.001)  # a host-heavy launch, as a small collective's
+                return buf.mul_(2.0)
+            return Workload(run=run, check=lambda o: compare(o, original.double() * 2, 1e-6, "2x"),
+                            work=Work(bytes=1024.0, memory="interconnect"), working_set_bytes=1024,
+                            graphs_on_request=True, no_flush_reason="timed back to back",
+                            reset=(lambda: buf.copy_(original)) if self.with_reset else None)
+
+    auto = make_runner(graph_backend).run_case(InPlace(), Case("auto", {}))
+    assert auto.status == "ok" and not auto.method.graphs
+    assert "graphs only with --graphs on" in auto.method.graph_choice and "launch-bound" in auto.method.graph_choice
+    assert auto.method.cache == "not flushed: timed back to back" and auto.metric("algbw") is not None
+    on = make_runner(graph_backend, graphs="on").run_case(InPlace(), Case("on", {}))
+    assert on.status == "ok" and on.method.graphs and on.method.graph_checked
+    InPlace.with_reset = False  # poisoned instead: the replay doubles NaN, and the check says so
+    broken = make_runner(graph_backend, graphs="on").run_case(InPlace(), Case("no-reset", {}))
+    assert broken.status == "failed" and "replayed graph" in broken.reason
+
+
 def test_a_graph_replaying_stale_inputs_fails_the_case(graph_backend, make_runner):
     out = torch.empty(64)
     state = {"x": torch.randn(64)}
