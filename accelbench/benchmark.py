@@ -70,6 +70,9 @@ class Workload:
     # Restores the inputs a call overwrites in place (an in-place all-reduce), before each call
     # whose output is checked; where None, the output is poisoned instead (see harness.poison).
     reset: Optional[Callable[[], None]] = None
+    # Overrides of the suite's timing policy for this case (TimingPolicy field -> value): one decode
+    # call of hundreds of steps needs fewer samples and a longer per-call budget than one GEMM.
+    timing: dict[str, Any] = field(default_factory=dict)
 
 
 class Benchmark(ABC):

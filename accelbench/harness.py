@@ -13,7 +13,7 @@ import math
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Protocol
 
 import torch
@@ -209,7 +209,8 @@ class Runner:
     def _measure(self, workload: Workload, record: CaseRecord) -> None:
         backend, opts = self.backend, self.options
         rate_key, amount = self._work_amount(record.benchmark, workload)
-        output, first_s = self._first_call(workload, rate_key, amount)
+        policy = replace(opts.policy, **workload.timing) if workload.timing else opts.policy
+        output, first_s = self._first_call(workload, policy, rate_key, amount)
         # Correctness first: a wrong result never produces a figure.
         record.accuracy, where = self._agreed_check(workload, output)
         del output
@@ -221,7 +222,7 @@ class Runner:
         group = self.group
         record.state_before = self.telemetry.state()
         backend.reset_peak_memory()
-        warm_iters, warm_s = warm_up(backend, workload.run, opts.policy, group)
+        warm_iters, warm_s = warm_up(backend, workload.run, policy, group)
         flush, cache_note = self._cache_decision(workload)
         call, graphs, graph_choice, graph_checked = self._choose_call(workload, flush, warm_s / warm_iters)
         if call is None:  # the replayed graph computed something else than the checked call
@@ -229,11 +230,11 @@ class Runner:
             record.reason = "wrong result from the replayed graph: " + describe_failure(graph_checked)
             return
         if graphs:
-            more_iters, more_s = warm_up(backend, call, opts.policy, group)
+            more_iters, more_s = warm_up(backend, call, policy, group)
             warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
         per_call_s = warm_s / warm_iters
         with PowerSampler(self.telemetry, power=False) as during_samples:
-            samples = sample(backend, call, opts.policy, flush, per_call_s, group)
+            samples = sample(backend, call, policy, flush, per_call_s, group)
         record.state_after = self.telemetry.state()
         record.samples_s = samples
         record.stats = SampleStats.from_samples(samples)
@@ -274,16 +275,17 @@ class Runner:
             per_s, unit = (workload.work.flops, "FLOP/s") if workload.work.flops else (workload.work.bytes, "B/s")
             self.writer.offer_ceiling(workload.ceiling, per_s / record.stats.median, unit, record.case_id)
 
-    def _first_call(self, workload: Workload, rate_key: tuple[str, str], amount: float) -> tuple[Any, float]:
+    def _first_call(self, workload: Workload, policy: TimingPolicy, rate_key: tuple[str, str],
+                    amount: float) -> tuple[Any, float]:
         """The correctness call and its time, within the suite's per-call budget: a case predicted
         far over it is skipped without a call; one whose call (and a second, past any compiling
         or autotuning of the first) is over it is skipped with that time."""
-        budget = self.options.policy.call_budget_s
+        budget = policy.call_budget_s
         predicted = self._predicted_call_s(rate_key, amount)
         if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
             # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
             raise self._over_budget(f"one call would take about {predicted[0]:.3g} s (at the best rate a case "
-                                    f"of this kind reached in this run, {predicted[1]}'s)")
+                                    f"of this kind reached in this run, {predicted[1]}'s)", budget)
         output, first_s = timed_call(self.backend, workload.run, self.group)
         if budget and first_s > budget:
             del output
@@ -291,12 +293,12 @@ class Runner:
                 workload.reset()
             output, again_s = timed_call(self.backend, workload.run, self.group)
             if again_s > budget:
-                raise self._over_budget(f"one call took {again_s:.3g} s")
+                raise self._over_budget(f"one call took {again_s:.3g} s", budget)
         return output, first_s
 
-    def _over_budget(self, what: str) -> CaseSkipped:
+    def _over_budget(self, what: str, budget: float) -> CaseSkipped:
         opts = self.options
-        return CaseSkipped(f"{what}, over the {opts.suite} suite's per-call budget of {opts.policy.call_budget_s:g} s "
+        return CaseSkipped(f"{what}, over the {opts.suite} suite's per-call budget of {budget:g} s "
                            f"(run it with --suite {NEXT_SUITE[opts.suite]}, or --call-budget 0)")
 
     @staticmethod

@@ -241,8 +241,31 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
 
 
 def _derived_metrics(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
-    """MAMF utilization: achieved over the best FLOP/s this run measured for the same key."""
-    if case.status != "ok" or not case.ceiling or case.ceiling not in run.info.ceilings:
+    """Figures that need the whole run: MAMF utilization (achieved over the best FLOP/s this run
+    measured for the same key) and a decode step's fraction of the memory-bandwidth floor."""
+    if case.status != "ok":
+        return []
+    return _mamf(run, case) + _floor_fraction(run, case)
+
+
+def _floor_fraction(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
+    """Floor time (bytes a step must read / bandwidth) over the measured time per step, with the
+    run's measured device-memory ceiling where it has one, else the datasheet; the metric's
+    name says which."""
+    tpot, step_bytes = case.metric("tpot"), case.facts.get("bytes_per_step")
+    if tpot is None or not tpot.value or not step_bytes or case.facts.get("memory_level", "device") != "device":
+        return []  # a step served from the cache is no share of memory bandwidth
+    measured = run.info.ceilings.get("membw.device")
+    if measured is not None:
+        return [("floor_fraction_measured_bw", 100.0 * step_bytes / measured.value / tpot.value, "%")]
+    datasheet = (run.info.spec or {}).get("mem_bandwidth_Bps")
+    if datasheet:
+        return [("floor_fraction_datasheet_bw", 100.0 * step_bytes / datasheet / tpot.value, "%")]
+    return []
+
+
+def _mamf(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
+    if not case.ceiling or case.ceiling not in run.info.ceilings:
         return []
     tflops = case.metric("tflops")
     best = run.info.ceilings[case.ceiling].value

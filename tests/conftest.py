@@ -55,14 +55,20 @@ class _OpRecorder:
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
-                ops.append((func, args, kwargs))
-                return func(*args, **kwargs)
+                out = func(*args, **kwargs)
+                ops.append((func, args, kwargs, out))
+                return out
 
         self.mode = Mode()
 
     def replay(self):
-        for func, args, kwargs in self.ops:
-            func(*args, **kwargs)
+        # As a device graph does, every op writes where it wrote at capture: a later op reads the
+        # captured buffer, so each new result is copied into it.
+        for func, args, kwargs, captured in self.ops:
+            new = func(*args, **kwargs)
+            for old, fresh in zip(*(x if isinstance(x, (tuple, list)) else (x,) for x in (captured, new))):
+                if isinstance(old, torch.Tensor) and fresh is not old and old.shape == fresh.shape:
+                    old.copy_(fresh)
 
 
 class GraphCpuBackend(CpuBackend):

@@ -16,7 +16,7 @@ from accelbench.accuracy import gemm_max_abs_tolerance, matmul_meter, matmul_ref
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.errors import CaseSkipped
-from accelbench.models import MODELS, PUBLISHED_70B_SHAPES
+from accelbench.models import GEMM_MODELS, PUBLISHED_70B_SHAPES
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Gemm(Benchmark):
         s = SUITES[suite]
         out = [gemm_case("square", d, n, n, n, f"{n}") for d in s.dtypes for n in s.square]
         for d in s.llm_dtypes:
-            for model in MODELS.values():
+            for model in GEMM_MODELS:
                 for proj, (k, n) in model.projections().items():
                     out += [gemm_case("llm", d, t, k, n, f"{model.name}-{proj}-t{t}") for t in s.llm_tokens]
         for d in s.published_dtypes:

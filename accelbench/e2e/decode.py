@@ -1,0 +1,340 @@
+"""End-to-end LLM decode (design.md §4, LLM decode): how fast a Llama-family model generates
+tokens, and how close that is to the memory-bandwidth floor.
+
+One timed call is one whole greedy generation: prefill of the prompt, then `new_tokens - 1`
+single-token decode steps on a static KV cache. The harness times the call end to end on the
+device's clock; inside it, a device event after the first token and after every step (the same
+clock) gives TTFT = prefill + first token and each step's time, so TPOT = (end-to-end - TTFT) /
+(new_tokens - 1) is reported as the median and p90 over steps of the timed calls.
+
+Engines run the same cases from the same weights:
+- `eager`: the decoder of `llama.py`, one kernel launch at a time (launch-bound at batch 1);
+- `graphs`: the same decoder, its decode step captured once as a device graph (CUDA graphs, HPU
+  graphs in lazy mode) and replayed for every step; prefill eager;
+- `hf`: Hugging Face transformers' `generate` (greedy, its default dynamic cache), what users would
+  otherwise run; needs `transformers` (pip install 'accelbench[decode]').
+
+Bytes per step = every weight but the embedding table (only gathered; a tied table is read as the
+output projection) + the KV cache the step attends to. Fraction of the floor = (bytes / bandwidth)
+/ TPOT, with the bandwidth the run's measured `membw.device` ceiling (each decode run measures one
+first: the `floor/copy` case) or else the datasheet's; the tables say which (store.py).
+
+Correctness: the logits of the first steps of a call are checked against an eager reference, a
+forward pass without cache over the prompt and the generated tokens, in the same dtype.
+"""
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from accelbench.accuracy import ErrorMeter
+from accelbench.backends.base import Backend
+from accelbench.benchmark import Benchmark, Case, Work, Workload
+from accelbench.e2e.llama import KVCache, Llama, StaticStep
+from accelbench.e2e.weights import hf_config_dict, synthetic_weights, tiny_config
+from accelbench.errors import CaseSkipped
+from accelbench.metrics import MEMORY_NOTES
+from accelbench.microbench.membw import MemoryBandwidth, human_bytes
+from accelbench.models import MODELS, ModelConfig
+from accelbench.records import Accuracy, Metric
+from accelbench.stats import SampleStats, percentile
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+ENGINES = ("eager", "graphs", "hf")
+CHECK_STEPS = 4  # logits checked against the eager reference: the first token and three steps
+# Relative Frobenius error of those logits against a forward pass without cache in the same dtype
+# (different kernels and reduction orders only).
+LOGIT_TOLERANCE = {"fp32": 1e-4, "bf16": 4e-2}
+KEEP_CALLS = 16  # calls whose per-step events are kept for TTFT and TPOT
+# A 4-layer Llama-3-shaped model small enough for a CPU's quick run (not a published model).
+# Its 154 MB of fp32 weights read per step exceed 4x a 32 MiB last-level cache: device memory on such a CPU.
+TINY = tiny_config("tiny-llama3", hidden=512, heads=8, kv_heads=2, head_dim=64, intermediate=1536, layers=10,
+                   vocab=16384, max_positions=8192)
+CONFIGS = {**MODELS, TINY.name: TINY}
+
+
+@dataclass(frozen=True)
+class Grid:
+    models: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    batches: tuple[int, ...]
+    prompts: tuple[int, ...]
+    new_tokens: int
+
+
+SUITES = {
+    "quick": [Grid(("tiny-llama3",), ("fp32", "bf16"), (1,), (32,), 8),
+              Grid(("llama3.2-1b",), ("bf16",), (1,), (128,), 32)],
+    "standard": [Grid(("llama3.1-8b",), ("bf16",), (1, 4, 16, 64), (512,), 256),
+                 Grid(("llama3.2-1b", "llama3.2-3b", "qwen2.5-7b", "mistral-7b", "llama3.1-70b"), ("bf16",), (1,), (512,), 256)],
+    "full": [Grid(tuple(MODELS), ("bf16",), (1, 2, 4, 8, 16, 32, 64, 128, 256), (128, 512, 2048, 8192), 256)],
+}
+FLOOR_ARRAY_BYTES = 2**30  # the floor probe's copy: 2 x 1 GiB, at least 4x any GPU's L2
+
+
+class Decode(Benchmark):
+    name = "decode"
+    description = ("LLM decode (Llama family, synthetic weights): TTFT, TPOT, tokens/s, fraction of the "
+                   "memory-bandwidth floor; eager, graphs and Hugging Face engines")
+
+    def cases(self, suite: str) -> list[Case]:
+        out = [Case("floor/copy", {"engine": "floor"})]
+        for grid in SUITES[suite]:
+            for model in grid.models:
+                for dtype in grid.dtypes:
+                    for batch in grid.batches:
+                        for prompt in grid.prompts:
+                            for engine in ENGINES:
+                                params = {"model": model, "engine": engine, "dtype": dtype, "batch": batch,
+                                          "prompt": prompt, "new_tokens": grid.new_tokens}
+                                out.append(Case(f"{model}/{engine}/{dtype}/b{batch}/p{prompt}/n{grid.new_tokens}",
+                                                params, matmul_dtypes=(dtype,)))
+        return out
+
+    def device_bytes(self, case: Case, backend: Backend) -> Optional[int]:
+        p = case.params
+        if p["engine"] == "floor":
+            return None
+        config, element = CONFIGS[p["model"]], DTYPES[p["dtype"]].itemsize
+        weights = config.parameters() * element * (2 if p["engine"] == "hf" else 1)  # hf holds its own copy
+        cache = p["batch"] * (p["prompt"] + p["new_tokens"]) * config.kv_bytes_per_token(element)
+        activations = p["batch"] * p["prompt"] * (4 * config.hidden + 2 * config.intermediate) * element * 2
+        logits = p["batch"] * (CHECK_STEPS + 1) * config.vocab * 4
+        return int(weights + cache + activations + 2 * logits)
+
+    def prepare(self, case: Case, backend: Backend) -> Workload:
+        p = case.params
+        if p["engine"] == "floor":
+            return self._floor(backend)
+        config, dtype = CONFIGS[p["model"]], DTYPES[p["dtype"]]
+        if p["dtype"] == "bf16" and not backend.supports("bf16"):
+            raise CaseSkipped("bf16 is not supported by this backend")
+        if p["engine"] == "graphs" and not backend.supports("graphs"):
+            raise CaseSkipped(f"the {backend.name} backend has no graphs"
+                              + (" in this mode (HPU graphs need lazy mode)" if backend.name == "hpu" else ""))
+        if p["engine"] == "hf":
+            try:
+                import transformers  # noqa: F401
+            except ImportError:
+                raise CaseSkipped("transformers is not installed (pip install 'accelbench[decode]')") from None
+        batch, prompt_len, new = p["batch"], p["prompt"], p["new_tokens"]
+        device = backend.device
+        weights = synthetic_weights(config, dtype, device)
+        gen = torch.Generator(device="cpu").manual_seed(batch * 7919 + prompt_len)
+        prompt = torch.randint(0, config.vocab, (batch, prompt_len), generator=gen).to(device)
+        model = Llama(config, weights)
+        clock = StepClock(backend, new)
+        engine = {"eager": EagerEngine, "graphs": GraphEngine, "hf": HfEngine}[p["engine"]](
+            model, prompt, new, clock, backend)
+
+        def check(result: tuple[torch.Tensor, torch.Tensor]) -> Accuracy:
+            return check_logits(model, prompt, *result, p["dtype"])
+
+        streamed = config.streamed_parameters() * dtype.itemsize
+        kv_token = config.kv_bytes_per_token(dtype.itemsize)
+        # The cache a step reads grows by one position a step: its mean over the decode steps.
+        mean_kv = batch * kv_token * (prompt_len + (new - 1) / 2 + 0.5)
+        bytes_per_step = streamed + mean_kv
+        prefill_flops = 2 * config.streamed_parameters() * batch * prompt_len \
+            + 2 * batch * config.layers * config.heads * config.head_dim * prompt_len * prompt_len  # QK^T and PV, causal
+        spec = backend.spec()
+        llc = backend.cache_bytes()
+        # Weights that fit in (or near) the last-level cache are read from the cache: no floor fraction.
+        memory = "unknown" if llc is None else "device" if bytes_per_step >= 4 * llc else "cache"
+
+        def step_metrics(stats: SampleStats) -> list[Metric]:
+            ttft, steps = sorted(clock.ttft()), sorted(clock.steps())
+            tpot = percentile(steps, 50)
+            out = [Metric("ttft", percentile(ttft, 50), "s", "prefill + first token, median over calls"),
+                   Metric("tpot", tpot, "s", f"median over {len(steps)} decode steps"),
+                   Metric("tpot_p90", percentile(steps, 90), "s"),
+                   Metric("decode_tokens_per_s", batch / tpot, "tokens/s", "batch / TPOT"),
+                   Metric("achieved_bw", bytes_per_step / tpot / 1e9, "GB/s",
+                          MEMORY_NOTES.get(memory, "weights (embedding table excluded) + KV cache read per step, over TPOT"))]
+            peak = spec.peak(p["dtype"]) if spec else None
+            out.append(Metric("prefill_mfu", 100.0 * prefill_flops / percentile(ttft, 50) / peak if peak else None, "%",
+                              None if peak else f"no {p['dtype']} peak known for this device"))
+            return out
+
+        return Workload(
+            run=engine.run, check=check, work=Work(tokens=batch * new), working_set_bytes=int(streamed),
+            graph_safe=False,  # the graphs engine captures its own step; the others are what they are
+            no_flush_reason="a generation streams the weights every step; nothing stays cached",
+            extra_metrics=step_metrics,
+            # A call is hundreds of steps: a few calls make a stable median.
+            timing={"min_samples": 3, "warmup_min_iters": 1, "warmup_s": 0.0, "min_time_s": 0.0},
+            facts={"bytes_per_step": bytes_per_step, "memory_level": memory, "weight_bytes_streamed": streamed, "parameters": config.parameters(),
+                   "weights": "synthetic (seeded)", "published_model": config.name in MODELS,
+                   "kv_cache_bytes": batch * (prompt_len + new) * kv_token, "prefill_flops": prefill_flops,
+                   "engine_detail": engine.detail})
+
+    @staticmethod
+    def _floor(backend: Backend) -> Workload:
+        """A copy of 2 x 1 GiB (at least 2 x 4x the last-level cache) through membw's own kernel:
+        the run's measured `membw.device` ceiling, which the floor is taken from."""
+        cache = backend.cache_bytes() or 0
+        size = max(FLOOR_ARRAY_BYTES if backend.device.type != "cpu" else 2**26, 1 << math.ceil(math.log2(2 * cache or 1)))
+        case = Case(f"torch/copy/fp32/{human_bytes(size)}", {"impl": "torch", "kernel": "copy", "dtype": "fp32",
+                                                            "array_bytes": size})
+        workload = MemoryBandwidth().prepare(case, backend)
+        if workload.ceiling != "membw.device":
+            raise CaseSkipped("the last-level cache size is unknown: no device-memory figure can be measured, "
+                              "the floor falls back to the datasheet")
+        workload.facts["purpose"] = "the run's measured memory bandwidth, for the decode floor"
+        return workload
+
+
+class StepClock:
+    """Device events between the steps of a generation: one after the first token, one after each
+    decode step, for the last KEEP_CALLS calls."""
+
+    def __init__(self, backend: Backend, new_tokens: int):
+        self.backend = backend
+        self.new_tokens = new_tokens
+        self.calls: collections.deque = collections.deque(maxlen=KEEP_CALLS)
+        self._marks: list = []
+
+    def start(self) -> None:
+        self._marks = [self.backend.event()]
+        self._marks[0].record()
+        self.calls.append(self._marks)
+
+    def mark(self) -> None:
+        event = self.backend.event()
+        event.record()
+        self._marks.append(event)
+
+    def ttft(self) -> list[float]:
+        return [m[0].seconds_until(m[1]) for m in self.calls if len(m) > 1]
+
+    def steps(self) -> list[float]:
+        return [a.seconds_until(b) for m in self.calls for a, b in zip(m[1:], m[2:])]
+
+
+class EagerEngine:
+    detail = "static KV cache, one launch per op"
+
+    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepClock, backend: Backend):
+        self.model, self.prompt, self.new, self.clock, self.backend = model, prompt, new, clock, backend
+        batch, self.plen = prompt.shape
+        self.cache = KVCache.empty(model.config, batch, self.plen + new, model.w["model.norm.weight"].dtype, prompt.device)
+        self.tokens = torch.empty(batch, new, dtype=torch.long, device=prompt.device)
+        self.positions = torch.arange(self.plen + new, device=prompt.device)  # sliced per step: no host copy
+        self.logits = torch.empty(batch, CHECK_STEPS, model.config.vocab, dtype=torch.float32, device=prompt.device)
+
+    def prefill(self) -> torch.Tensor:
+        logits = self.model.forward(self.prompt, self.positions[:self.plen], self.cache, attend_to=self.plen,
+                                    last=1)[:, -1]
+        self.logits[:, 0].copy_(logits)
+        token = logits.argmax(-1)
+        self.tokens[:, 0].copy_(token)
+        return token
+
+    def run(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.clock.start()
+        token = self.prefill()
+        self.clock.mark()
+        for i in range(1, self.new):
+            position = self.plen + i - 1
+            logits = self.model.forward(token[:, None], self.positions[position:position + 1], self.cache,
+                                        attend_to=position + 1)[:, -1]
+            if i < CHECK_STEPS:
+                self.logits[:, i].copy_(logits)
+            token = logits.argmax(-1)
+            self.tokens[:, i].copy_(token)
+            self.backend.mark_step()
+            self.clock.mark()
+        return self.tokens, self.logits
+
+
+class GraphEngine(EagerEngine):
+    detail = "static KV cache; decode step captured once as a device graph and replayed; prefill eager"
+
+    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepClock, backend: Backend):
+        super().__init__(model, prompt, new, clock, backend)
+        if new < 6:
+            raise CaseSkipped("the graphs engine needs at least 6 new tokens (capture advances the step 4 times)")
+        self.step = StaticStep(model, self.cache, prompt.shape[0])
+        self.step.start(self.prefill(), self.plen)
+        captured = backend.capture_graph(self.step)
+        if captured is None:
+            raise CaseSkipped(f"the {backend.name} backend captured no graph")
+        self.replay = captured.replay
+
+    def run(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.clock.start()
+        self.step.start(self.prefill(), self.plen)
+        self.clock.mark()
+        for i in range(1, self.new):
+            self.replay()
+            if i < CHECK_STEPS:
+                self.logits[:, i].copy_(self.step.logits)
+            self.tokens[:, i].copy_(self.step.token)
+            self.backend.mark_step()
+            self.clock.mark()
+        return self.tokens, self.logits
+
+
+class HfEngine:
+    """transformers' `generate` on the same weights: greedy, exactly `new` tokens, its default cache."""
+
+    detail = "transformers generate (greedy, default dynamic cache, eager)"
+
+    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepClock, backend: Backend):
+        import transformers
+        config = hf_config_dict(model.config)
+        arch = getattr(transformers, config.pop("architectures")[0])
+        config_cls = transformers.Qwen2Config if model.config.qkv_bias else transformers.LlamaConfig
+        dtype = model.w["model.norm.weight"].dtype
+        with torch.device(prompt.device):
+            try:
+                self.hf = arch._from_config(config_cls(**config), dtype=dtype).eval()
+            except TypeError:  # transformers before 4.56 names it torch_dtype
+                self.hf = arch._from_config(config_cls(**config), torch_dtype=dtype).eval()
+        self.hf.load_state_dict(model.w, strict=False)
+        self.prompt, self.new, self.clock, self.backend = prompt, new, clock, backend
+        self.detail = f"transformers {transformers.__version__} generate (greedy, default dynamic cache, eager)"
+
+    def run(self) -> tuple[torch.Tensor, torch.Tensor]:
+        clock = self.clock
+
+        class Marks:  # transformers calls put() with the prompt, then with each new token
+            def __init__(self):
+                self.seen = 0
+
+            def put(self, value):
+                if self.seen:
+                    clock.mark()
+                self.seen += 1
+
+            def end(self):
+                pass
+
+        clock.start()
+        with torch.no_grad():
+            out = self.hf.generate(self.prompt, max_new_tokens=self.new, min_new_tokens=self.new, do_sample=False,
+                                   eos_token_id=None, pad_token_id=0, streamer=Marks(), output_logits=True,
+                                   return_dict_in_generate=True)
+        logits = torch.stack([x.float() for x in out.logits[:CHECK_STEPS]], dim=1)
+        return out.sequences[:, self.prompt.shape[1]:], logits
+
+
+def check_logits(model: Llama, prompt: torch.Tensor, tokens: torch.Tensor, logits: torch.Tensor,
+                 dtype: str) -> Accuracy:
+    """The first CHECK_STEPS logits of a generation against a forward pass without cache over the
+    prompt and the generated tokens (teacher forcing), in the model's dtype."""
+    if tokens.shape[1] != logits.shape[1] and tokens.shape[1] < CHECK_STEPS:
+        raise ValueError("fewer tokens than checked steps")
+    k = logits.shape[1]
+    sequence = torch.cat([prompt, tokens[:, :k - 1]], dim=1)
+    with torch.no_grad():
+        reference = model.forward(sequence, torch.arange(sequence.shape[1], device=sequence.device), last=k)
+    meter = ErrorMeter()
+    meter.add(logits, reference.double())
+    agree = float((logits.argmax(-1) == reference.argmax(-1)).float().mean())
+    return meter.result(LOGIT_TOLERANCE[dtype], f"{dtype} forward pass without cache over the prompt and the "
+                        f"generated tokens, first {k} logits (top-1 agreement {agree:.3f})")

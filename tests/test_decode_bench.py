@@ -1,0 +1,90 @@
+"""The decode benchmark on CPU: figures from checked generations, engines side by side, wrong
+decoding caught, oversize cases skipped before they allocate."""
+import pytest
+import torch
+
+from accelbench.backends.cpu import CpuBackend
+from accelbench.benchmark import Case
+from accelbench.e2e import decode
+from accelbench.e2e.decode import Decode, EagerEngine
+
+
+def _case(engine, model="tiny-llama3", batch=1, prompt=32, new=8, dtype="fp32"):
+    return Case(f"{model}/{engine}", {"model": model, "engine": engine, "dtype": dtype, "batch": batch,
+                                     "prompt": prompt, "new_tokens": new}, matmul_dtypes=(dtype,))
+
+
+@pytest.mark.parametrize("engine", ["eager", "hf"])
+def test_a_generation_is_checked_then_reports_ttft_tpot_and_bandwidth(engine, cpu_backend, make_runner):
+    if engine == "hf":
+        pytest.importorskip("transformers")
+    rec = make_runner(cpu_backend).run_case(Decode(), _case(engine, batch=2))
+    assert rec.status == "ok", rec.reason
+    assert rec.accuracy.passed and "top-1 agreement 1.000" in rec.accuracy.reference
+    m = {x.name: x.value for x in rec.metrics}
+    assert 0 < m["ttft"] < m["time"] and 0 < m["tpot"] <= m["tpot_p90"]
+    assert m["decode_tokens_per_s"] == pytest.approx(2 / m["tpot"])
+    assert m["tokens_per_s"] == pytest.approx(2 * 8 / m["time"])
+    # TTFT + 7 steps of TPOT make up the call: the step events cover the whole generation.
+    assert m["ttft"] + 7 * m["tpot"] == pytest.approx(m["time"], rel=0.35)
+    assert m["achieved_bw"] == pytest.approx(rec.facts["bytes_per_step"] / m["tpot"] / 1e9)
+
+
+def test_the_graph_step_replays_the_eager_decode(graph_backend, make_runner):
+    rec = make_runner(graph_backend).run_case(Decode(), _case("graphs"))
+    assert rec.status == "ok", rec.reason
+    assert rec.accuracy.passed and rec.metric("tpot").value > 0
+
+
+def test_a_decode_step_at_the_wrong_position_fails_the_check(cpu_backend, make_runner, monkeypatch):
+    def off_by_one(self):
+        self.clock.start()
+        token = self.prefill()
+        self.clock.mark()
+        for i in range(1, self.new):
+            position = self.plen + i - 1
+            logits = self.model.forward(token[:, None], self.positions[position - 1:position], self.cache,
+                                        attend_to=position)[:, -1]  # RoPE and cache slot one behind
+            if i < decode.CHECK_STEPS:
+                self.logits[:, i].copy_(logits)
+            token = logits.argmax(-1)
+            self.tokens[:, i].copy_(token)
+            self.clock.mark()
+        return self.tokens, self.logits
+
+    monkeypatch.setattr(EagerEngine, "run", off_by_one)
+    rec = make_runner(cpu_backend).run_case(Decode(), _case("eager"))
+    assert rec.status == "failed" and "wrong result" in rec.reason and rec.metric("tpot") is None
+
+
+def test_an_oversize_case_is_skipped_with_both_numbers_before_allocating(make_runner):
+    class SmallDevice(CpuBackend):
+        def free_memory_bytes(self):
+            return 8 * 2**30
+
+    rec = make_runner(SmallDevice()).run_case(Decode(), _case("eager", model="llama3.1-70b", dtype="bf16"))
+    assert rec.status == "skipped" and "GiB of device memory, 8.0 GiB free" in rec.reason
+    assert rec.facts["device_bytes_needed"] > 2 * 70.5e9  # the bf16 weights alone
+
+
+def test_the_floor_comes_from_the_runs_measured_bandwidth(tmp_path):
+    """The quick run measures the bandwidth first (floor/copy), and the tables derive each step's
+    fraction of the floor from it."""
+    import subprocess
+    import sys
+    from accelbench.store import cases_frame, load_runs
+    proc = subprocess.run([sys.executable, "-m", "accelbench", "run", "--backend", "cpu", "--bench", "decode",
+                           "--suite", "quick", "--out", str(tmp_path), "--no-energy"],
+                          capture_output=True, text=True, timeout=300)
+    (run_dir,) = list(tmp_path.iterdir())
+    run = load_runs([run_dir])[0]
+    frame = cases_frame([run])
+    if "membw.device" not in run.info.ceilings:
+        pytest.skip("the last-level cache size is unknown here: no measured floor")
+    row = frame[(frame.case_id == "tiny-llama3/eager/fp32/b1/p32/n8")].set_index("metric")["value"]
+    if proc.returncode == 0 and "floor_fraction_measured_bw" in row:
+        bw = run.info.ceilings["membw.device"].value
+        bytes_ = run.cases[1].facts["bytes_per_step"]
+        assert row["floor_fraction_measured_bw"] == pytest.approx(100 * bytes_ / bw / row["tpot"])
+    else:  # a CPU with a large cache serves the tiny model from it: no share of memory bandwidth
+        assert run.cases[1].status != "ok" or run.cases[1].facts["memory_level"] == "cache"
