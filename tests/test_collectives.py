@@ -105,12 +105,12 @@ def test_placement_from_torchrun_and_slurm():
 
 
 def test_srun_rendezvous_keeps_the_placement(monkeypatch):
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
-    slurm = {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1", "SLURM_NODEID": "1",
-             "SLURM_STEP_TASKS_PER_NODE": "8(x2)", "SLURM_JOB_ID": "1234", "MASTER_ADDR": "node0"}
-    for key, value in slurm.items():
-        monkeypatch.setenv(key, value)
+    # The rendezvous writes RANK, WORLD_SIZE... into os.environ: give it a copy that the test drops.
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_PORT")}
+    environ.update({"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1", "SLURM_NODEID": "1",
+                    "SLURM_STEP_TASKS_PER_NODE": "8(x2)", "SLURM_JOB_ID": "1234", "MASTER_ADDR": "node0"})
+    monkeypatch.setattr(os, "environ", environ)
     placement = placement_from_env()
     _slurm_rendezvous(placement)
     after = placement_from_env()  # what env:// and the benchmarks read from now on

@@ -9,8 +9,8 @@ from accelbench.e2e import decode
 from accelbench.e2e.decode import Decode, EagerEngine
 
 
-def _case(engine, model="tiny-llama3", batch=1, prompt=32, new=8, dtype="fp32"):
-    return Case(f"{model}/{engine}", {"model": model, "engine": engine, "dtype": dtype, "batch": batch,
+def _case(engine, model="tiny-llama3", batch=1, prompt=32, new=8, dtype="fp32", fp8="none"):
+    return Case(f"{model}/{engine}", {"model": model, "engine": engine, "dtype": dtype, "fp8": fp8, "batch": batch,
                                      "prompt": prompt, "new_tokens": new}, matmul_dtypes=(dtype,))
 
 
@@ -88,3 +88,45 @@ def test_the_floor_comes_from_the_runs_measured_bandwidth(tmp_path):
         assert row["floor_fraction_measured_bw"] == pytest.approx(100 * bytes_ / bw / row["tpot"])
     else:  # a CPU with a large cache serves the tiny model from it: no share of memory bandwidth
         assert run.cases[1].status != "ok" or run.cases[1].facts["memory_level"] == "cache"
+
+
+@pytest.mark.parametrize("fp8", ["w8a8-row", "w8-row"])
+def test_fp8_decode_reports_its_accuracy_cost_against_the_unquantized_model(fp8, cpu_backend, make_runner):
+    case = _case("eager")
+    case = Case(f"tiny/eager/{fp8}", dict(case.params, fp8=fp8), matmul_dtypes=("fp32",))
+    rec = make_runner(cpu_backend).run_case(Decode(), case)
+    assert rec.status == "ok", rec.reason
+    kl, top1 = rec.metric("kl_vs_unquantized").value, rec.metric("top1_vs_unquantized").value
+    assert 0 < kl < 0.5 and 50 <= top1 <= 100  # FP8 moves the distributions a little, not wholesale
+    assert "emulated" in rec.facts["fp8_execution"] or "dequantized" in rec.facts["fp8_execution"]
+    plain = make_runner(cpu_backend).run_case(Decode(), _case("eager"))
+    # Read per step: the FP8 projections' bytes replace their fp32 bytes (about a quarter).
+    assert rec.facts["bytes_per_step"] < 0.5 * plain.facts["bytes_per_step"]
+
+
+def test_tensor_parallel_decoder_generates_what_the_whole_model_does():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(root / "tests" / "helpers" / "tp_equivalence.py")], capture_output=True, text=True,
+                          timeout=180, cwd=root, env=dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for rank in (0, 1):
+        assert f"rank {rank}: tokens equal, logits close" in proc.stdout
+
+
+def test_tensor_parallel_decode_runs_checked_across_two_ranks(tmp_path):
+    import json
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "accelbench", "run", "--backend", "cpu", "--bench", "decode-tp",
+                           "--nproc", "2", "--suite", "quick", "--case", "eager/fp32", "--call-budget", "0",
+                           "--no-energy", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = list(tmp_path.iterdir())
+    (case,) = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    assert case["status"] == "ok" and case["accuracy"]["passed"] and case["facts"]["ranks"] == 2
+    assert any(m["name"] == "tpot" and m["value"] > 0 for m in case["metrics"])

@@ -34,7 +34,10 @@ import torch
 from accelbench.accuracy import ErrorMeter
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
+from accelbench.e2e.fp8_linear import Fp8Linears, kl_and_agreement
 from accelbench.e2e.llama import KVCache, Llama, StaticStep
+from accelbench.e2e.tensor_parallel import all_reduce_sum, parameters_per_rank, shard_config, shard_of
+from accelbench.e2e.tensor_parallel import unsupported as tp_unsupported
 from accelbench.e2e.weights import hf_config_dict, synthetic_weights, tiny_config
 from accelbench.errors import CaseSkipped
 from accelbench.metrics import MEMORY_NOTES
@@ -48,7 +51,7 @@ ENGINES = ("eager", "graphs", "hf")
 CHECK_STEPS = 4  # logits checked against the eager reference: the first token and three steps
 # Relative Frobenius error of those logits against a forward pass without cache in the same dtype
 # (different kernels and reduction orders only).
-LOGIT_TOLERANCE = {"fp32": 1e-4, "bf16": 4e-2}
+LOGIT_TOLERANCE = {"fp32": 1e-4, "bf16": 4e-2, "fp8": 1e-1}
 KEEP_CALLS = 16  # calls whose per-step events are kept for TTFT and TPOT
 # A 4-layer Llama-3-shaped model small enough for a CPU's quick run (not a published model).
 # Its 154 MB of fp32 weights read per step exceed 4x a 32 MiB last-level cache: device memory on such a CPU.
@@ -64,14 +67,19 @@ class Grid:
     batches: tuple[int, ...]
     prompts: tuple[int, ...]
     new_tokens: int
+    # "none", "w8a8-MODE" (FP8 weights and activations) or "w8-MODE" (FP8 weights only); fp8_linear.py
+    fp8: tuple[str, ...] = ("none",)
 
 
 SUITES = {
     "quick": [Grid(("tiny-llama3",), ("fp32", "bf16"), (1,), (32,), 8),
-              Grid(("llama3.2-1b",), ("bf16",), (1,), (128,), 32)],
+              Grid(("tiny-llama3",), ("bf16",), (1,), (32,), 8, ("w8a8-row",)),
+              Grid(("llama3.2-1b",), ("bf16",), (1,), (128,), 32, ("none", "w8a8-row"))],
     "standard": [Grid(("llama3.1-8b",), ("bf16",), (1, 4, 16, 64), (512,), 256),
+                 Grid(("llama3.1-8b",), ("bf16",), (1, 16), (512,), 256, ("w8a8-row", "w8a8-tensor", "w8-row")),
                  Grid(("llama3.2-1b", "llama3.2-3b", "qwen2.5-7b", "mistral-7b", "llama3.1-70b"), ("bf16",), (1,), (512,), 256)],
-    "full": [Grid(tuple(MODELS), ("bf16",), (1, 2, 4, 8, 16, 32, 64, 128, 256), (128, 512, 2048, 8192), 256)],
+    "full": [Grid(tuple(MODELS), ("bf16",), (1, 2, 4, 8, 16, 32, 64, 128, 256), (128, 512, 2048, 8192), 256,
+                  ("none", "w8a8-row", "w8-row"))],
 }
 FLOOR_ARRAY_BYTES = 2**30  # the floor probe's copy: 2 x 1 GiB, at least 4x any GPU's L2
 
@@ -88,11 +96,13 @@ class Decode(Benchmark):
                 for dtype in grid.dtypes:
                     for batch in grid.batches:
                         for prompt in grid.prompts:
-                            for engine in ENGINES:
-                                params = {"model": model, "engine": engine, "dtype": dtype, "batch": batch,
-                                          "prompt": prompt, "new_tokens": grid.new_tokens}
-                                out.append(Case(f"{model}/{engine}/{dtype}/b{batch}/p{prompt}/n{grid.new_tokens}",
-                                                params, matmul_dtypes=(dtype,)))
+                            for fp8 in grid.fp8:
+                                for engine in ENGINES if fp8 == "none" else ("eager", "graphs"):
+                                    params = {"model": model, "engine": engine, "dtype": dtype, "fp8": fp8,
+                                              "batch": batch, "prompt": prompt, "new_tokens": grid.new_tokens}
+                                    precision = dtype if fp8 == "none" else f"{dtype}-{fp8}"
+                                    out.append(Case(f"{model}/{engine}/{precision}/b{batch}/p{prompt}/n{grid.new_tokens}",
+                                                    params, matmul_dtypes=(dtype,)))
         return out
 
     def device_bytes(self, case: Case, backend: Backend) -> Optional[int]:
@@ -100,9 +110,11 @@ class Decode(Benchmark):
         if p["engine"] == "floor":
             return None
         config, element = CONFIGS[p["model"]], DTYPES[p["dtype"]].itemsize
-        weights = config.parameters() * element * (2 if p["engine"] == "hf" else 1)  # hf holds its own copy
-        cache = p["batch"] * (p["prompt"] + p["new_tokens"]) * config.kv_bytes_per_token(element)
-        activations = p["batch"] * p["prompt"] * (4 * config.hidden + 2 * config.intermediate) * element * 2
+        params, ranks = self._parameters_here(config), self._ranks()
+        weights = params * element * (2 if p["engine"] == "hf" else 1)  # hf holds its own copy
+        weights += params * (p["fp8"] != "none")  # FP8 copies of the projections
+        cache = p["batch"] * (p["prompt"] + p["new_tokens"]) * config.kv_bytes_per_token(element) // ranks
+        activations = p["batch"] * p["prompt"] * (4 * config.hidden + 2 * config.intermediate // ranks) * element * 2
         logits = p["batch"] * (CHECK_STEPS + 1) * config.vocab * 4
         return int(weights + cache + activations + 2 * logits)
 
@@ -123,24 +135,41 @@ class Decode(Benchmark):
                 raise CaseSkipped("transformers is not installed (pip install 'accelbench[decode]')") from None
         batch, prompt_len, new = p["batch"], p["prompt"], p["new_tokens"]
         device = backend.device
-        weights = synthetic_weights(config, dtype, device)
+        weights, reference_model = self._model(config, dtype, device)
+        model = reference_model
         gen = torch.Generator(device="cpu").manual_seed(batch * 7919 + prompt_len)
         prompt = torch.randint(0, config.vocab, (batch, prompt_len), generator=gen).to(device)
-        model = Llama(config, weights)
+        fp8, cost = None, Fp8Cost()
+        if p["fp8"] != "none":
+            kind, _, mode = p["fp8"].partition("-")
+            by_name = reference_model.hf_state_dict()
+            try:
+                fp8 = Fp8Linears(by_name, config.layers, mode, kind == "w8", backend)
+            except ValueError as exc:
+                raise CaseSkipped(str(exc)) from None
+            model = Llama(reference_model.config, by_name, linear=fp8, reduce=reference_model.reduce)
         clock = StepClock(backend, new)
         engine = {"eager": EagerEngine, "graphs": GraphEngine, "hf": HfEngine}[p["engine"]](
             model, prompt, new, clock, backend)
 
         def check(result: tuple[torch.Tensor, torch.Tensor]) -> Accuracy:
-            return check_logits(model, prompt, *result, p["dtype"])
+            accuracy = check_logits(model, prompt, *result, p["dtype"] if fp8 is None else "fp8")
+            if fp8 is not None and accuracy.passed:
+                cost.measure(reference_model, model, prompt, result[0])
+            return accuracy
 
-        streamed = config.streamed_parameters() * dtype.itemsize
-        kv_token = config.kv_bytes_per_token(dtype.itemsize)
+        # Read per step (on this rank): every weight it holds but the embedding table, only gathered.
+        streamed = sum(t.numel() for n, t in weights.items()
+                       if n != "model.embed_tokens.weight" or config.tie_embeddings) * dtype.itemsize
+        if fp8 is not None:  # the projections are read as FP8 values and their scales
+            streamed += fp8.fp8_bytes() - sum(q.q.numel() for q in fp8.q.values()) * dtype.itemsize
+        kv_token = reference_model.config.kv_bytes_per_token(dtype.itemsize)
         # The cache a step reads grows by one position a step: its mean over the decode steps.
         mean_kv = batch * kv_token * (prompt_len + (new - 1) / 2 + 0.5)
         bytes_per_step = streamed + mean_kv
-        prefill_flops = 2 * config.streamed_parameters() * batch * prompt_len \
-            + 2 * batch * config.layers * config.heads * config.head_dim * prompt_len * prompt_len  # QK^T and PV, causal
+        here = reference_model.config  # this rank's shard where tensor-parallel
+        prefill_flops = 2 * streamed / dtype.itemsize * batch * prompt_len \
+            + 2 * batch * here.layers * here.heads * here.head_dim * prompt_len * prompt_len  # QK^T and PV, causal
         spec = backend.spec()
         llc = backend.cache_bytes()
         # Weights that fit in (or near) the last-level cache are read from the cache: no floor fraction.
@@ -158,7 +187,7 @@ class Decode(Benchmark):
             peak = spec.peak(p["dtype"]) if spec else None
             out.append(Metric("prefill_mfu", 100.0 * prefill_flops / percentile(ttft, 50) / peak if peak else None, "%",
                               None if peak else f"no {p['dtype']} peak known for this device"))
-            return out
+            return out + cost.metrics()
 
         return Workload(
             run=engine.run, check=check, work=Work(tokens=batch * new), working_set_bytes=int(streamed),
@@ -170,7 +199,17 @@ class Decode(Benchmark):
             facts={"bytes_per_step": bytes_per_step, "memory_level": memory, "weight_bytes_streamed": streamed, "parameters": config.parameters(),
                    "weights": "synthetic (seeded)", "published_model": config.name in MODELS,
                    "kv_cache_bytes": batch * (prompt_len + new) * kv_token, "prefill_flops": prefill_flops,
-                   "engine_detail": engine.detail})
+                   "engine_detail": engine.detail, **({"fp8_execution": fp8.execution} if fp8 else {})})
+
+    def _ranks(self) -> int:
+        return 1
+
+    def _parameters_here(self, config: ModelConfig) -> int:
+        return config.parameters()
+
+    def _model(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> tuple[dict, Llama]:
+        weights = synthetic_weights(config, dtype, device)
+        return weights, Llama(config, weights)
 
     @staticmethod
     def _floor(backend: Backend) -> Workload:
@@ -186,6 +225,35 @@ class Decode(Benchmark):
                               "the floor falls back to the datasheet")
         workload.facts["purpose"] = "the run's measured memory bandwidth, for the decode floor"
         return workload
+
+
+class Fp8Cost:
+    """What FP8 costs in accuracy: the FP8 model against the model in its own dtype on the same
+    weights and the same tokens (the prompt and the FP8 model's generation, teacher forcing):
+    mean KL divergence of next-token distributions, and top-1 agreement."""
+
+    def __init__(self) -> None:
+        self.kl: Optional[float] = None
+        self.agreement: Optional[float] = None
+
+    def measure(self, reference: Llama, model: Llama, prompt: torch.Tensor, tokens: torch.Tensor) -> None:
+        sequence = torch.cat([prompt, tokens[:, :-1]], dim=1)
+        positions = torch.arange(sequence.shape[1], device=sequence.device)
+        kls, agrees = [], []
+        with torch.no_grad():
+            for row in range(sequence.shape[0]):  # one sequence at a time: logits of every position are large
+                seq = sequence[row:row + 1]
+                kl, agree = kl_and_agreement(reference.forward(seq, positions, last=tokens.shape[1]),
+                                             model.forward(seq, positions, last=tokens.shape[1]))
+                kls.append(kl)
+                agrees.append(agree)
+        self.kl, self.agreement = sum(kls) / len(kls), sum(agrees) / len(agrees)
+
+    def metrics(self) -> list[Metric]:
+        if self.kl is None:
+            return []
+        return [Metric("kl_vs_unquantized", self.kl, "nats", "mean KL(unquantized || FP8) of next-token distributions"),
+                Metric("top1_vs_unquantized", 100.0 * self.agreement, "%", "same greedy token as the unquantized model")]
 
 
 class StepClock:
@@ -252,7 +320,6 @@ class EagerEngine:
 
 
 class GraphEngine(EagerEngine):
-    detail = "static KV cache; decode step captured once as a device graph and replayed; prefill eager"
 
     def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepClock, backend: Backend):
         super().__init__(model, prompt, new, clock, backend)
@@ -260,7 +327,21 @@ class GraphEngine(EagerEngine):
             raise CaseSkipped("the graphs engine needs at least 6 new tokens (capture advances the step 4 times)")
         self.step = StaticStep(model, self.cache, prompt.shape[0])
         self.step.start(self.prefill(), self.plen)
-        captured = backend.capture_graph(self.step)
+        step, self.detail = self.step, "static KV cache; decode step captured once as a device graph; prefill eager"
+        if backend.supports("triton"):
+            # Fused by Inductor (norms, RoPE, SiLU, residual adds: one kernel each, not several),
+            # then captured in our own graph, as gpt-fast's compiled decode step is.
+            step = torch.compile(self.step, fullgraph=True, dynamic=False)
+            self.detail = self.detail.replace("decode step", "decode step compiled (torch.compile), then")
+        try:
+            captured = backend.capture_graph(step)
+        except Exception as exc:
+            if step is self.step:
+                raise
+            backend.synchronize()
+            self.detail = f"torch.compile failed ({str(exc).splitlines()[0][:120]}): eager step captured"
+            self.step.start(self.tokens[:, 0], self.plen)
+            captured = backend.capture_graph(self.step)
         if captured is None:
             raise CaseSkipped(f"the {backend.name} backend captured no graph")
         self.replay = captured.replay
@@ -295,7 +376,7 @@ class HfEngine:
                 self.hf = arch._from_config(config_cls(**config), dtype=dtype).eval()
             except TypeError:  # transformers before 4.56 names it torch_dtype
                 self.hf = arch._from_config(config_cls(**config), torch_dtype=dtype).eval()
-        self.hf.load_state_dict(model.w, strict=False)
+        self.hf.load_state_dict(model.hf_state_dict(), strict=False)
         self.prompt, self.new, self.clock, self.backend = prompt, new, clock, backend
         self.detail = f"transformers {transformers.__version__} generate (greedy, default dynamic cache, eager)"
 
@@ -338,3 +419,54 @@ def check_logits(model: Llama, prompt: torch.Tensor, tokens: torch.Tensor, logit
     agree = float((logits.argmax(-1) == reference.argmax(-1)).float().mean())
     return meter.result(LOGIT_TOLERANCE[dtype], f"{dtype} forward pass without cache over the prompt and the "
                         f"generated tokens, first {k} logits (top-1 agreement {agree:.3f})")
+
+
+class TensorParallelDecode(Decode):
+    """The same decode across the ranks of a multi-rank run (bench run --bench decode-tp --nproc N,
+    or under torchrun / srun), the model split over all of them (tensor_parallel.py). Figures are
+    per rank where they concern memory: bytes per step are one rank's shard and KV cache, so the
+    floor fraction says how close each rank came to its own memory's floor."""
+
+    name = "decode-tp"
+    description = ("LLM decode with tensor parallelism over all ranks of the run: TTFT, TPOT, tokens/s, "
+                   "fraction of each rank's memory-bandwidth floor")
+    distributed = True
+
+    def cases(self, suite: str) -> list[Case]:
+        grids = {"quick": [Grid(("tiny-llama3",), ("fp32", "bf16"), (1,), (32,), 8)],
+                 "standard": [Grid(("llama3.1-70b", "llama3.1-8b"), ("bf16",), (1, 16), (512,), 256)],
+                 "full": [Grid(("llama3.1-70b", "llama3.1-8b"), ("bf16",), (1, 4, 16, 64), (512, 2048), 256)]}[suite]
+        out = [Case("floor/copy", {"engine": "floor"})]
+        for g in grids:
+            for model in g.models:
+                for dtype in g.dtypes:
+                    for batch in g.batches:
+                        for prompt in g.prompts:
+                            for engine in ("eager", "graphs"):
+                                params = {"model": model, "engine": engine, "dtype": dtype, "fp8": "none",
+                                          "batch": batch, "prompt": prompt, "new_tokens": g.new_tokens, "tp": "all ranks"}
+                                out.append(Case(f"{model}/tp/{engine}/{dtype}/b{batch}/p{prompt}/n{g.new_tokens}",
+                                                params, matmul_dtypes=(dtype,)))
+        return out
+
+    def _ranks(self) -> int:
+        import torch.distributed as dist
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    def _parameters_here(self, config: ModelConfig) -> int:
+        return parameters_per_rank(config, self._ranks())
+
+    def prepare(self, case: Case, backend: Backend) -> Workload:
+        if case.params["engine"] != "floor":
+            why = tp_unsupported(CONFIGS[case.params["model"]], self._ranks())
+            if why:
+                raise CaseSkipped(why)
+        workload = super().prepare(case, backend)
+        workload.facts["ranks"] = self._ranks()
+        return workload
+
+    def _model(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> tuple[dict, Llama]:
+        import torch.distributed as dist
+        ranks, rank = dist.get_world_size(), dist.get_rank()
+        weights = synthetic_weights(config, dtype, device, shard=shard_of(rank, ranks))
+        return weights, Llama(shard_config(config, ranks), weights, reduce=all_reduce_sum())

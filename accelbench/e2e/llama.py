@@ -70,12 +70,45 @@ class KVCache:
 
 
 class Llama:
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], linear: Optional[Linear] = None):
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], linear: Optional[Linear] = None,
+                 reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        """`config` and `weights` may be one rank's shard of a tensor-parallel model (tensor_parallel.py):
+        then `reduce` sums the row-parallel projections' partial outputs over the ranks. Without a
+        custom `linear`, q/k/v and gate/up are stacked in `weights` itself (see hf_state_dict)."""
         self.config = config
         self.w = weights
         self.linear = linear or self._linear
+        self.reduce = reduce or (lambda x: x)
+        # q, k, v and gate, up are multiplied as two stacked weights (fewer, larger GEMMs per layer),
+        # except where a custom linear (FP8) takes each projection by name.
+        self.fused = linear is None
+        if self.fused:
+            for i in range(config.layers):
+                self._stack(f"model.layers.{i}.self_attn", ("q_proj", "k_proj", "v_proj"), "qkv_proj")
+                self._stack(f"model.layers.{i}.mlp", ("gate_proj", "up_proj"), "gate_up_proj")
         self.inv_freq = rope_frequencies(config).to(weights["model.norm.weight"].device)
         self.head_weight = "model.embed_tokens.weight" if config.tie_embeddings else "lm_head.weight"
+
+    def _stack(self, prefix: str, parts: tuple[str, ...], name: str) -> None:
+        """Replace `parts` by one stacked weight (and bias), in the weights dict itself, so that the
+        parts are freed: a model's weights are held once."""
+        for kind in ("weight", "bias"):
+            names = [f"{prefix}.{p}.{kind}" for p in parts]
+            if names[0] in self.w:
+                self.w[f"{prefix}.{name}.{kind}"] = torch.cat([self.w.pop(n) for n in names])
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights in Hugging Face's names (stacked ones split again, as views)."""
+        c, out = self.config, {}
+        for name, tensor in self.w.items():
+            if ".qkv_proj." in name:
+                sizes = [c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim]
+                out.update({name.replace("qkv_proj", f"{x}_proj"): part for x, part in zip("qkv", tensor.split(sizes))})
+            elif ".gate_up_proj." in name:
+                out.update({name.replace("gate_up_proj", x): part for x, part in zip(("gate_proj", "up_proj"), tensor.chunk(2))})
+            else:
+                out[name] = tensor
+        return out
 
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias"))
@@ -98,9 +131,14 @@ class Llama:
         for i in range(c.layers):
             p = f"model.layers.{i}"
             h = rms_norm(x, w[f"{p}.input_layernorm.weight"], c.rms_eps)
-            q = self.linear(h, f"{p}.self_attn.q_proj").view(batch, t, c.heads, c.head_dim).transpose(1, 2)
-            k = self.linear(h, f"{p}.self_attn.k_proj").view(batch, t, c.kv_heads, c.head_dim).transpose(1, 2)
-            v = self.linear(h, f"{p}.self_attn.v_proj").view(batch, t, c.kv_heads, c.head_dim).transpose(1, 2)
+            if self.fused:
+                q, k, v = self.linear(h, f"{p}.self_attn.qkv_proj").split(
+                    [c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim], dim=-1)
+            else:
+                q, k, v = (self.linear(h, f"{p}.self_attn.{x}_proj") for x in "qkv")
+            q = q.reshape(batch, t, c.heads, c.head_dim).transpose(1, 2)
+            k = k.reshape(batch, t, c.kv_heads, c.head_dim).transpose(1, 2)
+            v = v.reshape(batch, t, c.kv_heads, c.head_dim).transpose(1, 2)
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
             if cache is None:
                 attn = attention(q, k, v, causal=True)
@@ -112,10 +150,14 @@ class Llama:
                     attn = attention(q, cache.k[i, :, :, :n], cache.v[i, :, :, :n], causal=t > 1, offset=n - t)
                 else:
                     attn = attention(q, cache.k[i], cache.v[i], mask=mask)
-            x = x + self.linear(attn.transpose(1, 2).reshape(batch, t, c.heads * c.head_dim), f"{p}.self_attn.o_proj")
+            x = x + self.reduce(self.linear(attn.transpose(1, 2).reshape(batch, t, c.heads * c.head_dim),
+                                            f"{p}.self_attn.o_proj"))
             h = rms_norm(x, w[f"{p}.post_attention_layernorm.weight"], c.rms_eps)
-            gate = self.linear(h, f"{p}.mlp.gate_proj")
-            x = x + self.linear(F.silu(gate) * self.linear(h, f"{p}.mlp.up_proj"), f"{p}.mlp.down_proj")
+            if self.fused:
+                gate, up = self.linear(h, f"{p}.mlp.gate_up_proj").chunk(2, dim=-1)
+            else:
+                gate, up = self.linear(h, f"{p}.mlp.gate_proj"), self.linear(h, f"{p}.mlp.up_proj")
+            x = x + self.reduce(self.linear(F.silu(gate) * up, f"{p}.mlp.down_proj"))
         x = rms_norm(x if last is None else x[:, -last:], w["model.norm.weight"], c.rms_eps)
         return F.linear(x, w[self.head_weight])
 
@@ -124,14 +166,27 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = 
               mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Grouped-query attention: each group of q heads shares one k/v head. `offset`: the query's
     first position within the keys (a prompt after cached tokens)."""
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     if causal and offset:
         t, s = q.shape[2], k.shape[2]
         mask = torch.arange(s, device=q.device)[None, :] <= torch.arange(t, device=q.device)[:, None] + offset
         causal = False
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1 and not _SDPA_GQA:  # before torch 2.5: every k/v head copied per q head of its group
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    gqa = {"enable_gqa": True} if groups > 1 and _SDPA_GQA else {}
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, **gqa)
+
+
+def _sdpa_has_gqa() -> bool:
+    try:
+        x = torch.zeros(1, 2, 1, 4)
+        F.scaled_dot_product_attention(x, x[:, :1], x[:, :1], enable_gqa=True)
+        return True
+    except TypeError:
+        return False
+
+
+_SDPA_GQA = _sdpa_has_gqa()  # reads the shared k/v heads in place, no copies
 
 
 def prefill(model: Llama, prompt: torch.Tensor, cache: KVCache) -> torch.Tensor:

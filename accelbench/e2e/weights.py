@@ -13,7 +13,7 @@ import json
 import math
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -41,7 +41,11 @@ def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def synthetic_weights(config: ModelConfig, dtype: torch.dtype, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+def synthetic_weights(config: ModelConfig, dtype: torch.dtype, device: torch.device, seed: int = 0,
+                      shard: Optional[Callable[[str, torch.Tensor], torch.Tensor]] = None) -> dict[str, torch.Tensor]:
+    """Every tensor of `config`'s model; with `shard`, only the part `shard(name, tensor)` keeps of
+    each (a tensor-parallel rank's), drawn whole first so that every rank's part is the same
+    model's."""
     out = {}
     residual_scale = 1.0 / math.sqrt(2 * config.layers)
     for name, shape in expected_shapes(config).items():
@@ -56,7 +60,8 @@ def synthetic_weights(config: ModelConfig, dtype: torch.dtype, device: torch.dev
             tensor = torch.randn(shape, generator=gen, device=device) / math.sqrt(shape[-1])
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 tensor *= residual_scale
-        out[name] = tensor.to(dtype)
+        out[name] = (shard(name, tensor) if shard else tensor).to(dtype)
+        del tensor
     return out
 
 
