@@ -25,6 +25,7 @@ forward pass without cache over the prompt and the generated tokens, in the same
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -81,7 +82,28 @@ SUITES = {
     "full": [Grid(tuple(MODELS), ("bf16",), (1, 2, 4, 8, 16, 32, 64, 128, 256), (128, 512, 2048, 8192), 256,
                   ("none", "w8a8-row", "w8-row"))],
 }
+TP_SUITES = {
+    "quick": [Grid(("tiny-llama3",), ("fp32", "bf16"), (1,), (32,), 8)],
+    "standard": [Grid(("llama3.1-70b", "llama3.1-8b"), ("bf16",), (1, 16), (512,), 256)],
+    "full": [Grid(("llama3.1-70b", "llama3.1-8b"), ("bf16",), (1, 4, 16, 64), (512, 2048), 256)],
+}
 FLOOR_ARRAY_BYTES = 2**30  # the floor probe's copy: 2 x 1 GiB, at least 4x any GPU's L2
+FLOOR_CASE = Case("floor/copy", {"engine": "floor"})
+
+
+def grid_cases(grids: list[Grid], engines: tuple[str, ...] = ENGINES, tag: str = "",
+               extra: Optional[dict[str, Any]] = None) -> list[Case]:
+    """Every case of `grids`; FP8 variants run on our engines only (transformers runs the model's dtype)."""
+    out = []
+    for g in grids:
+        for model, dtype, batch, prompt, fp8 in itertools.product(g.models, g.dtypes, g.batches, g.prompts, g.fp8):
+            for engine in engines if fp8 == "none" else tuple(e for e in engines if e != "hf"):
+                params = {"model": model, "engine": engine, "dtype": dtype, "fp8": fp8, "batch": batch,
+                          "prompt": prompt, "new_tokens": g.new_tokens, **(extra or {})}
+                precision = dtype if fp8 == "none" else f"{dtype}-{fp8}"
+                out.append(Case(f"{model}/{tag}{engine}/{precision}/b{batch}/p{prompt}/n{g.new_tokens}", params,
+                                matmul_dtypes=(dtype,)))
+    return out
 
 
 class Decode(Benchmark):
@@ -90,20 +112,7 @@ class Decode(Benchmark):
                    "memory-bandwidth floor; eager, graphs and Hugging Face engines")
 
     def cases(self, suite: str) -> list[Case]:
-        out = [Case("floor/copy", {"engine": "floor"})]
-        for grid in SUITES[suite]:
-            for model in grid.models:
-                for dtype in grid.dtypes:
-                    for batch in grid.batches:
-                        for prompt in grid.prompts:
-                            for fp8 in grid.fp8:
-                                for engine in ENGINES if fp8 == "none" else ("eager", "graphs"):
-                                    params = {"model": model, "engine": engine, "dtype": dtype, "fp8": fp8,
-                                              "batch": batch, "prompt": prompt, "new_tokens": grid.new_tokens}
-                                    precision = dtype if fp8 == "none" else f"{dtype}-{fp8}"
-                                    out.append(Case(f"{model}/{engine}/{precision}/b{batch}/p{prompt}/n{grid.new_tokens}",
-                                                    params, matmul_dtypes=(dtype,)))
-        return out
+        return [FLOOR_CASE] + grid_cases(SUITES[suite])
 
     def device_bytes(self, case: Case, backend: Backend) -> Optional[int]:
         p = case.params
@@ -159,8 +168,9 @@ class Decode(Benchmark):
             return accuracy
 
         # Read per step (on this rank): every weight it holds but the embedding table, only gathered.
-        streamed = sum(t.numel() for n, t in weights.items()
-                       if n != "model.embed_tokens.weight" or config.tie_embeddings) * dtype.itemsize
+        streamed_params = sum(t.numel() for n, t in weights.items()
+                              if n != "model.embed_tokens.weight" or config.tie_embeddings)
+        streamed = streamed_params * dtype.itemsize
         if fp8 is not None:  # the projections are read as FP8 values and their scales
             streamed += fp8.fp8_bytes() - sum(q.q.numel() for q in fp8.q.values()) * dtype.itemsize
         kv_token = reference_model.config.kv_bytes_per_token(dtype.itemsize)
@@ -168,7 +178,7 @@ class Decode(Benchmark):
         mean_kv = batch * kv_token * (prompt_len + (new - 1) / 2 + 0.5)
         bytes_per_step = streamed + mean_kv
         here = reference_model.config  # this rank's shard where tensor-parallel
-        prefill_flops = 2 * streamed / dtype.itemsize * batch * prompt_len \
+        prefill_flops = 2 * streamed_params * batch * prompt_len \
             + 2 * batch * here.layers * here.heads * here.head_dim * prompt_len * prompt_len  # QK^T and PV, causal
         spec = backend.spec()
         llc = backend.cache_bytes()
@@ -184,9 +194,10 @@ class Decode(Benchmark):
                    Metric("decode_tokens_per_s", batch / tpot, "tokens/s", "batch / TPOT"),
                    Metric("achieved_bw", bytes_per_step / tpot / 1e9, "GB/s",
                           MEMORY_NOTES.get(memory, "weights (embedding table excluded) + KV cache read per step, over TPOT"))]
-            peak = spec.peak(p["dtype"]) if spec else None
+            peak_dtype = "fp8" if p["fp8"].startswith("w8a8") else p["dtype"]
+            peak = spec.peak(peak_dtype) if spec else None
             out.append(Metric("prefill_mfu", 100.0 * prefill_flops / percentile(ttft, 50) / peak if peak else None, "%",
-                              None if peak else f"no {p['dtype']} peak known for this device"))
+                              f"of the {peak_dtype} peak" if peak else f"no {peak_dtype} peak known for this device"))
             return out + cost.metrics()
 
         return Workload(
@@ -196,8 +207,9 @@ class Decode(Benchmark):
             extra_metrics=step_metrics,
             # A call is hundreds of steps: a few calls make a stable median.
             timing={"min_samples": 3, "warmup_min_iters": 1, "warmup_s": 0.0, "min_time_s": 0.0},
-            facts={"bytes_per_step": bytes_per_step, "memory_level": memory, "weight_bytes_streamed": streamed, "parameters": config.parameters(),
-                   "weights": "synthetic (seeded)", "published_model": config.name in MODELS,
+            facts={"bytes_per_step": bytes_per_step, "memory_level": memory, "weight_bytes_streamed": streamed,
+                   "parameters": config.parameters(), "weights": "synthetic (seeded)",
+                   "published_model": config.name in MODELS,
                    "kv_cache_bytes": batch * (prompt_len + new) * kv_token, "prefill_flops": prefill_flops,
                    "engine_detail": engine.detail, **({"fp8_execution": fp8.execution} if fp8 else {})})
 
@@ -433,21 +445,8 @@ class TensorParallelDecode(Decode):
     distributed = True
 
     def cases(self, suite: str) -> list[Case]:
-        grids = {"quick": [Grid(("tiny-llama3",), ("fp32", "bf16"), (1,), (32,), 8)],
-                 "standard": [Grid(("llama3.1-70b", "llama3.1-8b"), ("bf16",), (1, 16), (512,), 256)],
-                 "full": [Grid(("llama3.1-70b", "llama3.1-8b"), ("bf16",), (1, 4, 16, 64), (512, 2048), 256)]}[suite]
-        out = [Case("floor/copy", {"engine": "floor"})]
-        for g in grids:
-            for model in g.models:
-                for dtype in g.dtypes:
-                    for batch in g.batches:
-                        for prompt in g.prompts:
-                            for engine in ("eager", "graphs"):
-                                params = {"model": model, "engine": engine, "dtype": dtype, "fp8": "none",
-                                          "batch": batch, "prompt": prompt, "new_tokens": g.new_tokens, "tp": "all ranks"}
-                                out.append(Case(f"{model}/tp/{engine}/{dtype}/b{batch}/p{prompt}/n{g.new_tokens}",
-                                                params, matmul_dtypes=(dtype,)))
-        return out
+        return [FLOOR_CASE] + grid_cases(TP_SUITES[suite], engines=("eager", "graphs"), tag="tp/",
+                                         extra={"tp": "all ranks"})
 
     def _ranks(self) -> int:
         import torch.distributed as dist

@@ -170,6 +170,34 @@ def collectives_busbw_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[st
     return _png(fig)
 
 
+def decode_vs_batch(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    """Per model and prompt: decode tokens/s and TPOT against batch, one line per engine and precision."""
+    data = rows[(rows["status"] == "ok") & rows["metric"].isin(["decode_tokens_per_s", "tpot"])]
+    if data.empty or "batch" not in data:
+        return None
+    data = data.assign(fp8=data["fp8"].fillna("none") if "fp8" in data else "none")  # runs from before FP8 decode
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, series in data.groupby(["run_id", "model", "prompt", "engine", "dtype", "fp8"]):
+        run_id, model, prompt, engine, dtype, fp8 = key
+        label = f"{model} p{int(prompt)} {engine} {dtype if fp8 == 'none' else f'{dtype} {fp8}'}"
+        if multi_run:
+            label = f"{runs[run_id].label or runs[run_id].device_name}: {label}"
+        for ax, metric, scale in ((left, "decode_tokens_per_s", 1.0), (right, "tpot", 1e3)):
+            points = series[series["metric"] == metric].sort_values("batch")
+            if not points.empty:
+                ax.plot(points["batch"], points["value"] * scale, marker="o", label=label)
+    left.set_ylabel("decode tokens/s (batch / TPOT)")
+    right.set_ylabel("TPOT (ms)")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch")
+        ax.grid(True, alpha=0.3)
+    right.legend(fontsize=7)
+    fig.suptitle("LLM decode: throughput and time per output token vs batch", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
 PlotFn = Callable[[pd.DataFrame, bool, dict[str, RunInfo]], Optional[str]]
 PLOTS: dict[str, list[PlotFn]] = {
     "gemm": [gemm_tflops_vs_size],
@@ -177,6 +205,8 @@ PLOTS: dict[str, list[PlotFn]] = {
     "transfer": [transfer_gbps_vs_size],
     "fp8": [fp8_speed_vs_error],
     "collectives": [collectives_busbw_vs_size],
+    "decode": [decode_vs_batch],
+    "decode-tp": [decode_vs_batch],
 }
 
 
