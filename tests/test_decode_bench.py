@@ -1,7 +1,6 @@
 """The decode benchmark on CPU: figures from checked generations, engines side by side, wrong
 decoding caught, oversize cases skipped before they allocate."""
 import pytest
-import torch
 
 from accelbench.backends.cpu import CpuBackend
 from accelbench.benchmark import Case

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import torch
 
 from accelbench.errors import UsageError
-from accelbench.models import ModelConfig
+from accelbench.models import ModelConfig, RopeScaling
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -125,12 +125,8 @@ def hf_config_dict(config: ModelConfig) -> dict:
 
 def tiny_config(name: str = "tiny", **overrides) -> ModelConfig:
     """A small Llama-3-shaped config for tests and CPU runs (GQA, scaled RoPE)."""
-    from accelbench.models import RopeScaling
     base = dict(name=name, hidden=64, heads=4, kv_heads=2, head_dim=16, intermediate=128, layers=2, vocab=256,
                 rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64), max_positions=512)
     base.update(overrides)
     return ModelConfig(**base)
 
-
-def checkpoint_dtype(name: Optional[str]) -> torch.dtype:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name or "bf16"]
