@@ -117,6 +117,10 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               metavar="SECONDS",
               help="Multi-rank runs: after this long without progress (a stuck collective, a rank gone) the "
                    "case fails and the run ends with exit code 1.")
+@click.option("--weights", "weights_dir", default=None, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="decode: a local Hugging Face checkpoint (config.json and *.safetensors; no pickle, no network) "
+                   "instead of synthetic weights.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder that receives the run folder.")
 @click.option("--label", default=None, help="A name for this run, shown in reports.")
@@ -139,7 +143,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Write report.html into the run folder at the end.")
 def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Optional[str],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
-        out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
+        weights_dir: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
         min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
@@ -157,6 +161,12 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
                                f"(started by {placement.launcher}): leave out --nproc")
     ranks = max(nproc, placement.world_size)
     benchmarks = for_ranks(select_benchmarks(_split(bench_names)), ranks, named=bool(bench_names))
+    if weights_dir is not None:
+        takers = [b for b in benchmarks if hasattr(b, "use_weights")]
+        if not takers:
+            raise click.UsageError("--weights applies to the decode benchmarks only (--bench decode)")
+        for bench in takers:
+            bench.use_weights(weights_dir)
     plan = [(b, c) for b in benchmarks for c in b.cases(suite)
             if (case_filter is None or case_filter in c.case_id) and _within(c.params.get("bytes"), min_bytes, max_bytes)]
     if not plan:

@@ -129,3 +129,42 @@ def test_tensor_parallel_decode_runs_checked_across_two_ranks(tmp_path):
     (case,) = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
     assert case["status"] == "ok" and case["accuracy"]["passed"] and case["facts"]["ranks"] == 2
     assert any(m["name"] == "tpot" and m["value"] > 0 for m in case["metrics"])
+
+
+def _save_checkpoint(directory, config, weights):
+    import json
+    from safetensors.torch import save_file
+    from accelbench.e2e.weights import hf_config_dict
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(hf_config_dict(config)))
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(directory / "model.safetensors"))
+
+
+def test_weights_dir_runs_the_checkpoint_and_a_mismatched_one_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("safetensors")
+    import json
+    import subprocess
+    import sys
+    import torch
+    from accelbench.e2e.weights import synthetic_weights, tiny_config
+    config = tiny_config("ckpt", rope_scaling=None)
+    weights = synthetic_weights(config, torch.float32, torch.device("cpu"), seed=11)
+    _save_checkpoint(tmp_path / "good", config, weights)
+    run = [sys.executable, "-m", "accelbench", "run", "--backend", "cpu", "--bench", "decode", "--suite", "quick",
+           "--case", "eager/fp32", "--no-energy", "--call-budget", "0"]
+    proc = subprocess.run(run + ["--weights", str(tmp_path / "good"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = list((tmp_path / "out").iterdir())
+    (case,) = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    assert case["case_id"] == "checkpoint:good/eager/fp32/b1/p32/n8" and case["status"] == "ok"
+    assert case["facts"]["weights"].startswith("checkpoint ") and case["accuracy"]["passed"]
+
+    bad = dict(weights)
+    bad["model.layers.0.self_attn.k_proj.weight"] = torch.zeros(16, 64)
+    _save_checkpoint(tmp_path / "bad", config, bad)
+    proc = subprocess.run(run + ["--weights", str(tmp_path / "bad"), "--out", str(tmp_path / "out2")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and not (tmp_path / "out2").exists()
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("bench: error:") and "model.layers.0.self_attn.k_proj.weight has shape (16, 64)" in line

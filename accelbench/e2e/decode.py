@@ -25,9 +25,11 @@ forward pass without cache over the prompt and the generated tokens, in the same
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -39,7 +41,8 @@ from accelbench.e2e.fp8_linear import Fp8Linears, kl_and_agreement
 from accelbench.e2e.llama import KVCache, Llama, StaticStep
 from accelbench.e2e.tensor_parallel import all_reduce_sum, parameters_per_rank, shard_config, shard_of
 from accelbench.e2e.tensor_parallel import unsupported as tp_unsupported
-from accelbench.e2e.weights import hf_config_dict, synthetic_weights, tiny_config
+from accelbench.e2e.weights import (check_checkpoint, checkpoint_config, hf_config_dict, load_checkpoint,
+                                    synthetic_weights, tiny_config)
 from accelbench.errors import CaseSkipped
 from accelbench.metrics import MEMORY_NOTES
 from accelbench.microbench.membw import MemoryBandwidth, human_bytes
@@ -111,14 +114,35 @@ class Decode(Benchmark):
     description = ("LLM decode (Llama family, synthetic weights): TTFT, TPOT, tokens/s, fraction of the "
                    "memory-bandwidth floor; eager, graphs and Hugging Face engines")
 
+    def __init__(self) -> None:
+        self.checkpoint: Optional[tuple[Path, ModelConfig]] = None
+
+    def use_weights(self, directory: Path) -> None:
+        """Run a local Hugging Face checkpoint instead of the synthetic models: its config.json
+        gives the architecture; its tensors are checked against it now, before any case runs."""
+        config = checkpoint_config(directory)
+        check_checkpoint(directory, config)
+        self.checkpoint = (Path(directory), config)
+
+    def _grids(self, grids: list[Grid]) -> list[Grid]:
+        if self.checkpoint is None:
+            return grids
+        name = self.checkpoint[1].name  # the suite's shapes, with the checkpoint as the one model
+        return list(dict.fromkeys(dataclasses.replace(g, models=(name,)) for g in grids))
+
+    def _config(self, name: str) -> ModelConfig:
+        if self.checkpoint is not None and name == self.checkpoint[1].name:
+            return self.checkpoint[1]
+        return CONFIGS[name]
+
     def cases(self, suite: str) -> list[Case]:
-        return [FLOOR_CASE] + grid_cases(SUITES[suite])
+        return [FLOOR_CASE] + grid_cases(self._grids(SUITES[suite]))
 
     def device_bytes(self, case: Case, backend: Backend) -> Optional[int]:
         p = case.params
         if p["engine"] == "floor":
             return None
-        config, element = CONFIGS[p["model"]], DTYPES[p["dtype"]].itemsize
+        config, element = self._config(p["model"]), DTYPES[p["dtype"]].itemsize
         params, ranks = self._parameters_here(config), self._ranks()
         weights = params * element * (2 if p["engine"] == "hf" else 1)  # hf holds its own copy
         weights += params * (p["fp8"] != "none")  # FP8 copies of the projections
@@ -131,7 +155,7 @@ class Decode(Benchmark):
         p = case.params
         if p["engine"] == "floor":
             return self._floor(backend)
-        config, dtype = CONFIGS[p["model"]], DTYPES[p["dtype"]]
+        config, dtype = self._config(p["model"]), DTYPES[p["dtype"]]
         if p["dtype"] == "bf16" and not backend.supports("bf16"):
             raise CaseSkipped("bf16 is not supported by this backend")
         if p["engine"] == "graphs" and not backend.supports("graphs"):
@@ -208,7 +232,8 @@ class Decode(Benchmark):
             # A call is hundreds of steps: a few calls make a stable median.
             timing={"min_samples": 3, "warmup_min_iters": 1, "warmup_s": 0.0, "min_time_s": 0.0},
             facts={"bytes_per_step": bytes_per_step, "memory_level": memory, "weight_bytes_streamed": streamed,
-                   "parameters": config.parameters(), "weights": "synthetic (seeded)",
+                   "parameters": config.parameters(),
+                   "weights": f"checkpoint {self.checkpoint[0]}" if self.checkpoint else "synthetic (seeded)",
                    "published_model": config.name in MODELS,
                    "kv_cache_bytes": batch * (prompt_len + new) * kv_token, "prefill_flops": prefill_flops,
                    "engine_detail": engine.detail, **({"fp8_execution": fp8.execution} if fp8 else {})})
@@ -219,8 +244,14 @@ class Decode(Benchmark):
     def _parameters_here(self, config: ModelConfig) -> int:
         return config.parameters()
 
+    def _weights(self, config: ModelConfig, dtype: torch.dtype, device: torch.device, shard=None) -> dict:
+        if self.checkpoint is not None and config is self.checkpoint[1]:
+            weights = load_checkpoint(self.checkpoint[0], config, dtype, device)
+            return {n: shard(n, t) for n, t in weights.items()} if shard else weights
+        return synthetic_weights(config, dtype, device, shard=shard)
+
     def _model(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> tuple[dict, Llama]:
-        weights = synthetic_weights(config, dtype, device)
+        weights = self._weights(config, dtype, device)
         return weights, Llama(config, weights)
 
     @staticmethod
@@ -445,7 +476,7 @@ class TensorParallelDecode(Decode):
     distributed = True
 
     def cases(self, suite: str) -> list[Case]:
-        return [FLOOR_CASE] + grid_cases(TP_SUITES[suite], engines=("eager", "graphs"), tag="tp/",
+        return [FLOOR_CASE] + grid_cases(self._grids(TP_SUITES[suite]), engines=("eager", "graphs"), tag="tp/",
                                          extra={"tp": "all ranks"})
 
     def _ranks(self) -> int:
@@ -457,7 +488,7 @@ class TensorParallelDecode(Decode):
 
     def prepare(self, case: Case, backend: Backend) -> Workload:
         if case.params["engine"] != "floor":
-            why = tp_unsupported(CONFIGS[case.params["model"]], self._ranks())
+            why = tp_unsupported(self._config(case.params["model"]), self._ranks())
             if why:
                 raise CaseSkipped(why)
         workload = super().prepare(case, backend)
@@ -467,5 +498,5 @@ class TensorParallelDecode(Decode):
     def _model(self, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> tuple[dict, Llama]:
         import torch.distributed as dist
         ranks, rank = dist.get_world_size(), dist.get_rank()
-        weights = synthetic_weights(config, dtype, device, shard=shard_of(rank, ranks))
+        weights = self._weights(config, dtype, device, shard=shard_of(rank, ranks))
         return weights, Llama(shard_config(config, ranks), weights, reduce=all_reduce_sum())

@@ -72,30 +72,63 @@ def read_hf_config(directory: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_checkpoint(directory: Path, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor of the checkpoint's *.safetensors files, checked against `config`: a missing,
-    unexpected or misshapen tensor is refused by name."""
+def _safetensors_files(directory: Path) -> list[Path]:
     try:
-        from safetensors.torch import load_file
+        import safetensors  # noqa: F401
     except ImportError:
         raise UsageError("reading checkpoints needs safetensors (pip install 'accelbench[decode]')") from None
     files = sorted(Path(directory).glob("*.safetensors"))
     if not files:
         raise UsageError(f"{directory}: no *.safetensors files (only safetensors checkpoints are read: no pickle)")
-    loaded: dict[str, torch.Tensor] = {}
-    for f in files:
-        loaded.update(load_file(str(f), device="cpu"))
+    return files
+
+
+def check_checkpoint(directory: Path, config: ModelConfig) -> None:
+    """Refuse, naming the first tensor, a checkpoint whose tensors do not match `config`: read from
+    the files' headers alone, before anything is loaded."""
+    from safetensors import safe_open
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in _safetensors_files(directory):
+        with safe_open(str(f), framework="pt") as handle:
+            shapes.update({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()})
     expected = expected_shapes(config)
     if config.tie_embeddings:  # some tied checkpoints store the output projection anyway
-        loaded.pop("lm_head.weight", None)
-    problems = [f"missing tensor {n}" for n in expected if n not in loaded]
-    problems += [f"unexpected tensor {n}" for n in loaded if n not in expected and not n.endswith("rotary_emb.inv_freq")]
-    problems += [f"tensor {n} has shape {tuple(t.shape)}, the config says {expected[n]}"
-                 for n, t in loaded.items() if n in expected and tuple(t.shape) != expected[n]]
+        shapes.pop("lm_head.weight", None)
+    problems = [f"missing tensor {n}" for n in expected if n not in shapes]
+    problems += [f"unexpected tensor {n}" for n in shapes if n not in expected and not n.endswith("rotary_emb.inv_freq")]
+    problems += [f"tensor {n} has shape {shape}, the config says {expected[n]}"
+                 for n, shape in shapes.items() if n in expected and shape != expected[n]]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UsageError(f"{directory}: the checkpoint does not match its config.json: {problems[0]}{more}")
-    return {n: t.to(device=device, dtype=dtype) for n, t in loaded.items() if n in expected}
+
+
+def load_checkpoint(directory: Path, config: ModelConfig, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint's *.safetensors files, checked against `config` first (a
+    missing, unexpected or misshapen tensor is refused by name)."""
+    from safetensors.torch import load_file
+    check_checkpoint(directory, config)
+    expected = expected_shapes(config)
+    out: dict[str, torch.Tensor] = {}
+    for f in _safetensors_files(directory):
+        for name, tensor in load_file(str(f), device="cpu").items():
+            if name in expected:
+                out[name] = tensor.to(device=device, dtype=dtype)
+    return out
+
+
+def checkpoint_config(directory: Path) -> ModelConfig:
+    """The architecture a checkpoint's config.json describes, or a one-line refusal."""
+    raw = read_hf_config(directory)
+    if raw.get("model_type") not in ("llama", "qwen2", "mistral"):
+        raise UsageError(f"{directory}: model_type {raw.get('model_type')!r} is not of the Llama family "
+                         "(llama, qwen2, mistral)")
+    if raw.get("sliding_window") and raw.get("use_sliding_window", raw.get("model_type") == "mistral"):
+        raise UsageError(f"{directory}: sliding-window attention is not supported")
+    try:
+        return ModelConfig.from_hf(f"checkpoint:{Path(directory).name}", raw)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"{directory}: config.json: {exc}") from None
 
 
 def weight_bytes(config: ModelConfig, element_bytes: float, streamed_only: bool = False) -> float:
