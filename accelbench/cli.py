@@ -121,6 +121,10 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="decode: a local Hugging Face checkpoint (config.json and *.safetensors; no pickle, no network) "
                    "instead of synthetic weights.")
+@click.option("--text", "text_file", default=None, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="decode with --weights: also report the perplexity of this local text (its first 1024 tokens, "
+                   "by the checkpoint's tokenizer.json), FP8 beside unquantized.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder that receives the run folder.")
 @click.option("--label", default=None, help="A name for this run, shown in reports.")
@@ -143,7 +147,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Write report.html into the run folder at the end.")
 def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Optional[str],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
-        weights_dir: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
+        weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
         min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
@@ -167,6 +171,12 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
             raise click.UsageError("--weights applies to the decode benchmarks only (--bench decode)")
         for bench in takers:
             bench.use_weights(weights_dir)
+    if text_file is not None:
+        if weights_dir is None:
+            raise click.UsageError("--text needs --weights: the text is tokenized by the checkpoint's tokenizer")
+        for bench in benchmarks:
+            if hasattr(bench, "use_text"):
+                bench.use_text(text_file)
     plan = [(b, c) for b in benchmarks for c in b.cases(suite)
             if (case_filter is None or case_filter in c.case_id) and _within(c.params.get("bytes"), min_bytes, max_bytes)]
     if not plan:

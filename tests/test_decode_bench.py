@@ -168,3 +168,35 @@ def test_weights_dir_runs_the_checkpoint_and_a_mismatched_one_is_refused_in_one_
     assert proc.returncode == 2 and not (tmp_path / "out2").exists()
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("bench: error:") and "model.layers.0.self_attn.k_proj.weight has shape (16, 64)" in line
+
+
+def test_text_perplexity_with_a_checkpoint_fp8_beside_unquantized(tmp_path, cpu_backend, make_runner):
+    pytest.importorskip("safetensors")
+    tokenizers = pytest.importorskip("tokenizers")
+    import torch
+    from accelbench.e2e.weights import synthetic_weights, tiny_config
+    config = tiny_config("ckpt", rope_scaling=None)
+    _save_checkpoint(tmp_path / "ckpt", config, synthetic_weights(config, torch.float32, torch.device("cpu"), seed=12))
+    words = [f"w{i}" for i in range(200)]
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words + ["[UNK]"])},
+                                                          unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "ckpt" / "tokenizer.json"))
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(words[(i * 7) % 200] for i in range(300)))
+
+    bench = Decode()
+    bench.use_weights(tmp_path / "ckpt")
+    bench.use_text(text)
+    case = Case("ckpt-fp8", {"model": "checkpoint:ckpt", "engine": "eager", "dtype": "fp32", "fp8": "w8a8-row",
+                             "batch": 1, "prompt": 16, "new_tokens": 6}, matmul_dtypes=("fp32",))
+    rec = make_runner(cpu_backend).run_case(bench, case)
+    assert rec.status == "ok", rec.reason
+    fp8, plain = rec.metric("perplexity").value, rec.metric("perplexity_unquantized").value
+    # Random weights know nothing of the text: both near the vocabulary size, FP8 within a few percent.
+    assert 50 < plain < 5 * config.vocab and abs(fp8 - plain) / plain < 0.05
+    assert "300 tokens of text.txt" in rec.metric("perplexity").note
+
+    no_weights = Decode()
+    with pytest.raises(Exception, match="--text needs --weights"):
+        no_weights.use_text(text)

@@ -43,7 +43,7 @@ from accelbench.e2e.tensor_parallel import all_reduce_sum, parameters_per_rank, 
 from accelbench.e2e.tensor_parallel import unsupported as tp_unsupported
 from accelbench.e2e.weights import (check_checkpoint, checkpoint_config, hf_config_dict, load_checkpoint,
                                     synthetic_weights, tiny_config)
-from accelbench.errors import CaseSkipped
+from accelbench.errors import CaseSkipped, UsageError
 from accelbench.metrics import MEMORY_NOTES
 from accelbench.microbench.membw import MemoryBandwidth, human_bytes
 from accelbench.models import MODELS, ModelConfig
@@ -116,6 +116,14 @@ class Decode(Benchmark):
 
     def __init__(self) -> None:
         self.checkpoint: Optional[tuple[Path, ModelConfig]] = None
+        self.text_tokens: Optional[list[int]] = None
+        self.text_name = ""
+
+    def use_text(self, text_file: Path) -> None:
+        """Report the perplexity of this local text (needs --weights: the checkpoint's tokenizer)."""
+        if self.checkpoint is None:
+            raise UsageError("--text needs --weights: the text is tokenized by the checkpoint's tokenizer")
+        self.text_tokens, self.text_name = text_tokens(self.checkpoint[0], Path(text_file)), Path(text_file).name
 
     def use_weights(self, directory: Path) -> None:
         """Run a local Hugging Face checkpoint instead of the synthetic models: its config.json
@@ -173,6 +181,7 @@ class Decode(Benchmark):
         gen = torch.Generator(device="cpu").manual_seed(batch * 7919 + prompt_len)
         prompt = torch.randint(0, config.vocab, (batch, prompt_len), generator=gen).to(device)
         fp8, cost = None, Fp8Cost()
+        score = TextScore(self.text_tokens, self.text_name)
         if p["fp8"] != "none":
             kind, _, mode = p["fp8"].partition("-")
             by_name = reference_model.hf_state_dict()
@@ -189,6 +198,8 @@ class Decode(Benchmark):
             accuracy = check_logits(model, prompt, *result, p["dtype"] if fp8 is None else "fp8")
             if fp8 is not None and accuracy.passed:
                 cost.measure(reference_model, model, prompt, result[0])
+            if accuracy.passed:
+                score.measure(model, reference_model if fp8 is not None else None, device)
             return accuracy
 
         # Read per step (on this rank): every weight it holds but the embedding table, only gathered.
@@ -222,7 +233,7 @@ class Decode(Benchmark):
             peak = spec.peak(peak_dtype) if spec else None
             out.append(Metric("prefill_mfu", 100.0 * prefill_flops / percentile(ttft, 50) / peak if peak else None, "%",
                               f"of the {peak_dtype} peak" if peak else f"no {peak_dtype} peak known for this device"))
-            return out + cost.metrics()
+            return out + cost.metrics() + score.found
 
         return Workload(
             run=engine.run, check=check, work=Work(tokens=batch * new), working_set_bytes=int(streamed),
@@ -297,6 +308,47 @@ class Fp8Cost:
             return []
         return [Metric("kl_vs_unquantized", self.kl, "nats", "mean KL(unquantized || FP8) of next-token distributions"),
                 Metric("top1_vs_unquantized", 100.0 * self.agreement, "%", "same greedy token as the unquantized model")]
+
+
+class TextScore:
+    """Perplexity of a local text under the case's model (and, for FP8, under the unquantized one)."""
+
+    def __init__(self, tokens: Optional[list[int]], name: str):
+        self.tokens, self.name = tokens, name
+        self.found: list[Metric] = []
+
+    def measure(self, model: Llama, reference: Optional[Llama], device: torch.device) -> None:
+        if not self.tokens:
+            return
+        tokens = torch.tensor([self.tokens], device=device)
+        note = f"{len(self.tokens)} tokens of {self.name}"
+        self.found = [Metric("perplexity", perplexity(model, tokens), "", note)]
+        if reference is not None:
+            self.found.append(Metric("perplexity_unquantized", perplexity(reference, tokens), "", note))
+
+
+MAX_TEXT_TOKENS = 1024
+
+
+def text_tokens(checkpoint: Path, text_file: Path) -> list[int]:
+    """The text's first MAX_TEXT_TOKENS tokens, by the checkpoint's own tokenizer (tokenizer.json,
+    read locally)."""
+    from tokenizers import Tokenizer
+    path = checkpoint / "tokenizer.json"
+    if not path.is_file():
+        raise UsageError(f"{path}: not found: perplexity needs the checkpoint's tokenizer.json")
+    ids = Tokenizer.from_file(str(path)).encode(text_file.read_text(encoding="utf-8")).ids[:MAX_TEXT_TOKENS]
+    if len(ids) < 2:
+        raise UsageError(f"{text_file}: fewer than 2 tokens of text")
+    return ids
+
+
+def perplexity(model: Llama, tokens: torch.Tensor) -> float:
+    """exp(mean negative log-likelihood of each next token) over `tokens` [1, n], teacher forcing."""
+    with torch.no_grad():
+        logits = model.forward(tokens[:, :-1], torch.arange(tokens.shape[1] - 1, device=tokens.device))
+        nll = torch.nn.functional.cross_entropy(logits[0].float(), tokens[0, 1:])
+    return math.exp(float(nll))
 
 
 class StepClock:
