@@ -11,7 +11,7 @@ is the same `Accuracy`.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -123,3 +123,24 @@ def matmul_meter(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, device: to
 def matmul_reference_bytes(k: int, n: int, chunk_bytes: int = REFERENCE_CHUNK_BYTES) -> int:
     """Device bytes `matmul_meter` holds at its peak when the reference runs on the device."""
     return 8 * k * n + chunk_bytes
+
+
+EXACT_CHUNK = 2**24  # elements compared at once: a 1 GiB check never holds 1 GiB of indices
+
+
+def exact_check(result: torch.Tensor, expected_at: Callable[[torch.Tensor], torch.Tensor], reference: str) -> Accuracy:
+    """Every element equal to its expected value (`expected_at(indices)`, in chunks; NaN never is):
+    for work with one right answer (collectives, copies). The error is the share of wrong elements."""
+    wrong, worst = 0, 0.0
+    flat = result.reshape(-1)
+    for start in range(0, flat.numel(), EXACT_CHUNK):
+        got = flat[start:start + EXACT_CHUNK]
+        want = expected_at(torch.arange(start, start + got.numel(), device=flat.device))
+        bad = got != want
+        count = int(bad.sum())
+        if count:
+            wrong += count
+            diff = (got.double() - want.double()).abs()
+            worst = math.inf if bool(diff.isnan().any()) else max(worst, float(diff.max()))
+    return Accuracy(wrong == 0, wrong / max(flat.numel(), 1), worst if math.isfinite(worst) else None, None, 0.0,
+                    f"{reference} (error: share of wrong elements, {wrong} of {flat.numel()})")

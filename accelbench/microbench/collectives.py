@@ -20,6 +20,7 @@ torch.distributed collective hangs or desynchronizes ranks on some PyTorch/NCCL 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -30,12 +31,13 @@ from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.distributed import placement_from_env
 from accelbench.errors import CaseSkipped
 from accelbench.microbench.membw import human_bytes, pow2_range
+from accelbench.accuracy import EXACT_CHUNK, exact_check
 from accelbench.records import Accuracy, Metric
 from accelbench.stats import SampleStats
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SIZES = {"quick": (2**10, 2**16, 2**22), "standard": pow2_range(10, 30, 1), "full": pow2_range(10, 30, 1)}
-CHUNK = 2**24  # elements filled or checked at once: a 1 GiB check never holds 1 GiB of int64
+CHUNK = EXACT_CHUNK  # elements filled (and checked, accuracy.exact_check) at once
 
 
 def values(rank: int | torch.Tensor, index: torch.Tensor, world: int, reducing: bool) -> torch.Tensor:
@@ -58,7 +60,7 @@ class Layout:
     peer: Optional[int] = None  # point-to-point: the receiving rank (rank 0 sends)
 
 
-class Op:
+class Op(ABC):
     name: str
     reducing = False  # its output sums inputs (chooses the value range that keeps sums exact)
     in_place = False  # torch's call overwrites its input: the harness restores it before checks
@@ -74,12 +76,13 @@ class Op:
     def input_value(self, lay: Layout, index: torch.Tensor) -> torch.Tensor:
         return values(lay.rank, index, lay.world, self.reducing)
 
+    @abstractmethod
     def expected(self, lay: Layout, index: torch.Tensor) -> torch.Tensor:
         """What output element `index` must hold on this rank."""
-        raise NotImplementedError
 
+    @abstractmethod
     def call(self, dist: Any, inp: torch.Tensor, out: torch.Tensor, lay: Layout) -> None:
-        raise NotImplementedError
+        """The collective itself, on this rank's buffers."""
 
 
 def _sum_over_ranks(lay: Layout, index: torch.Tensor) -> torch.Tensor:
@@ -240,7 +243,8 @@ class Collectives(Benchmark):
             return out
 
         def check(result: torch.Tensor) -> Accuracy:
-            return exact_check(result, lambda index: op.expected(lay, index))
+            return exact_check(result, lambda index: op.expected(lay, index).to(result.dtype),
+                               "exact values from rank and index")
 
         size_bytes = lay.count * dtype.itemsize
         nodes = -(-world // placement.local_world_size)
@@ -277,20 +281,3 @@ def fill(buffer: torch.Tensor, value_at: Callable[[torch.Tensor], torch.Tensor])
     for start in range(0, buffer.numel(), CHUNK):
         index = torch.arange(start, min(start + CHUNK, buffer.numel()), device=buffer.device)
         buffer[start:start + CHUNK] = value_at(index).to(buffer.dtype)
-
-
-def exact_check(result: torch.Tensor, expected_at: Callable[[torch.Tensor], torch.Tensor]) -> Accuracy:
-    """Every element equal to its expected value (NaN never is)."""
-    wrong, worst = 0, 0.0
-    for start in range(0, result.numel(), CHUNK):
-        got = result[start:start + CHUNK]
-        index = torch.arange(start, start + got.numel(), device=result.device)
-        want = expected_at(index).to(result.dtype)
-        bad = got != want
-        wrong += int(bad.sum())
-        if wrong:
-            diff = (got.double() - want.double()).abs()
-            worst = math.inf if bool(diff.isnan().any()) else max(worst, float(diff.max()))
-    share = wrong / max(result.numel(), 1)
-    return Accuracy(wrong == 0, share, worst if math.isfinite(worst) else None, None, 0.0,
-                    f"exact values from rank and index (error: share of wrong elements, {wrong} of {result.numel()})")

@@ -15,7 +15,7 @@ from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.errors import CaseSkipped
 from accelbench.microbench.membw import human_bytes, pow2_range
-from accelbench.records import Accuracy
+from accelbench.accuracy import exact_check
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,7 @@ class Transfer(Benchmark):
             return dst.copy_(src, non_blocking=non_blocking)
 
         def check(result):
-            equal = torch.equal(result.cpu(), source)
-            mismatches = 0 if equal else int((result.cpu() != source).sum())
-            return Accuracy(equal, 0.0 if equal else mismatches / source.numel(), 0.0 if equal else 255.0,
-                            None, 0.0, "bitwise equality with the random source buffer")
+            return exact_check(result.cpu(), lambda index: source[index], "bitwise equality with the random source buffer")
 
         over_link = not (d.src_on_device and d.dst_on_device)
         return Workload(run=run, check=check,
