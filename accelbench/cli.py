@@ -23,7 +23,7 @@ from rich.table import Table
 from accelbench import SCHEMA_VERSION, __version__
 from accelbench.backends import backend_classes, backend_names, best_available, resolve_backend
 from accelbench.benchmark import SUITES, benchmark_classes, for_ranks, select_benchmarks
-from accelbench.distributed import (RUN_ID_ENV, SOLO, ProcessGroup, join, launch_local, node_differences,
+from accelbench.distributed import (RUN_ID_ENV, SOLO, ProcessGroup, launch_local, node_differences,
                                     placement_from_env, self_command, without_option)
 from accelbench.energy import measure_idle_power
 from accelbench.errors import AccelbenchError, BackendUnavailable
@@ -191,7 +191,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
         why_not = dev.collectives_unavailable()
         if why_not:
             raise BackendUnavailable(f"collectives on {dev.name}: {why_not}")
-        group = join(placement, dev.collectives_backend, timeout_s, dev.device)
+        group = ProcessGroup(placement, dev.collectives_backend, timeout_s, dev.device)
     leader = group.is_leader
     say = console.print if leader else (lambda *a, **k: None)
     telemetry = dev.telemetry()

@@ -229,7 +229,7 @@ class ProcessGroup(Group):
     def aborting(self) -> bool:
         return self.store.check(["abort"])
 
-    def post_position(self, stalled_s: float) -> None:
+    def post_position(self) -> None:
         self.store.set(f"where/{self.rank}", f"rank {self.rank} {main_thread_position()}")
 
     def positions(self) -> list[str]:
@@ -277,7 +277,7 @@ class Watchdog(threading.Thread):
                     posted = False
                     continue
                 if not posted:
-                    group.post_position(stalled)
+                    group.post_position()
                     posted = True
                 # Rank 0 speaks for the job; another rank aborts on its own only if rank 0 is silent.
                 if group.is_leader or stalled > 2 * self.timeout_s + 30:
@@ -304,10 +304,6 @@ def main_thread_position() -> str:
     inner = stack[0]
     ours = next((f for f in stack if f"{os.sep}torch{os.sep}" not in f.f_code.co_filename), None)
     return f"in {where(inner)}" + (f", called from {where(ours)}" if ours is not None and ours is not inner else "")
-
-
-def join(placement: Placement, backend_name: str, timeout_s: float, device: Optional[torch.device]) -> ProcessGroup:
-    return ProcessGroup(placement, backend_name, timeout_s, device)
 
 
 def node_differences(ranks: list[dict[str, Any]]) -> list[str]:

@@ -17,12 +17,17 @@ suite's duration. Budgets: quick 0.25 s, standard 10 s, full 60 s per call. A ca
 take more than 4x its budget, at the best steady rate a case of the same benchmark and dtype
 reached earlier in the run, is skipped without running its call at all (harness.py).
 
+Within one timed call of many steps (an LLM generation), the work marks its step boundaries with
+`StepMarks`: device events on the same clock, so the call's first interval (TTFT) and every
+step's time come out of the calls the harness times, never from a loop of the benchmark's own.
+
 Across ranks (collectives, tensor parallelism), every loop below runs in lock-step: each sample is
 the slowest rank's time for that call, and every decision taken on a clock (warm-up over,
 sampling stable) is rank 0's (`distributed.Group`; a single process is a group of one).
 """
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
@@ -164,3 +169,28 @@ def sample(backend: Backend, call: Callable[[], Any], policy: TimingPolicy, flus
                                 time.perf_counter() - wall_start >= policy.max_time_s):
             return samples
         batch = min(batch, policy.max_samples - len(samples))
+
+
+class StepMarks:
+    """Device events at the step boundaries inside a timed call (see the module docstring), kept
+    for the last `keep_calls` calls: `first()` is each call's start to its first mark, `steps()`
+    every interval between later marks."""
+
+    def __init__(self, backend: Backend, keep_calls: int):
+        self.backend = backend
+        self.calls: collections.deque = collections.deque(maxlen=keep_calls)
+
+    def start(self) -> None:
+        self.calls.append([])
+        self.mark()
+
+    def mark(self) -> None:
+        event = self.backend.event()
+        event.record()
+        self.calls[-1].append(event)
+
+    def first(self) -> list[float]:
+        return [m[0].seconds_until(m[1]) for m in self.calls if len(m) > 1]
+
+    def steps(self) -> list[float]:
+        return [a.seconds_until(b) for m in self.calls for a, b in zip(m[1:], m[2:])]

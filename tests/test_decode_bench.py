@@ -4,7 +4,6 @@ import pytest
 
 from accelbench.backends.cpu import CpuBackend
 from accelbench.benchmark import Case
-from accelbench.e2e import decode
 from accelbench.e2e.decode import Decode, EagerEngine
 
 
@@ -36,22 +35,13 @@ def test_the_graph_step_replays_the_eager_decode(graph_backend, make_runner):
 
 
 def test_a_decode_step_at_the_wrong_position_fails_the_check(cpu_backend, make_runner, monkeypatch):
-    def off_by_one(self):
-        self.clock.start()
-        token = self.prefill()
-        self.clock.mark()
-        for i in range(1, self.new):
-            position = self.plen + i - 1
-            logits = self.model.forward(token[:, None], self.positions[position - 1:position], self.cache,
-                                        attend_to=position)[:, -1]  # RoPE and cache slot one behind
-            if i < decode.CHECK_STEPS:
-                self.logits[:, i].copy_(logits)
-            token = logits.argmax(-1)
-            self.tokens[:, i].copy_(token)
-            self.clock.mark()
-        return self.tokens, self.logits
+    def off_by_one(self, position):  # RoPE and the cache slot one position behind
+        logits = self.model.forward(self._token[:, None], self.positions[position - 1:position], self.cache,
+                                    attend_to=position)[:, -1]
+        self._token = logits.argmax(-1)
+        return logits, self._token
 
-    monkeypatch.setattr(EagerEngine, "run", off_by_one)
+    monkeypatch.setattr(EagerEngine, "step_at", off_by_one)
     rec = make_runner(cpu_backend).run_case(Decode(), _case("eager"))
     assert rec.status == "failed" and "wrong result" in rec.reason and rec.metric("tpot") is None
 

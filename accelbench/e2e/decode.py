@@ -3,9 +3,10 @@ tokens, and how close that is to the memory-bandwidth floor.
 
 One timed call is one whole greedy generation: prefill of the prompt, then `new_tokens - 1`
 single-token decode steps on a static KV cache. The harness times the call end to end on the
-device's clock; inside it, a device event after the first token and after every step (the same
-clock) gives TTFT = prefill + first token and each step's time, so TPOT = (end-to-end - TTFT) /
-(new_tokens - 1) is reported as the median and p90 over steps of the timed calls.
+device's clock; inside it, the engine marks the first token and every step with the harness's
+`timing.StepMarks` (the same clock), which gives TTFT = prefill + first token and each step's
+time, so TPOT = (end-to-end - TTFT) / (new_tokens - 1) is reported as the median and p90 over
+steps of the timed calls.
 
 Engines run the same cases from the same weights:
 - `eager`: the decoder of `llama.py`, one kernel launch at a time (launch-bound at batch 1);
@@ -24,7 +25,6 @@ forward pass without cache over the prompt and the generated tokens, in the same
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import itertools
 import math
@@ -49,6 +49,7 @@ from accelbench.microbench.membw import MemoryBandwidth, human_bytes
 from accelbench.models import MODELS, ModelConfig
 from accelbench.records import Accuracy, Metric
 from accelbench.stats import SampleStats, percentile
+from accelbench.timing import StepMarks
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 ENGINES = ("eager", "graphs", "hf")
@@ -190,7 +191,7 @@ class Decode(Benchmark):
             except ValueError as exc:
                 raise CaseSkipped(str(exc)) from None
             model = Llama(reference_model.config, by_name, linear=fp8, reduce=reference_model.reduce)
-        clock = StepClock(backend, new)
+        clock = StepMarks(backend, keep_calls=KEEP_CALLS)
         engine = {"eager": EagerEngine, "graphs": GraphEngine, "hf": HfEngine}[p["engine"]](
             model, prompt, new, clock, backend)
 
@@ -221,7 +222,7 @@ class Decode(Benchmark):
         memory = "unknown" if llc is None else "device" if bytes_per_step >= 4 * llc else "cache"
 
         def step_metrics(stats: SampleStats) -> list[Metric]:
-            ttft, steps = sorted(clock.ttft()), sorted(clock.steps())
+            ttft, steps = sorted(clock.first()), sorted(clock.steps())
             tpot = percentile(steps, 50)
             out = [Metric("ttft", percentile(ttft, 50), "s", "prefill + first token, median over calls"),
                    Metric("tpot", tpot, "s", f"median over {len(steps)} decode steps"),
@@ -351,37 +352,10 @@ def perplexity(model: Llama, tokens: torch.Tensor) -> float:
     return math.exp(float(nll))
 
 
-class StepClock:
-    """Device events between the steps of a generation: one after the first token, one after each
-    decode step, for the last KEEP_CALLS calls."""
-
-    def __init__(self, backend: Backend, new_tokens: int):
-        self.backend = backend
-        self.new_tokens = new_tokens
-        self.calls: collections.deque = collections.deque(maxlen=KEEP_CALLS)
-        self._marks: list = []
-
-    def start(self) -> None:
-        self._marks = [self.backend.event()]
-        self._marks[0].record()
-        self.calls.append(self._marks)
-
-    def mark(self) -> None:
-        event = self.backend.event()
-        event.record()
-        self._marks.append(event)
-
-    def ttft(self) -> list[float]:
-        return [m[0].seconds_until(m[1]) for m in self.calls if len(m) > 1]
-
-    def steps(self) -> list[float]:
-        return [a.seconds_until(b) for m in self.calls for a, b in zip(m[1:], m[2:])]
-
-
 class EagerEngine:
     detail = "static KV cache, one launch per op"
 
-    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepClock, backend: Backend):
+    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepMarks, backend: Backend):
         self.model, self.prompt, self.new, self.clock, self.backend = model, prompt, new, clock, backend
         batch, self.plen = prompt.shape
         self.cache = KVCache.empty(model.config, batch, self.plen + new, model.w["model.norm.weight"].dtype, prompt.device)
@@ -398,25 +372,33 @@ class EagerEngine:
         return token
 
     def run(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One generation: prefill and the first token, then a step per token, each marked."""
         self.clock.start()
-        token = self.prefill()
+        self.begin(self.prefill())
         self.clock.mark()
         for i in range(1, self.new):
-            position = self.plen + i - 1
-            logits = self.model.forward(token[:, None], self.positions[position:position + 1], self.cache,
-                                        attend_to=position + 1)[:, -1]
+            logits, token = self.step_at(self.plen + i - 1)
             if i < CHECK_STEPS:
                 self.logits[:, i].copy_(logits)
-            token = logits.argmax(-1)
             self.tokens[:, i].copy_(token)
             self.backend.mark_step()
             self.clock.mark()
         return self.tokens, self.logits
 
+    def begin(self, first: torch.Tensor) -> None:
+        self._token = first
+
+    def step_at(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, next token) of the step that reads the token at `position`."""
+        logits = self.model.forward(self._token[:, None], self.positions[position:position + 1], self.cache,
+                                    attend_to=position + 1)[:, -1]
+        self._token = logits.argmax(-1)
+        return logits, self._token
+
 
 class GraphEngine(EagerEngine):
 
-    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepClock, backend: Backend):
+    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepMarks, backend: Backend):
         super().__init__(model, prompt, new, clock, backend)
         if new < 6:
             raise CaseSkipped("the graphs engine needs at least 6 new tokens (capture advances the step 4 times)")
@@ -441,18 +423,12 @@ class GraphEngine(EagerEngine):
             raise CaseSkipped(f"the {backend.name} backend captured no graph")
         self.replay = captured.replay
 
-    def run(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.clock.start()
-        self.step.start(self.prefill(), self.plen)
-        self.clock.mark()
-        for i in range(1, self.new):
-            self.replay()
-            if i < CHECK_STEPS:
-                self.logits[:, i].copy_(self.step.logits)
-            self.tokens[:, i].copy_(self.step.token)
-            self.backend.mark_step()
-            self.clock.mark()
-        return self.tokens, self.logits
+    def begin(self, first: torch.Tensor) -> None:
+        self.step.start(first, self.plen)
+
+    def step_at(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.replay()  # the graph keeps its own position
+        return self.step.logits, self.step.token
 
 
 class HfEngine:
@@ -460,7 +436,7 @@ class HfEngine:
 
     detail = "transformers generate (greedy, default dynamic cache, eager)"
 
-    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepClock, backend: Backend):
+    def __init__(self, model: Llama, prompt: torch.Tensor, new: int, clock: StepMarks, backend: Backend):
         import transformers
         config = hf_config_dict(model.config)
         arch = getattr(transformers, config.pop("architectures")[0])
@@ -503,8 +479,6 @@ def check_logits(model: Llama, prompt: torch.Tensor, tokens: torch.Tensor, logit
                  dtype: str) -> Accuracy:
     """The first CHECK_STEPS logits of a generation against a forward pass without cache over the
     prompt and the generated tokens (teacher forcing), in the model's dtype."""
-    if tokens.shape[1] != logits.shape[1] and tokens.shape[1] < CHECK_STEPS:
-        raise ValueError("fewer tokens than checked steps")
     k = logits.shape[1]
     sequence = torch.cat([prompt, tokens[:, :k - 1]], dim=1)
     with torch.no_grad():
