@@ -89,3 +89,13 @@ class GraphCpuBackend(CpuBackend):
 def graph_backend():
     torch.manual_seed(0)
     return GraphCpuBackend()
+
+
+def save_checkpoint(directory, config, weights):
+    """A Hugging Face style checkpoint folder: config.json and one model.safetensors."""
+    import json
+    from safetensors.torch import save_file
+    from accelbench.e2e.weights import hf_config_dict
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(hf_config_dict(config)))
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(directory / "model.safetensors"))

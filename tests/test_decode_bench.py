@@ -5,6 +5,7 @@ import pytest
 from accelbench.backends.cpu import CpuBackend
 from accelbench.benchmark import Case
 from accelbench.e2e.decode import Decode, EagerEngine
+from conftest import save_checkpoint
 
 
 def _case(engine, model="tiny-llama3", batch=1, prompt=32, new=8, dtype="fp32", fp8="none"):
@@ -121,15 +122,6 @@ def test_tensor_parallel_decode_runs_checked_across_two_ranks(tmp_path):
     assert any(m["name"] == "tpot" and m["value"] > 0 for m in case["metrics"])
 
 
-def _save_checkpoint(directory, config, weights):
-    import json
-    from safetensors.torch import save_file
-    from accelbench.e2e.weights import hf_config_dict
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(hf_config_dict(config)))
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(directory / "model.safetensors"))
-
-
 def test_weights_dir_runs_the_checkpoint_and_a_mismatched_one_is_refused_in_one_line(tmp_path):
     pytest.importorskip("safetensors")
     import json
@@ -139,7 +131,7 @@ def test_weights_dir_runs_the_checkpoint_and_a_mismatched_one_is_refused_in_one_
     from accelbench.e2e.weights import synthetic_weights, tiny_config
     config = tiny_config("ckpt", rope_scaling=None)
     weights = synthetic_weights(config, torch.float32, torch.device("cpu"), seed=11)
-    _save_checkpoint(tmp_path / "good", config, weights)
+    save_checkpoint(tmp_path / "good", config, weights)
     run = [sys.executable, "-m", "accelbench", "run", "--backend", "cpu", "--bench", "decode", "--suite", "quick",
            "--case", "eager/fp32", "--no-energy", "--call-budget", "0"]
     proc = subprocess.run(run + ["--weights", str(tmp_path / "good"), "--out", str(tmp_path / "out")],
@@ -152,7 +144,7 @@ def test_weights_dir_runs_the_checkpoint_and_a_mismatched_one_is_refused_in_one_
 
     bad = dict(weights)
     bad["model.layers.0.self_attn.k_proj.weight"] = torch.zeros(16, 64)
-    _save_checkpoint(tmp_path / "bad", config, bad)
+    save_checkpoint(tmp_path / "bad", config, bad)
     proc = subprocess.run(run + ["--weights", str(tmp_path / "bad"), "--out", str(tmp_path / "out2")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and not (tmp_path / "out2").exists()
@@ -166,7 +158,7 @@ def test_text_perplexity_with_a_checkpoint_fp8_beside_unquantized(tmp_path, cpu_
     import torch
     from accelbench.e2e.weights import synthetic_weights, tiny_config
     config = tiny_config("ckpt", rope_scaling=None)
-    _save_checkpoint(tmp_path / "ckpt", config, synthetic_weights(config, torch.float32, torch.device("cpu"), seed=12))
+    save_checkpoint(tmp_path / "ckpt", config, synthetic_weights(config, torch.float32, torch.device("cpu"), seed=12))
     words = [f"w{i}" for i in range(200)]
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words + ["[UNK]"])},
                                                           unk_token="[UNK]"))

@@ -1,6 +1,5 @@
 """The compact decoder: the static cache changes nothing, checkpoints load or are refused by name,
 and Hugging Face transformers generates the same greedy tokens from the same weights."""
-import json
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from accelbench.e2e.llama import (KVCache, Llama, StaticStep, decode_eager, gene
                                   prefill, rope_frequencies)
 from accelbench.e2e.weights import expected_shapes, hf_config_dict, load_checkpoint, synthetic_weights, tiny_config
 from accelbench.errors import UsageError
+from conftest import save_checkpoint
 from accelbench.models import MODELS, ModelConfig
 
 CPU = torch.device("cpu")
@@ -61,28 +61,21 @@ def test_config_round_trips_through_hf_config_json():
         assert ModelConfig.from_hf(config.name, hf_config_dict(config)) == config
 
 
-def _save(directory, config, weights):
-    from safetensors.torch import save_file
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text(json.dumps(hf_config_dict(config)))
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(directory / "model.safetensors"))
-
-
 def test_a_saved_checkpoint_loads_and_a_mismatched_one_is_refused_by_name(tmp_path):
     pytest.importorskip("safetensors")
     config = tiny_config()
     weights = synthetic_weights(config, torch.float32, CPU, seed=3)
-    _save(tmp_path / "ok", config, weights)
+    save_checkpoint(tmp_path / "ok", config, weights)
     loaded = load_checkpoint(tmp_path / "ok", config, torch.float32, CPU)
     assert loaded.keys() == weights.keys() and all(torch.equal(loaded[k], weights[k]) for k in weights)
 
     bad = dict(weights)
     bad["model.layers.1.mlp.up_proj.weight"] = torch.zeros(64, 64)
-    _save(tmp_path / "shape", config, bad)
+    save_checkpoint(tmp_path / "shape", config, bad)
     with pytest.raises(UsageError, match=r"model\.layers\.1\.mlp\.up_proj\.weight has shape \(64, 64\), the config says \(128, 64\)"):
         load_checkpoint(tmp_path / "shape", config, torch.float32, CPU)
     missing = {k: v for k, v in weights.items() if k != "model.norm.weight"}
-    _save(tmp_path / "missing", config, missing)
+    save_checkpoint(tmp_path / "missing", config, missing)
     with pytest.raises(UsageError, match="missing tensor model.norm.weight"):
         load_checkpoint(tmp_path / "missing", config, torch.float32, CPU)
     (tmp_path / "pickle").mkdir()
