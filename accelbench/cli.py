@@ -100,8 +100,8 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="How many cases, and how long each is timed.")
 @click.option("--bench", "bench_names", multiple=True, metavar="NAME[,NAME]",
               help="Benchmarks to run (default: all that fit the number of ranks). See `bench list`.")
-@click.option("--case", "case_filter", default=None, metavar="TEXT",
-              help="Only cases whose id contains TEXT.")
+@click.option("--case", "case_filters", multiple=True, metavar="TEXT",
+              help="Only cases whose id contains TEXT (repeat it for any of several).")
 @click.option("--min-bytes", default=None, callback=parse_bytes, metavar="SIZE",
               help="Only cases of at least SIZE bytes (64K, 1M, 1G), for benchmarks sized in bytes "
                    "(collectives, transfer).")
@@ -145,7 +145,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
                    "standard 10, full 60; 0: no budget).")
 @click.option("--report/--no-report", default=True, show_default=True,
               help="Write report.html into the run folder at the end.")
-def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Optional[str],
+def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
         weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
         min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
@@ -178,9 +178,11 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filter: Opt
             if hasattr(bench, "use_text"):
                 bench.use_text(text_file)
     plan = [(b, c) for b in benchmarks for c in b.cases(suite)
-            if (case_filter is None or case_filter in c.case_id) and _within(c.params.get("bytes"), min_bytes, max_bytes)]
+            if (not case_filters or any(f in c.case_id for f in case_filters))
+            and _within(c.params.get("bytes"), min_bytes, max_bytes)]
     if not plan:
-        raise click.UsageError(f"no cases match (suite {suite}, filter {case_filter!r}, {ranks} rank(s))")
+        raise click.UsageError(f"no cases match (suite {suite}, filter {' or '.join(map(repr, case_filters)) or 'none'}, "
+                               f"{ranks} rank(s))")
     if nproc > 1:
         _launch_ranks(nproc, backend, label, out_dir, report)
     group = SOLO

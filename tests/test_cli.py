@@ -60,6 +60,14 @@ def test_run_writes_results_and_report_and_exits_0(tmp_path):
     assert (run_dir / "report.html").read_text().count("fp32/square/128") >= 1
 
 
+def test_repeated_case_filters_select_any_of_them(tmp_path):
+    code, output = run_cli("run", "--backend", "cpu", "--bench", "gemm", "--case", "fp32/square/128",
+                           "--case", "fp32/square/256", "--out", str(tmp_path), "--no-report", *FAST)
+    assert code == 0, output
+    (run_dir,) = tmp_path.iterdir()
+    assert [c.case_id for c in load_run(run_dir).cases] == ["fp32/square/128", "fp32/square/256"]
+
+
 def test_a_failed_case_makes_exit_1(tmp_path, monkeypatch):
     from accelbench.microbench import gemm
     monkeypatch.setattr(gemm.Gemm, "matmul", lambda self, a, b, out: out.fill_(3.0))

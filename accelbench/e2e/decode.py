@@ -25,6 +25,7 @@ forward pass without cache over the prompt and the generated tokens, in the same
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -74,14 +75,19 @@ class Grid:
     new_tokens: int
     # "none", "w8a8-MODE" (FP8 weights and activations) or "w8-MODE" (FP8 weights only); fp8_linear.py
     fp8: tuple[str, ...] = ("none",)
+    engines: tuple[str, ...] = ENGINES
 
 
 SUITES = {
     "quick": [Grid(("tiny-llama3",), ("fp32", "bf16"), (1,), (32,), 8),
               Grid(("tiny-llama3",), ("bf16",), (1,), (32,), 8, ("w8a8-row",)),
               Grid(("llama3.2-1b",), ("bf16",), (1,), (128,), 32, ("none", "w8a8-row"))],
-    "standard": [Grid(("llama3.1-8b",), ("bf16",), (1, 4, 16, 64), (512,), 256),
-                 Grid(("llama3.1-8b",), ("bf16",), (1, 16), (512,), 256, ("w8a8-row", "w8a8-tensor", "w8-row")),
+    # Every engine at batch 1; the batch sweep and FP8 on the engines that scale (eager is
+    # launch-bound at any batch a GPU serves).
+    "standard": [Grid(("llama3.1-8b",), ("bf16",), (1,), (512,), 256),
+                 Grid(("llama3.1-8b",), ("bf16",), (1, 16), (512,), 256, ("w8a8-row", "w8a8-tensor", "w8-row"),
+                      engines=("graphs",)),
+                 Grid(("llama3.1-8b",), ("bf16",), (4, 16, 64), (512,), 256, engines=("graphs", "hf")),
                  Grid(("llama3.2-1b", "llama3.2-3b", "qwen2.5-7b", "mistral-7b", "llama3.1-70b"), ("bf16",), (1,), (512,), 256)],
     "full": [Grid(tuple(MODELS), ("bf16",), (1, 2, 4, 8, 16, 32, 64, 128, 256), (128, 512, 2048, 8192), 256,
                   ("none", "w8a8-row", "w8-row"))],
@@ -97,11 +103,12 @@ FLOOR_CASE = Case("floor/copy", {"engine": "floor"})
 
 def grid_cases(grids: list[Grid], engines: tuple[str, ...] = ENGINES, tag: str = "",
                extra: Optional[dict[str, Any]] = None) -> list[Case]:
-    """Every case of `grids`; FP8 variants run on our engines only (transformers runs the model's dtype)."""
+    """Every case of `grids` on those of `engines` each grid names; FP8 variants run on our engines
+    only (transformers runs the model's dtype)."""
     out = []
     for g in grids:
         for model, dtype, batch, prompt, fp8 in itertools.product(g.models, g.dtypes, g.batches, g.prompts, g.fp8):
-            for engine in engines if fp8 == "none" else tuple(e for e in engines if e != "hf"):
+            for engine in (e for e in engines if e in g.engines and (fp8 == "none" or e != "hf")):
                 params = {"model": model, "engine": engine, "dtype": dtype, "fp8": fp8, "batch": batch,
                           "prompt": prompt, "new_tokens": g.new_tokens, **(extra or {})}
                 precision = dtype if fp8 == "none" else f"{dtype}-{fp8}"
@@ -185,12 +192,11 @@ class Decode(Benchmark):
         score = TextScore(self.text_tokens, self.text_name)
         if p["fp8"] != "none":
             kind, _, mode = p["fp8"].partition("-")
-            by_name = reference_model.hf_state_dict()
             try:
-                fp8 = Fp8Linears(by_name, config.layers, mode, kind == "w8", backend)
+                fp8 = Fp8Linears(reference_model.w, config.layers, mode, kind == "w8", backend)
             except ValueError as exc:
                 raise CaseSkipped(str(exc)) from None
-            model = Llama(reference_model.config, by_name, linear=fp8, reduce=reference_model.reduce)
+            model = Llama(reference_model.config, reference_model.w, linear=fp8, reduce=reference_model.reduce)
         clock = StepMarks(backend, keep_calls=KEEP_CALLS)
         engine = {"eager": EagerEngine, "graphs": GraphEngine, "hf": HfEngine}[p["engine"]](
             model, prompt, new, clock, backend)
@@ -405,13 +411,20 @@ class GraphEngine(EagerEngine):
         self.step = StaticStep(model, self.cache, prompt.shape[0])
         self.step.start(self.prefill(), self.plen)
         step, self.detail = self.step, "static KV cache; decode step captured once as a device graph; prefill eager"
+        tuning = contextlib.nullcontext()
         if backend.supports("triton"):
             # Fused by Inductor (norms, RoPE, SiLU, residual adds: one kernel each, not several),
-            # then captured in our own graph, as gpt-fast's compiled decode step is.
-            step = torch.compile(self.step, fullgraph=True, dynamic=False)
-            self.detail = self.detail.replace("decode step", "decode step compiled (torch.compile), then")
+            # then captured in our own graph, as gpt-fast's compiled decode step is. Coordinate-descent
+            # tuning, as gpt-fast sets it, is also what makes Inductor turn a one-row matmul (batch 1)
+            # into a Triton reduction tuned to stream the weight at full bandwidth.
+            import torch._inductor.config as inductor
+            step, tuning = torch.compile(self.step, fullgraph=True, dynamic=False), \
+                inductor.patch(coordinate_descent_tuning=True)
+            self.detail = self.detail.replace("decode step", "decode step compiled (torch.compile, coordinate-descent "
+                                                             "tuning), then")
         try:
-            captured = backend.capture_graph(step)
+            with tuning:  # compilation happens on the first call, inside the capture's warm-up
+                captured = backend.capture_graph(step)
         except Exception as exc:
             if step is self.step:
                 raise

@@ -2,7 +2,8 @@
 (fp8_engines.py): what the FP8 GEMM benchmark measures on one shape, here in a whole model.
 
 - W8A8: every projection of every decoder layer has its weights quantized once, ahead of time (the
-  mode's weight scheme), and its activations quantized on every call (current scaling); the GEMM
+  mode's weight scheme), and its activations quantized on every call (current scaling, plain torch
+  ops that the graphs engine's compiled step fuses); the GEMM
   runs on the backend's FP8 engine (cuBLAS on Hopper; emulated, and labelled so, elsewhere).
   Activations are padded to 16 rows for the native engine, as serving engines do at small batch.
 - weight-only: the same FP8 weights, dequantized to the activation dtype on every call, then an
@@ -18,8 +19,9 @@ from accelbench.fp8_engines import engine_for, weight_scheme
 from accelbench.quant import MODES, quantize
 from accelbench.backends.base import Backend
 
-PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+# The decoder's projections as it multiplies them: q/k/v and gate/up stacked (llama.py), so that
+# their rows share the mode's weight scales where the scheme has one per tensor.
+PROJECTIONS = ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
 PAD_ROWS = 16
 
 
@@ -59,7 +61,9 @@ class Fp8Linears:
             if self.engine.native and rows % PAD_ROWS:
                 a = F.pad(a, (0, 0, 0, PAD_ROWS - rows % PAD_ROWS))
             out = torch.empty(a.shape[0], w.q.shape[0], dtype=x.dtype, device=x.device)
-            y = self.engine.gemm(self.engine.quantize_activations(a, self.mode, None), w, self.mode, out)[:rows]
+            # The reference quantizer's torch ops, which a compiled step fuses; the engine's own Triton
+            # quantizers broke torch.compile of the whole step (H100, torch 2.11).
+            y = self.engine.gemm(quantize(a, self.mode.a), w, self.mode, out)[:rows]
         if bias is not None:
             y = y + bias
         return y.view(*x.shape[:-1], y.shape[-1])

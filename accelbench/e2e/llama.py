@@ -53,39 +53,39 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class KVCache:
-    """Keys and values of every layer: [layers, batch, kv_heads, max_seq, head_dim] each."""
+    """Keys and values, one tensor per layer: [batch, kv_heads, max_seq, head_dim] each. Separate
+    tensors, not views of one, so that a compiled step writes each in place (Inductor copies a
+    whole base tensor to write a view of it)."""
 
-    k: torch.Tensor
-    v: torch.Tensor
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
 
     @classmethod
     def empty(cls, config: ModelConfig, batch: int, max_seq: int, dtype: torch.dtype,
               device: torch.device) -> "KVCache":
-        shape = (config.layers, batch, config.kv_heads, max_seq, config.head_dim)
-        return cls(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+        shape = (batch, config.kv_heads, max_seq, config.head_dim)
+        return cls(*([torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.layers)] for _ in "kv"))
 
     @property
     def max_seq(self) -> int:
-        return self.k.shape[3]
+        return self.k[0].shape[2]
 
 
 class Llama:
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], linear: Optional[Linear] = None,
                  reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         """`config` and `weights` may be one rank's shard of a tensor-parallel model (tensor_parallel.py):
-        then `reduce` sums the row-parallel projections' partial outputs over the ranks. Without a
-        custom `linear`, q/k/v and gate/up are stacked in `weights` itself (see hf_state_dict)."""
+        then `reduce` sums the row-parallel projections' partial outputs over the ranks. q/k/v and
+        gate/up are stacked in `weights` itself (see hf_state_dict); `linear` (default: a matmul in
+        the weights' dtype) multiplies by a projection given its name, stacked ones included."""
         self.config = config
         self.w = weights
         self.linear = linear or self._linear
         self.reduce = reduce or (lambda x: x)
-        # q, k, v and gate, up are multiplied as two stacked weights (fewer, larger GEMMs per layer),
-        # except where a custom linear (FP8) takes each projection by name.
-        self.fused = linear is None
-        if self.fused:
-            for i in range(config.layers):
-                self._stack(f"model.layers.{i}.self_attn", ("q_proj", "k_proj", "v_proj"), "qkv_proj")
-                self._stack(f"model.layers.{i}.mlp", ("gate_proj", "up_proj"), "gate_up_proj")
+        # q, k, v and gate, up are multiplied as two stacked weights: fewer, larger GEMMs per layer.
+        for i in range(config.layers):
+            self._stack(f"model.layers.{i}.self_attn", ("q_proj", "k_proj", "v_proj"), "qkv_proj")
+            self._stack(f"model.layers.{i}.mlp", ("gate_proj", "up_proj"), "gate_up_proj")
         self.inv_freq = rope_frequencies(config).to(weights["model.norm.weight"].device)
         self.head_weight = "model.embed_tokens.weight" if config.tie_embeddings else "lm_head.weight"
 
@@ -131,11 +131,8 @@ class Llama:
         for i in range(c.layers):
             p = f"model.layers.{i}"
             h = rms_norm(x, w[f"{p}.input_layernorm.weight"], c.rms_eps)
-            if self.fused:
-                q, k, v = self.linear(h, f"{p}.self_attn.qkv_proj").split(
-                    [c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim], dim=-1)
-            else:
-                q, k, v = (self.linear(h, f"{p}.self_attn.{x}_proj") for x in "qkv")
+            q, k, v = self.linear(h, f"{p}.self_attn.qkv_proj").split(
+                [c.heads * c.head_dim, c.kv_heads * c.head_dim, c.kv_heads * c.head_dim], dim=-1)
             q = q.reshape(batch, t, c.heads, c.head_dim).transpose(1, 2)
             k = k.reshape(batch, t, c.kv_heads, c.head_dim).transpose(1, 2)
             v = v.reshape(batch, t, c.kv_heads, c.head_dim).transpose(1, 2)
@@ -143,20 +140,17 @@ class Llama:
             if cache is None:
                 attn = attention(q, k, v, causal=True)
             else:
-                cache.k[i].index_copy_(2, positions, k)
-                cache.v[i].index_copy_(2, positions, v)
+                keys, values = cache.k[i], cache.v[i]
+                keys[:, :, positions], values[:, :, positions] = k, v  # an in-place index_put_, compiled or not
                 if mask is None:
                     n = attend_to if attend_to is not None else cache.max_seq
-                    attn = attention(q, cache.k[i, :, :, :n], cache.v[i, :, :, :n], causal=t > 1, offset=n - t)
+                    attn = attention(q, keys[:, :, :n], values[:, :, :n], causal=t > 1, offset=n - t)
                 else:
-                    attn = attention(q, cache.k[i], cache.v[i], mask=mask)
+                    attn = attention(q, keys, values, mask=mask)
             x = x + self.reduce(self.linear(attn.transpose(1, 2).reshape(batch, t, c.heads * c.head_dim),
                                             f"{p}.self_attn.o_proj"))
             h = rms_norm(x, w[f"{p}.post_attention_layernorm.weight"], c.rms_eps)
-            if self.fused:
-                gate, up = self.linear(h, f"{p}.mlp.gate_up_proj").chunk(2, dim=-1)
-            else:
-                gate, up = self.linear(h, f"{p}.mlp.gate_proj"), self.linear(h, f"{p}.mlp.up_proj")
+            gate, up = self.linear(h, f"{p}.mlp.gate_up_proj").chunk(2, dim=-1)
             x = x + self.reduce(self.linear(F.silu(gate) * up, f"{p}.mlp.down_proj"))
         x = rms_norm(x if last is None else x[:, -last:], w["model.norm.weight"], c.rms_eps)
         return F.linear(x, w[self.head_weight])
@@ -209,11 +203,11 @@ class StaticStep:
     and advances `position`. Attention covers the whole cache under a mask of the written positions."""
 
     def __init__(self, model: Llama, cache: KVCache, batch: int):
-        device = cache.k.device
+        device = cache.k[0].device
         self.model, self.cache = model, cache
         self.token = torch.zeros(batch, dtype=torch.long, device=device)
         self.position = torch.zeros(1, dtype=torch.long, device=device)
-        self.logits = torch.empty(batch, model.config.vocab, dtype=cache.k.dtype, device=device)
+        self.logits = torch.empty(batch, model.config.vocab, dtype=cache.k[0].dtype, device=device)
         self._slots = torch.arange(cache.max_seq, device=device)
 
     def start(self, token: torch.Tensor, position: int) -> None:

@@ -1,0 +1,66 @@
+"""Probe: where a decode step's time goes (one model, one batch): each projection alone as a matmul
+at the step's batch (GB/s), the whole compiled-and-captured step, and its kernels by total time
+(torch.profiler). Usage: python3 scripts/probe_decode_step.py [MODEL] [BATCH] [CACHE_LEN]"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from accelbench.backends import resolve_backend
+from accelbench.e2e.decode import CONFIGS
+from accelbench.e2e.llama import KVCache, Llama, StaticStep
+from accelbench.e2e.weights import synthetic_weights
+
+name, batch, cache_len = (sys.argv[1:] + ["llama3.1-8b", "1", "768"][len(sys.argv) - 1:])[:3]
+batch, cache_len = int(batch), int(cache_len)
+backend = resolve_backend("cuda")
+config = CONFIGS[name]
+model = Llama(config, synthetic_weights(config, torch.bfloat16, backend.device))
+
+
+def timed(fn, n=50):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(n):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / n / 1e3
+
+
+x = torch.randn(batch, config.hidden, device="cuda", dtype=torch.bfloat16)
+for proj in ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj"):
+    w = model.w[f"model.layers.0.{proj}.weight"]
+    a = torch.randn(batch, w.shape[1], device="cuda", dtype=torch.bfloat16)
+    t = timed(lambda: F.linear(a, w))
+    print(f"{proj:20s} {tuple(w.shape)}: {t * 1e6:8.1f} us  {w.numel() * 2 / t / 1e9:7.0f} GB/s")
+w = model.w[model.head_weight]
+t = timed(lambda: F.linear(x, w))
+print(f"{'lm_head':20s} {tuple(w.shape)}: {t * 1e6:8.1f} us  {w.numel() * 2 / t / 1e9:7.0f} GB/s")
+
+cache = KVCache.empty(config, batch, cache_len, torch.bfloat16, backend.device)
+step = StaticStep(model, cache, batch)
+step.start(torch.zeros(batch, dtype=torch.long, device="cuda"), cache_len // 2)
+import torch._inductor.config as inductor  # noqa: E402
+
+for label, fn in (("eager step", step), ("compiled step", torch.compile(step, fullgraph=True, dynamic=False))):
+    t0 = time.perf_counter()
+    with inductor.patch(coordinate_descent_tuning=True):  # as the graphs engine compiles it
+        graph = backend.capture_graph(fn)
+    setup = time.perf_counter() - t0
+
+    def replay():
+        step.position.fill_(cache_len // 2)
+        graph.replay()
+    t = timed(replay, 30)
+    streamed = sum(v.numel() for k, v in model.w.items() if k != "model.embed_tokens.weight") * 2
+    print(f"{label}, captured: {t * 1e3:.3f} ms/step, {streamed / t / 1e9:.0f} GB/s of weights (setup {setup:.0f} s)")
+with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+    for _ in range(10):
+        replay()
+    torch.cuda.synchronize()
+print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
