@@ -436,17 +436,52 @@ def doctor(backend: str, device_index: int) -> None:
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
-              show_default=True, help="HTML file to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default report.html, report.md or overview.csv by --format).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "csv"]), default="html", show_default=True,
+              help="html: the self-contained report; md: overview, procurement and compact tables as Markdown; "
+                   "csv: the overview table.")
 @click.option("--title", default="accelbench report", show_default=True)
-def report(runs: tuple[Path, ...], output: Path, title: str) -> None:
-    """Render one or more run folders into one self-contained HTML report."""
-    from accelbench.reports.html import write_report
+@click.option("--baseline", default=None, metavar="RUN",
+              help="The device the ratios are to: a run's id, label, folder or device name (default: the first run's).")
+@click.option("--price", "prices", multiple=True, metavar="DEVICE=USD_PER_HOUR",
+              help="Rental price of one device per hour (repeat per device; the device name as the runs record it).")
+@click.option("--capex", "capex", multiple=True, metavar="DEVICE=USD",
+              help="Purchase price of one device, spread over --years of round-the-clock use.")
+@click.option("--years", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
+              help="Depreciation period for --capex.")
+@click.option("--energy-price", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="USD_PER_KWH",
+              help="Electricity price, applied to the power measured during each case.")
+@click.option("--pue", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
+              help="Power usage effectiveness of the facility (1.0 = the device's own power only).")
+def report(runs: tuple[Path, ...], output: Optional[Path], fmt: str, title: str, baseline: Optional[str],
+           prices: tuple[str, ...], capex: tuple[str, ...], years: float, energy_price: float, pue: float) -> None:
+    """Render run folders into one report: an overview with a column per device and ratios to a
+    baseline, a roofline, a section per benchmark, and a procurement view when prices are given
+    (--price or --capex, with --energy-price and --pue)."""
+    from accelbench.reports.formats import render
+    from accelbench.reports.html import Report
+    from accelbench.reports.procurement import Prices, parse_prices
+    try:
+        pricing = Prices(parse_prices(prices, "--price"), parse_prices(capex, "--capex"), years, energy_price, pue)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     loaded = load_runs(runs)
     for run_ in loaded:
         for w in run_.warnings:
             console.print(f"warning: {w}", markup=False)
-    click.echo(f"wrote {write_report(loaded, output, title)}")
+    known = {r.info.device_name for r in loaded}
+    for device in [*pricing.per_hour, *pricing.capex]:
+        if device not in known:
+            raise click.UsageError(f"no run is of device {device!r}; the runs' devices are: {', '.join(sorted(known))}")
+    try:
+        built = Report.build(loaded, title, baseline, pricing)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    output = output or Path({"html": "report.html", "md": "report.md", "csv": "overview.csv"}[fmt])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(built, fmt), encoding="utf-8")
+    click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,25 @@
-"""The HTML report: one self-contained file (plots embedded), autoescaped throughout."""
+"""The report, from the results store alone: the overview first (a column per device, ratios to a
+baseline), the procurement view where prices are given, a roofline, then a section per benchmark
+(plots, a compact side-by-side table, failed and skipped cases with reasons, the full data
+collapsed), and the runs' fingerprints collapsed at the end with their differences marked. One
+self-contained HTML file (plots embedded, no network), autoescaped throughout; the overview also
+as Markdown or CSV (formats.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Optional
 
 import jinja2
+import pandas as pd
 
 from accelbench import __version__
+from accelbench.reports.numbers import plain, quantity, significant
+from accelbench.reports.overview import Overview, build_overview, devices_of
 from accelbench.reports.plots import plots_for
-from accelbench.reports.tables import Table, benchmark_table, fmt, problems_table
+from accelbench.reports.procurement import CostRow, Prices, procurement
+from accelbench.reports.roofline import roofline_plot
+from accelbench.reports.tables import Table, compact_table, full_table, problems_table
 from accelbench.store import LoadedRun, cases_frame
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -18,67 +28,121 @@ TEMPLATES = Path(__file__).parent / "templates"
 @dataclass
 class BenchmarkSection:
     name: str
-    table: Table
+    compact: Table
+    full: Table
+    problems: Table
     plots: list[str]
+    cases: int
 
 
-def _run_summary(run: LoadedRun) -> dict[str, Any]:
-    info = run.info
-    counts = {s: sum(1 for c in run.cases if c.status == s) for s in ("ok", "failed", "skipped")}
-    return {
-        "run_id": info.run_id, "label": info.label, "status": run.status_text,
-        "device": f"{info.device_name} (x{info.device_count})", "backend": info.backend,
-        "suite": info.suite, "started": info.started_at, "ended": info.ended_at or "—",
-        "host": info.host, "accelbench": f"{info.accelbench_version} ({info.commit or 'no commit'})",
-        "command": " ".join(info.argv), "versions": {k: fmt(v) for k, v in info.versions.items()},
-        "fingerprint": {k: fmt(v) for k, v in info.fingerprint.items()},
-        "idle_power": fmt(info.idle_power_w),
-        "spec": info.spec, "counts": counts,
-        "throttled": sum(1 for c in run.cases if c.throttled),
-        "ceilings": {k: f"{fmt(c.value / 1e12)} TFLOP/s ({c.case_id})" if c.unit == "FLOP/s"
-                     else f"{fmt(c.value / 1e9)} GB/s ({c.case_id})" for k, c in info.ceilings.items()},
-        "warnings": run.warnings,
-    }
+@dataclass
+class Fingerprints:
+    runs: list[str]
+    rows: list[tuple[str, list[str], bool]] = field(default_factory=list)  # (key, value per run, differs)
+
+    @property
+    def differing(self) -> int:
+        return sum(1 for _, _, differs in self.rows if differs)
+
+
+def fingerprints(runs: list[LoadedRun]) -> Fingerprints:
+    """Every fact that decides a run's figures, a column per run; rows where runs differ are marked."""
+    table = Fingerprints([r.info.label or r.info.run_id for r in runs])
+    facts: list[dict[str, str]] = []
+    for run in runs:
+        info = run.info
+        counts = {s: sum(1 for c in run.cases if c.status == s) for s in ("ok", "failed", "skipped")}
+        facts.append({
+            "run id": info.run_id, "status": run.status_text, "device": f"{info.device_name} (x{info.device_count})",
+            "backend": info.backend, "suite": info.suite, "started": info.started_at, "ended": info.ended_at or "—",
+            "host": info.host, "accelbench": f"{info.accelbench_version} ({info.commit or 'no commit'})",
+            "command": " ".join(info.argv),
+            "cases": f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped, "
+                     f"{sum(1 for c in run.cases if c.throttled)} throttled",
+            "idle power": quantity(info.idle_power_w, "W"),
+            "peaks used": f"{info.spec['name']} — {info.spec['source']}" if info.spec else "—",
+            **{k: plain(v) for k, v in info.versions.items()},
+            **{k: plain(v) for k, v in info.fingerprint.items()},
+            **{f"best {k}": (f"{quantity(c.value / 1e12)} TFLOP/s" if c.unit == "FLOP/s" else f"{quantity(c.value / 1e9)} GB/s")
+               + f" ({c.case_id})" for k, c in info.ceilings.items()},
+        })
+    varying = {"run id", "status", "started", "ended", "command", "cases"}  # expected to differ
+    for key in dict.fromkeys(k for f in facts for k in f):
+        values = [f.get(key, "—") for f in facts]
+        table.rows.append((key, values, len(runs) > 1 and key not in varying and len(set(values)) > 1))
+    return table
 
 
 def comparability_warnings(runs: list[LoadedRun]) -> list[str]:
-    """Where two runs differ in what decides their figures (driver, power limit, clocks)."""
-    if len(runs) < 2:
-        return []
+    """Where two runs of one device differ in what decides their figures (driver, power limit, clocks)."""
     out = []
-    first = runs[0].info
-    for other in runs[1:]:
-        for key in ("driver", "power_limit_w", "sm_clock_max_mhz", "ecc_current", "mig_current"):
-            a, b = first.fingerprint.get(key), other.info.fingerprint.get(key)
-            if a is not None and b is not None and a != b:
-                out.append(f"{first.run_id} and {other.info.run_id} differ in {key}: {a} vs {b}")
+    for i, a in enumerate(runs):
+        for b in runs[i + 1:]:
+            if a.info.device_name != b.info.device_name:
+                continue
+            for key in ("driver", "power_limit_w", "sm_clock_max_mhz", "ecc_current", "mig_current"):
+                x, y = a.info.fingerprint.get(key), b.info.fingerprint.get(key)
+                if x is not None and y is not None and x != y:
+                    out.append(f"{a.info.run_id} and {b.info.run_id} ({a.info.device_name}) differ in {key}: {x} vs {y}")
     return out
 
 
-def render_report(runs: list[LoadedRun], title: str = "accelbench report") -> str:
-    frame = cases_frame(runs)
-    multi = len(runs) > 1
-    infos = {r.info.run_id: r.info for r in runs}
-    sections = []
-    if not frame.empty:
-        for bench, rows in frame.groupby("benchmark", sort=True):
+@dataclass
+class Report:
+    """Everything a report shows, computed once, rendered as HTML, Markdown or CSV."""
+    title: str
+    runs: list[LoadedRun]
+    frame: pd.DataFrame
+    overview: Overview
+    costs: list[CostRow]
+    prices: Prices
+
+    @classmethod
+    def build(cls, runs: list[LoadedRun], title: str = "accelbench report", baseline: Optional[str] = None,
+              prices: Optional[Prices] = None) -> "Report":
+        frame = cases_frame(runs)
+        prices = prices or Prices()
+        return cls(title, runs, frame, build_overview(frame, runs, baseline), procurement(frame, devices_of(runs), prices),
+                   prices)
+
+    def sections(self) -> list[BenchmarkSection]:
+        if self.frame.empty:
+            return []
+        multi = len(self.runs) > 1
+        infos = {r.info.run_id: r.info for r in self.runs}
+        devices = self.overview.devices
+        out = []
+        for bench, rows in self.frame.groupby("benchmark", sort=True):
             rows = rows.dropna(axis=1, how="all")
-            for col in ("label", "reason", "metric", "value", "unit"):
+            for col in ("label", "reason", "metric", "value", "unit", "throttled"):
                 if col not in rows:
                     rows[col] = None
-            sections.append(BenchmarkSection(str(bench), benchmark_table(rows, multi), plots_for(str(bench), rows, multi, infos)))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-                             undefined=jinja2.StrictUndefined)
-    return env.get_template("report.html.j2").render(
-        title=title, version=__version__, runs=[_run_summary(r) for r in runs], sections=sections,
-        problems=problems_table(frame) if not frame.empty else Table([], []),
-        comparability=comparability_warnings(runs))
+            out.append(BenchmarkSection(str(bench), compact_table(rows, devices, self.overview.baseline),
+                                        full_table(rows, multi), problems_table(rows),
+                                        plots_for(str(bench), rows, multi, infos),
+                                        rows.drop_duplicates(["run_id", "case_id"]).shape[0]))
+        return out
+
+    def html(self) -> str:
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                                 autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+                                 undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        env.filters["sig"] = significant
+        return env.get_template("report.html.j2").render(
+            title=self.title, version=__version__, overview=self.overview, costs=self.costs, prices=self.prices,
+            roofline=roofline_plot(self.frame, self.runs), sections=self.sections(),
+            fingerprints=fingerprints(self.runs), comparability=comparability_warnings(self.runs),
+            warnings=[w for r in self.runs for w in r.warnings])
 
 
-def write_report(runs: list[LoadedRun], out: Path, title: str = "accelbench report") -> Path:
+def render_report(runs: list[LoadedRun], title: str = "accelbench report", baseline: Optional[str] = None,
+                  prices: Optional[Prices] = None) -> str:
+    return Report.build(runs, title, baseline, prices).html()
+
+
+def write_report(runs: list[LoadedRun], out: Path, title: str = "accelbench report", baseline: Optional[str] = None,
+                 prices: Optional[Prices] = None) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(runs, title), encoding="utf-8")
+    out.write_text(render_report(runs, title, baseline, prices), encoding="utf-8")
     return out
-

@@ -22,8 +22,11 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _series_label(row, multi_run: bool) -> str:
-    return f"{row['label'] or row['device']} {row['dtype']}" if multi_run else str(row["dtype"])
+def device_name(runs: dict[str, RunInfo], run_id: str) -> str:
+    """What a legend calls a run: its device, and its label too where another run has the same device."""
+    info = runs[run_id]
+    shared = sum(1 for other in runs.values() if other.device_name == info.device_name) > 1
+    return f"{info.device_name} ({info.label or info.run_id})" if shared else info.device_name
 
 
 def gemm_tflops_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
@@ -33,7 +36,8 @@ def gemm_tflops_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, Run
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, series in data.groupby(["run_id", "dtype"]):
         series = series.sort_values("n")
-        ax.plot(series["n"], series["value"], marker="o", label=_series_label(series.iloc[0], multi_run))
+        label = f"{device_name(runs, key[0])} {key[1]}" if multi_run else str(key[1])
+        ax.plot(series["n"], series["value"], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("M = N = K")
     ax.set_ylabel("TFLOP/s (FLOPs = 2·M·N·K)")
@@ -59,14 +63,14 @@ def membw_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
         for key, series in data[data["kernel"] == kernel].groupby(["run_id", "impl", "dtype"]):
             series = series.sort_values("working_set_bytes")
             run_id, impl, dtype = key
-            label = f"{runs[run_id].label or runs[run_id].device_name} {impl} {dtype}" if multi_run else f"{impl} {dtype}"
+            label = f"{device_name(runs, run_id)} {impl} {dtype}" if multi_run else f"{impl} {dtype}"
             color = colors.setdefault(key, palette[len(colors) % len(palette)])
             ax.plot(series["working_set_bytes"], series["value"], marker=".", label=label, color=color)
         for run_id in data["run_id"].unique():
             spec = runs[run_id].spec or {}
             if spec.get("mem_bandwidth_Bps"):
                 ax.axhline(spec["mem_bandwidth_Bps"] / 1e9, color="k", ls="--", lw=0.8)
-            cache = data[data["run_id"] == run_id]["cache_bytes"].dropna()
+            cache = data[data["run_id"] == run_id]["cache_bytes"].dropna() if "cache_bytes" in data else pd.Series()
             if not cache.empty:
                 ax.axvline(float(cache.iloc[0]), color="gray", ls=":", lw=0.8)
                 # Below 4x the cache the figures are cache bandwidth, not device memory's.
@@ -93,7 +97,7 @@ def transfer_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, R
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, series in data.groupby(["run_id", "direction", "host_memory"]):
         series = series.sort_values("bytes")
-        prefix = f"{runs[key[0]].label or runs[key[0]].device_name} " if multi_run else ""
+        prefix = f"{device_name(runs, key[0])} " if multi_run else ""
         ax.plot(series["bytes"], series["value"], marker="o", label=f"{prefix}{key[1]} {key[2]}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("buffer size (bytes)")
@@ -119,7 +123,7 @@ def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
     for (run_id, mode, impl), row in wide.iterrows():
         label = mode if impl in ("auto", "torch") else f"{mode} ({impl})"
         if multi_run:
-            label = f"{runs[run_id].label or runs[run_id].device_name}: {label}"
+            label = f"{device_name(runs, run_id)}: {label}"
         err = row.get("quant_rel_error")
         if not err or not err > 0:
             continue
@@ -149,7 +153,7 @@ def collectives_busbw_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[st
             series = series.sort_values("bytes")
             info = runs[run_id]
             ranks = f" x{len(info.ranks)}" if info.ranks else ""
-            label = f"{info.label or info.device_name}{ranks} {dtype}" if multi_run else str(dtype)
+            label = f"{device_name(runs, run_id)}{ranks} {dtype}" if multi_run else str(dtype)
             ax.plot(series["bytes"], series["value"], marker=".", label=label)
         for run_id in data["run_id"].unique():
             spec = runs[run_id].spec or {}
@@ -181,7 +185,7 @@ def decode_vs_batch(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo
         run_id, model, prompt, engine, dtype, fp8 = key
         label = f"{model} p{int(prompt)} {engine} {dtype if fp8 == 'none' else f'{dtype} {fp8}'}"
         if multi_run:
-            label = f"{runs[run_id].label or runs[run_id].device_name}: {label}"
+            label = f"{device_name(runs, run_id)}: {label}"
         for ax, metric, scale in ((left, "decode_tokens_per_s", 1.0), (right, "tpot", 1e3)):
             points = series[series["metric"] == metric].sort_values("batch")
             if not points.empty:

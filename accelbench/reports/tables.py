@@ -1,36 +1,107 @@
-"""Turning the tidy results frame into display tables (plain strings, escaped by the template)."""
+"""Display tables from the tidy results frame (plain strings, escaped by the template): a compact
+table per benchmark with the figures that matter first and devices side by side, and the full
+per-case data."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from accelbench.reports.numbers import DASH, plain, quantity, ratio
+
 BASE_COLUMNS = ["run_id", "label", "device", "backend", "benchmark", "case_id", "status", "reason",
                 "throttled", "metric", "value", "unit"]
-# Shown first in this order where present; other metrics follow alphabetically.
-METRIC_ORDER = ["time", "tflops", "mfu", "mamf_util", "gbps", "bw_util", "tokens_per_s", "avg_power",
-                "idle_power", "energy_per_call", "tflops_per_w", "gbps_per_w", "tokens_per_j"]
+# The figures that matter, in this order where present; a compact table shows the first three.
+KEY_METRICS = ["tflops", "mfu", "busbw", "algbw", "gbps", "bw_util", "decode_tokens_per_s", "tpot",
+               "floor_fraction_measured_bw", "floor_fraction_datasheet_bw", "kl_vs_unquantized", "quant_rel_error",
+               "sqnr", "link_util", "tokens_per_s", "time"]
+# Every other metric of the full table follows these, then alphabetically.
+METRIC_ORDER = KEY_METRICS + ["mamf_util", "ttft", "tpot_p90", "achieved_bw", "avg_power", "idle_power",
+                              "energy_per_call", "tflops_per_w", "gbps_per_w", "tokens_per_j"]
+SHORT_NAMES = {"decode_tokens_per_s": "tokens/s", "floor_fraction_measured_bw": "of floor (measured bw)",
+               "floor_fraction_datasheet_bw": "of floor (datasheet bw)", "kl_vs_unquantized": "KL vs unquantized",
+               "quant_rel_error": "rel. error", "mamf_util": "of MAMF", "bw_util": "of datasheet bw"}
 
 
 @dataclass
 class Table:
     columns: list[str]
     rows: list[list[str]]
+    row_classes: list[str] = field(default_factory=list)
+    # A header row above the columns ((title, span) each) and the columns' names under it.
+    groups: list[tuple[str, int]] = field(default_factory=list)
+    short: list[str] = field(default_factory=list)
 
 
-def fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
-            return f"{value:.3e}"
-        return f"{value:.4g}"
-    return str(value)
+def cell(value, unit) -> str:
+    """A figure in a column whose header names the unit: times, percentages and bytes keep theirs."""
+    if unit in ("s", "%", "B"):
+        return quantity(value, unit)
+    return quantity(value, None)
+
+
+def header(metric: str, unit) -> str:
+    name = SHORT_NAMES.get(metric, metric)
+    return name if unit in ("s", "%", "B", "", None) or not isinstance(unit, str) else f"{name} [{unit}]"
+
+
+def metric_units(frame: pd.DataFrame) -> dict[str, str]:
+    return frame.dropna(subset=["metric"]).groupby("metric")["unit"].first().to_dict()
+
+
+def key_metrics(frame: pd.DataFrame, count: int = 3) -> list[str]:
+    present = set(frame.loc[frame["value"].notna(), "metric"].dropna())
+    return [m for m in KEY_METRICS if m in present][:count]
+
+
+def wide_figures(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, case) of ok cases, one column per metric."""
+    ok = frame[(frame["status"] == "ok") & frame["metric"].notna()]
+    if ok.empty:
+        return pd.DataFrame()
+    return ok.pivot_table(index=["device", "run_id", "case_id"], columns="metric", values="value", aggfunc="first",
+                          sort=False)
+
+
+def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str) -> Table:
+    """The ok cases: with one device, its key figures per case; with several, each key figure per
+    device side by side and the first figure's ratio to the baseline device. A case run on a
+    device more than once shows its best run."""
+    metrics = key_metrics(frame)
+    wide = wide_figures(frame)
+    if wide.empty or not metrics:
+        return Table([], [])
+    units = metric_units(frame)
+    lower_better = metrics[0] in ("tpot", "time", "quant_rel_error")
+    wide = wide.reset_index().sort_values(metrics[0], ascending=lower_better, na_position="last")
+    order = pd.Index(list(dict.fromkeys(frame.loc[frame["status"] == "ok", "case_id"])))
+    here = [d for d in devices if d in set(wide["device"])]
+    per_device = {d: wide[wide["device"] == d].drop_duplicates("case_id").set_index("case_id").reindex(order)
+                  for d in here}
+    if len(here) == 1:
+        figures = per_device[here[0]]
+        throttled = set(frame.loc[frame["throttled"].fillna(False).astype(bool), "case_id"])
+        columns = [[cell(v, units.get(m)) for v in figures[m]] for m in metrics]
+        notes = ["throttled" if case in throttled else "" for case in order]
+        return Table(["case"] + [header(m, units.get(m)) for m in metrics] + ["note"],
+                     [list(row) for row in zip(order, *columns, notes)])
+    base = baseline if baseline in here else here[0]
+    others = [d for d in here if d != base]
+    first = metrics[0]
+    headers, short, groups, columns = ["case"], ["case"], [("", 1)], []
+    # The first figure per device, then its ratios to the baseline, then the second figure.
+    for m, devices_here in ((first, here), (None, others), *((m, here) for m in metrics[1:2])):
+        title = header(m, units.get(m)) if m else f"{SHORT_NAMES.get(first, first)} ÷ {base}"
+        groups.append((title, len(devices_here)))
+        for d in devices_here:
+            headers.append(f"{title} — {d}")
+            short.append(d)
+            if m is None:
+                quotient = per_device[d][first] / per_device[base][first]
+                columns.append([ratio(q) if pd.notna(q) and q != float("inf") else DASH for q in quotient])
+            else:
+                columns.append([cell(v, units.get(m)) for v in per_device[d][m]])
+    return Table(headers, [list(row) for row in zip(order, *columns)], groups=groups, short=short)
 
 
 def param_columns(frame: pd.DataFrame) -> list[str]:
@@ -38,34 +109,30 @@ def param_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in cols if frame[c].notna().any()]
 
 
-def benchmark_table(frame: pd.DataFrame, multi_run: bool) -> Table:
-    """One row per case, one column per metric ("name [unit]")."""
+def full_table(frame: pd.DataFrame, multi_run: bool) -> Table:
+    """Every case, failed and skipped included: figures first, then the parameters."""
     params = param_columns(frame)
-    units = frame.dropna(subset=["metric"]).groupby("metric")["unit"].first().to_dict()
+    units = metric_units(frame)
     metrics = sorted(units, key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else 99, m))
-    rows = []
-    for _, group in frame.groupby(["run_id", "case_id"], sort=False):
-        first = group.iloc[0]
-        values = dict(zip(group["metric"], group["value"]))
-        cells = [fmt(first["label"] if first["label"] else first["run_id"])] if multi_run else []
-        cells += [fmt(first["case_id"]), fmt(first["status"]), fmt(bool(first["throttled"]))]
-        cells += [fmt(_native(first[p])) for p in params]
-        cells += [fmt(values.get(m)) for m in metrics]
-        rows.append(cells)
-    headers = (["run"] if multi_run else []) + ["case", "status", "throttled"] + params
-    headers += [f"{m} [{units[m]}]" for m in metrics]
-    return Table(headers, rows)
+    firsts = frame.drop_duplicates(["run_id", "case_id"]).set_index(["run_id", "case_id"])
+    wide = frame.dropna(subset=["metric"]).pivot_table(index=["run_id", "case_id"], columns="metric", values="value",
+                                                       aggfunc="first").reindex(firsts.index)
+    columns = []
+    if multi_run:
+        columns.append([d if not isinstance(lab, str) or not lab else f"{d} ({lab})"
+                        for d, lab in zip(firsts["device"], firsts["label"])])
+    columns.append(list(firsts.index.get_level_values(1)))
+    columns.append([str(x) for x in firsts["status"]])
+    columns.append(["yes" if x is True else "" for x in firsts["throttled"]])
+    columns += [[cell(v, units[m]) for v in wide[m]] if m in wide else [DASH] * len(firsts) for m in metrics]
+    columns += [[plain(v) for v in firsts[p]] for p in params]
+    headers = (["run"] if multi_run else []) + ["case", "status", "throttled"]
+    headers += [header(m, units[m]) for m in metrics] + params
+    return Table(headers, [list(row) for row in zip(*columns)], [str(x) for x in firsts["status"]])
 
 
 def problems_table(frame: pd.DataFrame) -> Table:
     bad = frame[frame["status"] != "ok"].drop_duplicates(["run_id", "case_id"])
-    rows = [[fmt(r.benchmark), fmt(r.case_id), fmt(r.status), fmt(r.reason)] for r in bad.itertuples()]
-    return Table(["benchmark", "case", "status", "reason"], rows)
-
-
-def _native(value):
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    rows = [[str(r.device), str(r.case_id), str(r.status), str(r.reason) if isinstance(r.reason, str) else ""]
+            for r in bad.itertuples()]
+    return Table(["device", "case", "status", "reason"], rows, [r[2] for r in rows])

@@ -1,0 +1,213 @@
+"""The overview: a column per device, a row per headline figure, each beside its ratio to a
+baseline device. A device's figure is its best over every run of that device in the report; a
+figure that is missing says why (not run, skipped, failed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pandas as pd
+
+from accelbench.reports.numbers import DASH, quantity, ratio
+from accelbench.store import LoadedRun
+
+
+@dataclass(frozen=True)
+class Headline:
+    name: str
+    benchmark: str
+    metric: str
+    where: tuple[tuple[str, object], ...] = ()  # (parameter, value) the cases must have
+    higher_is_better: bool = True
+    # Reported from the case that is best in this other metric (MFU of the fastest GEMM).
+    of_best: Optional[str] = None
+    largest: Optional[str] = None  # only the cases with the largest value of this parameter
+    # Parameters two devices' cases must share for a ratio (decode: the same model), shown with the figure.
+    same: tuple[str, ...] = ()
+
+
+HEADLINES = [
+    Headline("GEMM bf16", "gemm", "tflops", (("dtype", "bf16"),)),
+    Headline("GEMM bf16 MFU", "gemm", "mfu", (("dtype", "bf16"),), of_best="tflops"),
+    Headline("GEMM fp16", "gemm", "tflops", (("dtype", "fp16"),)),
+    Headline("GEMM fp16 MFU", "gemm", "mfu", (("dtype", "fp16"),), of_best="tflops"),
+    Headline("GEMM FP8 (GEMM only)", "fp8", "tflops", (("stage", "gemm"),)),
+    Headline("GEMM FP8 MFU", "fp8", "mfu", (("stage", "gemm"),), of_best="tflops"),
+    Headline("MAMF bf16 (best matmul measured)", "gemm", "tflops", (("dtype", "bf16"),)),
+    Headline("device memory bandwidth", "membw", "gbps", (("memory_level", "device"),)),
+    Headline("pinned host-to-device copy", "transfer", "gbps", (("direction", "h2d"), ("pinned", True))),
+    Headline("all_reduce bus bandwidth (largest size)", "collectives", "busbw", (("op", "all_reduce"),),
+             largest="bytes"),
+    Headline("decode tokens/s, batch 1, unquantized", "decode", "decode_tokens_per_s", (("batch", 1), ("fp8", "none")),
+             same=("model",)),
+    Headline("decode TPOT, batch 1, unquantized (lower is better)", "decode", "tpot", (("batch", 1), ("fp8", "none")),
+             higher_is_better=False, of_best="decode_tokens_per_s", same=("model",)),
+    Headline("decode tokens/s, any batch, unquantized", "decode", "decode_tokens_per_s", (("fp8", "none"),),
+             same=("model",)),
+    Headline("GEMM bf16 energy efficiency", "gemm", "tflops_per_w", (("dtype", "bf16"),)),
+    Headline("decode energy efficiency", "decode", "tokens_per_j", same=("model",)),
+]
+
+
+@dataclass
+class Cell:
+    value: Optional[float] = None
+    unit: str = ""
+    case_id: str = ""
+    run: str = ""
+    missing: str = ""  # why there is no value
+    emulated: bool = False  # run in software (no native engine for the dtype): not a native figure
+    same: tuple = ()  # the values of the headline's `same` parameters
+
+    @property
+    def text(self) -> str:
+        if self.value is None:
+            missing = self.missing or DASH
+            return missing if len(missing) <= 48 else missing[:47] + "…"
+        shared = f" ({', '.join(map(str, self.same))})" if self.same else ""
+        return quantity(self.value, self.unit) + shared + (" (emulated)" if self.emulated else "")
+
+    @property
+    def detail(self) -> str:
+        """The whole story of the cell, for a tooltip."""
+        if self.value is None:
+            return self.missing
+        return f"{self.case_id} — {self.run}" + (" — emulated in software, not a native figure" if self.emulated else "")
+
+
+@dataclass
+class OverviewRow:
+    headline: Headline
+    cells: list[Cell]
+    ratios: list[Optional[float]]  # each non-baseline device ÷ the baseline
+
+    @property
+    def unit(self) -> str:
+        return next((c.unit for c in self.cells if c.unit), "")
+
+
+@dataclass
+class Overview:
+    devices: list[str]
+    baseline: str
+    rows: list[OverviewRow] = field(default_factory=list)
+
+    @property
+    def others(self) -> list[str]:
+        return [d for d in self.devices if d != self.baseline]
+
+    def header(self) -> list[str]:
+        return ["figure"] + self.devices + [f"{d} ÷ {self.baseline}" for d in self.others]
+
+    def text_rows(self) -> list[list[str]]:
+        return [[r.headline.name] + [c.text for c in r.cells] + [ratio(x) for x in r.ratios] for r in self.rows]
+
+
+def device_of(run: LoadedRun) -> str:
+    return run.info.device_name
+
+
+def devices_of(runs: list[LoadedRun]) -> list[str]:
+    return list(dict.fromkeys(device_of(r) for r in runs))
+
+
+def resolve_baseline(runs: list[LoadedRun], baseline: Optional[str]) -> str:
+    """The baseline device: the first run's, or the device of the run named by id, label, folder
+    or device name."""
+    if baseline is None:
+        return device_of(runs[0])
+    for run in runs:
+        if baseline in (run.info.run_id, run.info.label, str(run.path), run.path.name, device_of(run)):
+            return device_of(run)
+    raise ValueError(f"--baseline {baseline!r} names none of the runs (give a run id, label, folder or device name)")
+
+
+def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optional[str] = None) -> Overview:
+    devices = devices_of(runs)
+    base = resolve_baseline(runs, baseline)
+    overview = Overview(devices, base)
+    ceilings = _measured_mamf(runs)
+    emulated = {(r.info.run_id, dtype) for r in runs for dtype in r.info.emulated_matmul}
+    for headline in HEADLINES:
+        cells = []
+        for device in devices:
+            rows = frame[frame["device"] == device] if not frame.empty else frame
+            if headline.name.startswith("MAMF"):
+                cells.append(ceilings.get(device) or _missing(rows, headline))
+            else:
+                cells.append(best_cell(rows, headline, emulated))
+        base_cell = cells[devices.index(base)]
+        ratios = [None if c.value is None or not base_cell.value or c.same != base_cell.same else c.value / base_cell.value
+                  for d, c in zip(devices, cells) if d != base]
+        overview.rows.append(OverviewRow(headline, cells, ratios))
+    return overview
+
+
+def _measured_mamf(runs: list[LoadedRun]) -> dict[str, Cell]:
+    out: dict[str, Cell] = {}
+    for run in runs:
+        ceiling = run.info.ceilings.get("matmul.bf16")
+        if ceiling is None:
+            continue
+        device = device_of(run)
+        if device not in out or ceiling.value / 1e12 > (out[device].value or 0):
+            out[device] = Cell(ceiling.value / 1e12, "TFLOP/s", ceiling.case_id, run.info.label or run.info.run_id)
+    return out
+
+
+def matching(rows: pd.DataFrame, headline: Headline) -> pd.DataFrame:
+    """The rows of the headline's benchmark whose parameters match its `where`."""
+    if rows.empty or "benchmark" not in rows:
+        return rows
+    rows = rows[rows["benchmark"] == headline.benchmark]
+    for column, value in headline.where:
+        if column not in rows:
+            return rows.iloc[0:0]
+        rows = rows[rows[column] == value]
+    return rows
+
+
+def best_cell(rows: pd.DataFrame, headline: Headline, emulated: frozenset = frozenset()) -> Cell:
+    """The best case's figure; `emulated` holds the (run id, dtype) pairs whose matmuls ran in software."""
+    candidates = matching(rows, headline)
+    ok = candidates[candidates["status"] == "ok"] if not candidates.empty else candidates
+    if headline.largest and not ok.empty and headline.largest in ok:
+        ok = ok[ok[headline.largest] == ok[headline.largest].max()]
+    ranking_metric = headline.of_best or headline.metric
+    ranked = ok[(ok["metric"] == ranking_metric) & ok["value"].notna()] if not ok.empty else ok
+    if ranked.empty:
+        return _missing(rows, headline)
+    higher = headline.higher_is_better if headline.of_best is None else True
+    best = ranked.loc[ranked["value"].idxmax() if higher else ranked["value"].idxmin()]
+    software = isinstance(best.get("emulated_because"), str) and bool(best.get("emulated_because")) \
+        or (best["run_id"], best.get("dtype")) in emulated
+    shared = tuple(best.get(p) for p in headline.same)
+    if headline.of_best is None:
+        return Cell(float(best["value"]), str(best["unit"]), str(best["case_id"]), _run_name(best), emulated=software,
+                    same=shared)
+    same = ok[(ok["run_id"] == best["run_id"]) & (ok["case_id"] == best["case_id"]) & (ok["metric"] == headline.metric)]
+    if same.empty or pd.isna(same.iloc[0]["value"]):
+        return Cell(missing=f"no {headline.metric} for {best['case_id']}")
+    return Cell(float(same.iloc[0]["value"]), str(same.iloc[0]["unit"]), str(best["case_id"]), _run_name(best),
+                emulated=software, same=shared)
+
+
+def _run_name(row: pd.Series) -> str:
+    label = row.get("label")
+    return str(label) if isinstance(label, str) and label else str(row["run_id"])
+
+
+def _missing(rows: pd.DataFrame, headline: Headline) -> Cell:
+    candidates = matching(rows, headline)
+    if candidates.empty:
+        ran = not rows.empty and (rows["benchmark"] == headline.benchmark).any()
+        wanted = ", ".join(f"{k} {v}" for k, v in headline.where)
+        return Cell(missing=f"no case with {wanted}" if ran and wanted else "not run")
+    by_status = candidates.drop_duplicates(["run_id", "case_id"])
+    for status in ("failed", "skipped"):
+        hit = by_status[by_status["status"] == status]
+        if not hit.empty:
+            reason = hit.iloc[0]["reason"]
+            reason = reason if isinstance(reason, str) else ""
+            return Cell(missing=f"{status} ({len(hit)}): {reason[:80]}".rstrip(": "))
+    return Cell(missing="no figure")

@@ -1,0 +1,128 @@
+"""The procurement view: performance per dollar and per watt, and the cost of a million decode
+tokens (or of a PFLOP of bf16 GEMM work where no decode ran), per device, from measured figures
+and the prices the reader gives. Every assumption is returned beside the figures.
+
+Cost of one device-hour = its price per hour (rented), or its purchase price spread over the given
+years of round-the-clock use (owned); plus energy: the power measured during the case × PUE ×
+the energy price. The work rate is the same case's measured throughput."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pandas as pd
+
+from accelbench.reports.overview import Headline, best_cell
+
+HOURS_PER_YEAR = 24 * 365
+DECODE = Headline("decode tokens/s, any batch", "decode", "decode_tokens_per_s")
+GEMM = Headline("GEMM bf16", "gemm", "tflops", (("dtype", "bf16"),))
+
+
+@dataclass(frozen=True)
+class Prices:
+    per_hour: dict[str, float] = field(default_factory=dict)  # device -> USD per hour (rented)
+    capex: dict[str, float] = field(default_factory=dict)  # device -> USD (owned)
+    years: float = 3.0  # depreciation period of capex
+    energy_usd_per_kwh: float = 0.0
+    pue: float = 1.0
+
+    @property
+    def given(self) -> bool:
+        return bool(self.per_hour or self.capex)
+
+    def device_usd_per_hour(self, device: str) -> Optional[tuple[float, str]]:
+        if device in self.per_hour:
+            return self.per_hour[device], f"${self.per_hour[device]:,.2f}/h rented"
+        if device in self.capex:
+            hourly = self.capex[device] / (self.years * HOURS_PER_YEAR)
+            return hourly, (f"${self.capex[device]:,.0f} over {self.years:g} years of round-the-clock use "
+                            f"= ${hourly:,.3f}/h")
+        return None
+
+
+@dataclass
+class CostRow:
+    device: str
+    work: str  # "decode tokens" or "bf16 GEMM"
+    case_id: str
+    rate: float  # tokens/s or TFLOP/s
+    rate_unit: str
+    power_w: Optional[float]
+    device_usd_per_hour: float
+    energy_usd_per_hour: Optional[float]
+    perf_per_dollar: float  # tokens per USD, or TFLOP per USD
+    perf_per_dollar_unit: str
+    perf_per_watt: Optional[float]
+    perf_per_watt_unit: str
+    cost: float  # USD per million tokens, or per PFLOP
+    cost_unit: str
+    assumptions: list[str]
+
+    @property
+    def usd_per_hour(self) -> float:
+        return self.device_usd_per_hour + (self.energy_usd_per_hour or 0.0)
+
+
+def cost_row(device: str, rate: float, power_w: Optional[float], prices: Prices, decode: bool,
+             case_id: str = "") -> Optional[CostRow]:
+    """The arithmetic, on one device's measured rate (tokens/s or TFLOP/s) and power (W)."""
+    price = prices.device_usd_per_hour(device)
+    if price is None or rate <= 0:
+        return None
+    hourly, price_note = price
+    energy = None
+    assumptions = [price_note]
+    if power_w is not None:
+        energy = power_w / 1000 * prices.pue * prices.energy_usd_per_kwh
+        assumptions.append(f"{power_w:,.0f} W measured × PUE {prices.pue:g} × ${prices.energy_usd_per_kwh:g}/kWh "
+                           f"= ${energy:,.3f}/h")
+    else:
+        assumptions.append("no power measured for this case: energy cost left out")
+    total = hourly + (energy or 0.0)
+    per_hour_work = rate * 3600  # tokens, or TFLOP
+    if decode:
+        cost, cost_unit, per_dollar_unit, per_watt_unit = total / per_hour_work * 1e6, "USD per million tokens", \
+            "tokens per USD", "tokens/J"
+    else:  # 1 PFLOP = 1000 TFLOP
+        cost, cost_unit, per_dollar_unit, per_watt_unit = total / per_hour_work * 1000, "USD per PFLOP", \
+            "TFLOP per USD", "TFLOP/s per W"
+    assumptions.append(f"{rate:,.4g} {'tokens/s' if decode else 'TFLOP/s'} sustained, every hour at full load")
+    return CostRow(device, "decode tokens" if decode else "bf16 GEMM", case_id, rate,
+                   "tokens/s" if decode else "TFLOP/s", power_w, hourly, energy, per_hour_work / total, per_dollar_unit,
+                   rate / power_w if power_w else None, per_watt_unit, cost, cost_unit, assumptions)
+
+
+def procurement(frame: pd.DataFrame, devices: list[str], prices: Prices) -> list[CostRow]:
+    """A row per priced device and kind of work it ran: decode (its best tokens/s case) and bf16
+    GEMM (its best TFLOP/s case), each with the power measured during that case."""
+    if frame.empty or not prices.given:
+        return []
+    out = []
+    for device in devices:
+        rows = frame[frame["device"] == device]
+        for headline, decode in ((DECODE, True), (GEMM, False)):
+            cell = best_cell(rows, headline)
+            if cell.value is None:
+                continue
+            power = rows[(rows["case_id"] == cell.case_id) & (rows["metric"] == "avg_power")]["value"].dropna()
+            row = cost_row(device, cell.value, float(power.iloc[0]) if not power.empty else None, prices, decode,
+                           cell.case_id)
+            if row is not None:
+                out.append(row)
+    return out
+
+
+def parse_prices(pairs: tuple[str, ...], what: str) -> dict[str, float]:
+    """DEVICE=NUMBER pairs (device names as the runs record them)."""
+    out = {}
+    for pair in pairs:
+        device, sep, number = pair.rpartition("=")
+        try:
+            value = float(number)
+        except ValueError:
+            value = -1.0
+        if not sep or not device or value < 0:
+            raise ValueError(f"{what} takes DEVICE=NUMBER (e.g. 'NVIDIA H100 80GB HBM3=2.50'), got {pair!r}")
+        out[device] = value
+    return out

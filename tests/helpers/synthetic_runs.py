@@ -1,0 +1,81 @@
+"""Run folders made of synthetic records (GEMM, bandwidth, decode cases with realistic fields),
+for report and comparison tests that need many cases or several devices without running any."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from accelbench.records import CaseRecord, Ceiling, Metric
+from accelbench.stats import SampleStats
+from accelbench.store import RunWriter
+
+from conftest import make_info
+
+SPEC = {"name": "Synthetic SXM", "source": "made up for tests", "estimated": False, "notes": [],
+        "peak_flops": {"bf16": 1.0e15, "fp8": 2.0e15, "fp32": 6.0e13}, "mem_bandwidth_Bps": 3.0e12,
+        "tdp_w": 700}
+
+
+def gemm_record(n: int, tflops: float, power: float = 500.0, dtype: str = "bf16", status: str = "ok",
+                reason: str = None) -> CaseRecord:
+    time = 2 * n ** 3 / (tflops * 1e12) if tflops else 0.0
+    samples = [time * (1 + 0.001 * i) for i in range(5)]
+    metrics = [] if status != "ok" else [
+        Metric("time", time, "s"), Metric("tflops", tflops, "TFLOP/s"), Metric("mfu", tflops / 10, "%"),
+        Metric("avg_power", power, "W"), Metric("tflops_per_w", tflops / power, "TFLOP/s/W")]
+    return CaseRecord("gemm", f"{dtype}/square/{n}", {"dtype": dtype, "group": "square", "m": n, "n": n, "k": n},
+                      status, reason, samples_s=samples if status == "ok" else [],
+                      stats=SampleStats.from_samples(samples) if status == "ok" else None, metrics=metrics,
+                      ceiling=f"matmul.{dtype}")
+
+
+def membw_record(size: int, gbps: float, kernel: str = "triad") -> CaseRecord:
+    time = 3 * size / (gbps * 1e9)
+    samples = [time] * 3
+    return CaseRecord("membw", f"torch/{kernel}/fp32/{size}", {"impl": "torch", "kernel": kernel, "dtype": "fp32",
+                                                              "array_bytes": size},
+                      "ok", samples_s=samples, stats=SampleStats.from_samples(samples),
+                      metrics=[Metric("time", time, "s"), Metric("gbps", gbps, "GB/s")],
+                      facts={"memory_level": "device", "working_set_bytes": 3 * size, "cache_bytes": 50 * 2**20})
+
+
+def decode_record(batch: int, tokens_per_s: float, power: float = 600.0, fp8: str = "none", model: str = "m") -> CaseRecord:
+    tpot = batch / tokens_per_s
+    samples = [tpot * 256] * 3
+    return CaseRecord("decode", f"{model}/graphs/bf16/b{batch}/p512/n256",
+                      {"model": model, "engine": "graphs", "dtype": "bf16", "fp8": fp8, "batch": batch, "prompt": 512,
+                       "new_tokens": 256}, "ok", samples_s=samples, stats=SampleStats.from_samples(samples),
+                      metrics=[Metric("ttft", 0.03, "s"), Metric("tpot", tpot, "s"),
+                               Metric("decode_tokens_per_s", tokens_per_s, "tokens/s"), Metric("avg_power", power, "W"),
+                               Metric("tokens_per_j", tokens_per_s / power, "tokens/J")],
+                      facts={"parameters": 8.0e9, "bytes_per_step": 1.5e10, "memory_level": "device"})
+
+
+def write_synthetic_run(directory: Path, device: str, records: list[CaseRecord], label: str = None,
+                        ceilings: dict = None, **info) -> Path:
+    writer = RunWriter(directory, make_info(run_id=directory.name, label=label, device_name=device, backend="cuda",
+                                            spec=SPEC, ceilings=ceilings or {}, **info))
+    for record in records:
+        writer.append(record)
+    writer.finish("complete")
+    return directory
+
+
+def many_cases(count: int, speed: float, seed: int) -> list[CaseRecord]:
+    """`count` cases: square GEMMs, bandwidth kernels and decode batches, in that proportion 3:1:1."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        kind = i % 5
+        if kind < 3:
+            out.append(gemm_record(64 + i, speed * rng.uniform(100, 700), dtype=("bf16", "fp16", "fp32")[kind]))
+        elif kind == 3:
+            out.append(membw_record(2 ** 20 + i, speed * rng.uniform(2000, 3000), ("mul", "add", "triad", "dot")[i % 4]))
+        else:
+            out.append(decode_record(1 + i, speed * rng.uniform(100, 5000)))
+    return out
+
+
+def ceiling_pair(tflops: float, gbps: float) -> dict:
+    return {"matmul.bf16": Ceiling(tflops * 1e12, "FLOP/s", "bf16/square/4096"),
+            "membw.device": Ceiling(gbps * 1e9, "B/s", "torch/copy/fp32/1GiB")}
