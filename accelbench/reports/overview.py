@@ -24,16 +24,20 @@ class Headline:
     largest: Optional[str] = None  # only the cases with the largest value of this parameter
     # Parameters two devices' cases must share for a ratio (decode: the same model), shown with the figure.
     same: tuple[str, ...] = ()
+    ceiling: Optional[str] = None  # read from the runs' measured ceiling of this key instead of their cases
 
 
+GEMM_BF16 = Headline("GEMM bf16", "gemm", "tflops", (("dtype", "bf16"),))
+DECODE_ANY_BATCH = Headline("decode tokens/s, any batch, unquantized", "decode", "decode_tokens_per_s",
+                            (("fp8", "none"),), same=("model",))
 HEADLINES = [
-    Headline("GEMM bf16", "gemm", "tflops", (("dtype", "bf16"),)),
+    GEMM_BF16,
     Headline("GEMM bf16 MFU", "gemm", "mfu", (("dtype", "bf16"),), of_best="tflops"),
     Headline("GEMM fp16", "gemm", "tflops", (("dtype", "fp16"),)),
     Headline("GEMM fp16 MFU", "gemm", "mfu", (("dtype", "fp16"),), of_best="tflops"),
     Headline("GEMM FP8 (GEMM only)", "fp8", "tflops", (("stage", "gemm"),)),
     Headline("GEMM FP8 MFU", "fp8", "mfu", (("stage", "gemm"),), of_best="tflops"),
-    Headline("MAMF bf16 (best matmul measured)", "gemm", "tflops", (("dtype", "bf16"),)),
+    Headline("MAMF bf16 (best matmul measured)", "gemm", "tflops", (("dtype", "bf16"),), ceiling="matmul.bf16"),
     Headline("device memory bandwidth", "membw", "gbps", (("memory_level", "device"),)),
     Headline("pinned host-to-device copy", "transfer", "gbps", (("direction", "h2d"), ("pinned", True))),
     Headline("all_reduce bus bandwidth (largest size)", "collectives", "busbw", (("op", "all_reduce"),),
@@ -42,8 +46,7 @@ HEADLINES = [
              same=("model",)),
     Headline("decode TPOT, batch 1, unquantized (lower is better)", "decode", "tpot", (("batch", 1), ("fp8", "none")),
              higher_is_better=False, of_best="decode_tokens_per_s", same=("model",)),
-    Headline("decode tokens/s, any batch, unquantized", "decode", "decode_tokens_per_s", (("fp8", "none"),),
-             same=("model",)),
+    DECODE_ANY_BATCH,
     Headline("GEMM bf16 energy efficiency", "gemm", "tflops_per_w", (("dtype", "bf16"),)),
     Headline("decode energy efficiency", "decode", "tokens_per_j", same=("model",)),
 ]
@@ -126,14 +129,13 @@ def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optiona
     devices = devices_of(runs)
     base = resolve_baseline(runs, baseline)
     overview = Overview(devices, base)
-    ceilings = _measured_mamf(runs)
     emulated = {(r.info.run_id, dtype) for r in runs for dtype in r.info.emulated_matmul}
     for headline in HEADLINES:
         cells = []
         for device in devices:
             rows = frame[frame["device"] == device] if not frame.empty else frame
-            if headline.name.startswith("MAMF"):
-                cells.append(ceilings.get(device) or _missing(rows, headline))
+            if headline.ceiling:
+                cells.append(_measured_ceiling(runs, device, headline.ceiling) or _missing(rows, headline))
             else:
                 cells.append(best_cell(rows, headline, emulated))
         base_cell = cells[devices.index(base)]
@@ -143,16 +145,13 @@ def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optiona
     return overview
 
 
-def _measured_mamf(runs: list[LoadedRun]) -> dict[str, Cell]:
-    out: dict[str, Cell] = {}
-    for run in runs:
-        ceiling = run.info.ceilings.get("matmul.bf16")
-        if ceiling is None:
-            continue
-        device = device_of(run)
-        if device not in out or ceiling.value / 1e12 > (out[device].value or 0):
-            out[device] = Cell(ceiling.value / 1e12, "TFLOP/s", ceiling.case_id, run.info.label or run.info.run_id)
-    return out
+def _measured_ceiling(runs: list[LoadedRun], device: str, key: str) -> Optional[Cell]:
+    """The best of `device`'s runs' measured matmul ceiling `key`, in TFLOP/s."""
+    found = [(r.info.ceilings[key], r) for r in runs if device_of(r) == device and key in r.info.ceilings]
+    if not found:
+        return None
+    ceiling, run = max(found, key=lambda pair: pair[0].value)
+    return Cell(ceiling.value / 1e12, "TFLOP/s", ceiling.case_id, run.info.label or run.info.run_id)
 
 
 def matching(rows: pd.DataFrame, headline: Headline) -> pd.DataFrame:

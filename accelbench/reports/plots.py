@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def _png(fig) -> str:
+def to_png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -44,7 +44,7 @@ def gemm_tflops_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, Run
     ax.set_title("GEMM throughput vs size (square)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return to_png(fig)
 
 
 def membw_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
@@ -87,7 +87,7 @@ def membw_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.suptitle("Memory bandwidth vs working set (shaded: under 4x the last-level cache, i.e. cache bandwidth, "
                  "not device memory; dotted: cache size; dashed: datasheet memory bandwidth)", fontsize=9)
-    return _png(fig)
+    return to_png(fig)
 
 
 def transfer_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
@@ -105,7 +105,7 @@ def transfer_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, R
     ax.set_title("Host-device transfers")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return to_png(fig)
 
 
 def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
@@ -135,7 +135,7 @@ def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
     ax.set_ylabel("TFLOP/s (GEMM only)")
     ax.set_title(f"FP8 scaling modes: speed vs error, M={m} K={k} N={n}")
     ax.grid(True, alpha=0.3)
-    return _png(fig)
+    return to_png(fig)
 
 
 def collectives_busbw_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
@@ -171,7 +171,7 @@ def collectives_busbw_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[st
         row[0].set_ylabel("busbw (GB/s)")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.suptitle("Collectives: bus bandwidth vs message size (nccl-tests conventions; t = slowest rank)", fontsize=9)
-    return _png(fig)
+    return to_png(fig)
 
 
 def decode_vs_batch(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
@@ -199,7 +199,7 @@ def decode_vs_batch(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo
     right.legend(fontsize=7)
     fig.suptitle("LLM decode: throughput and time per output token vs batch", fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return to_png(fig)
 
 
 PlotFn = Callable[[pd.DataFrame, bool, dict[str, RunInfo]], Optional[str]]

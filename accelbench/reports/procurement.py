@@ -12,11 +12,9 @@ from typing import Optional
 
 import pandas as pd
 
-from accelbench.reports.overview import Headline, best_cell
+from accelbench.reports.overview import DECODE_ANY_BATCH, GEMM_BF16, best_cell
 
 HOURS_PER_YEAR = 24 * 365
-DECODE = Headline("decode tokens/s, any batch", "decode", "decode_tokens_per_s")
-GEMM = Headline("GEMM bf16", "gemm", "tflops", (("dtype", "bf16"),))
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ def procurement(frame: pd.DataFrame, devices: list[str], prices: Prices) -> list
     out = []
     for device in devices:
         rows = frame[frame["device"] == device]
-        for headline, decode in ((DECODE, True), (GEMM, False)):
+        for headline, decode in ((DECODE_ANY_BATCH, True), (GEMM_BF16, False)):
             cell = best_cell(rows, headline)
             if cell.value is None:
                 continue

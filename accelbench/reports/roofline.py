@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from accelbench.reports.numbers import significant
-from accelbench.reports.plots import _png, plt
+from accelbench.reports.plots import to_png, plt
 from accelbench.store import LoadedRun
 
 ELEMENT_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
@@ -149,4 +149,4 @@ def roofline_plot(frame: pd.DataFrame, runs: list[LoadedRun]) -> Optional[str]:
     fig.suptitle("Roofline: solid = ceilings this device measured (best matmul, membw.device), dashed = datasheet",
                  fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return to_png(fig)
