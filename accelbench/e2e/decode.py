@@ -196,6 +196,7 @@ class Decode(Benchmark):
                 fp8 = Fp8Linears(reference_model.w, config.layers, mode, kind == "w8", backend)
             except ValueError as exc:
                 raise CaseSkipped(str(exc)) from None
+            fp8.choose_kernels(rows=batch)  # a decode step multiplies `batch` rows
             model = Llama(reference_model.config, reference_model.w, linear=fp8, reduce=reference_model.reduce)
         clock = StepMarks(backend, keep_calls=KEEP_CALLS)
         engine = {"eager": EagerEngine, "graphs": GraphEngine, "hf": HfEngine}[p["engine"]](
