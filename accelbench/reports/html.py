@@ -15,6 +15,7 @@ import pandas as pd
 
 from accelbench import __version__
 from accelbench.reports.numbers import plain, quantity, significant
+from accelbench.reports.fingerprint import differences
 from accelbench.reports.overview import Overview, build_overview, devices_of
 from accelbench.reports.plots import plots_for
 from accelbench.reports.procurement import CostRow, Prices, procurement
@@ -74,16 +75,14 @@ def fingerprints(runs: list[LoadedRun]) -> Fingerprints:
 
 
 def comparability_warnings(runs: list[LoadedRun]) -> list[str]:
-    """Where two runs of one device differ in what decides their figures (driver, power limit, clocks)."""
+    """Where two runs of one device differ in what decides their figures (driver, power limit, clocks,
+    library versions)."""
     out = []
     for i, a in enumerate(runs):
         for b in runs[i + 1:]:
-            if a.info.device_name != b.info.device_name:
-                continue
-            for key in ("driver", "power_limit_w", "sm_clock_max_mhz", "ecc_current", "mig_current"):
-                x, y = a.info.fingerprint.get(key), b.info.fingerprint.get(key)
-                if x is not None and y is not None and x != y:
-                    out.append(f"{a.info.run_id} and {b.info.run_id} ({a.info.device_name}) differ in {key}: {x} vs {y}")
+            if a.info.device_name == b.info.device_name:
+                out += [f"{a.info.run_id} and {b.info.run_id} ({a.info.device_name}) differ in {d}"
+                        for d in differences(a.info, b.info, same_device_assumed=True)]
     return out
 
 

@@ -79,3 +79,35 @@ def many_cases(count: int, speed: float, seed: int) -> list[CaseRecord]:
 def ceiling_pair(tflops: float, gbps: float) -> dict:
     return {"matmul.bf16": Ceiling(tflops * 1e12, "FLOP/s", "bf16/square/4096"),
             "membw.device": Ceiling(gbps * 1e9, "B/s", "torch/copy/fp32/1GiB")}
+
+
+def write_nightly_runs(root: Path, runs: int, cases: int, samples: int = 10, slowdown_at: int = None,
+                       slowdown: float = 1.0) -> None:
+    """`runs` nightly GEMM runs of `cases` cases each under `root`, one a day, written as the store
+    writes them (run.json + cases.jsonl) without its per-line fsync, to make a large history quickly.
+    From run `slowdown_at` on, case 0 is `slowdown` times slower."""
+    import json
+    from datetime import datetime, timedelta, timezone
+    from accelbench.records import to_json_dict
+    templates = [to_json_dict(gemm_record(256 + 64 * i, 100.0 + i)) for i in range(cases)]
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rng = random.Random(0)
+    for r in range(runs):
+        day = start + timedelta(days=r)
+        folder = root / f"{day:%Y%m%dT%H%M%SZ}-cuda-ci-nightly"
+        folder.mkdir(parents=True)
+        info = to_json_dict(make_info(run_id=folder.name, device_name="Synthetic SXM", backend="cuda", status="complete",
+                                      started_at=day.isoformat(), commit=f"{r:07x}", spec=SPEC))
+        (folder / "run.json").write_text(json.dumps(info))
+        lines = []
+        for i, record in enumerate(templates):
+            base = record["metrics"][0]["value"] * (slowdown if i == 0 and slowdown_at is not None and r >= slowdown_at else 1.0)
+            times = [base * (1 + 0.002 * rng.random()) for _ in range(samples)]
+            median = sorted(times)[samples // 2]
+            flops = 2 * record["params"]["m"] ** 3
+            record = dict(record, samples_s=times, throttled=r % 7 == 0,
+                          stats=dict(record["stats"], n=samples, median=median, p10=min(times), p90=max(times)),
+                          metrics=[dict(m, value=median if m["name"] == "time" else flops / median / 1e12
+                                        if m["name"] == "tflops" else m["value"]) for m in record["metrics"]])
+            lines.append(json.dumps(record))
+        (folder / "cases.jsonl").write_text("\n".join(lines) + "\n")
