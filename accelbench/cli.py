@@ -589,7 +589,8 @@ def history(dirs: tuple[Path, ...], output: Optional[Path], fmt: str, since: Opt
                           if len(rows) else "no case with a figure matches\n", encoding="utf-8")
     runs = len({r for t in found for r in t.points["run_id"]})
     flagged = int(rows["regressions"].sum()) if len(rows) else 0
-    click.echo(f"wrote {output}: {len(found)} trends over {runs} runs, {flagged} regressions flagged")
+    click.echo(f"wrote {output}: {len(found)} trends over {runs} runs, {flagged} regression"
+               f"{'' if flagged == 1 else 's'} flagged")
 
 
 @main.command()

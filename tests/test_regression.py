@@ -160,7 +160,7 @@ def test_history_of_1000_runs_of_200_cases_builds_its_page_in_under_10_s(tmp_pat
     elapsed = time.perf_counter() - start
     assert out.returncode == 0, out.stderr
     assert elapsed < 10, f"bench history took {elapsed:.1f} s"
-    assert "200 trends over 1000 runs, 1 regressions flagged" in out.stdout
+    assert "200 trends over 1000 runs, 1 regression flagged" in out.stdout
     page = (tmp_path / "h.html").read_text()
     assert page.count("<svg") == 200 and 'class="throttled"' in page
     assert re.search(r"regressed -16\.\d % at 2027-08-24", page)  # the planted 1.2x slowdown, at run 600

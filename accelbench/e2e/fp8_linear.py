@@ -11,9 +11,10 @@
 - On CUDA, W8A8 at most `GEMV_ROWS` activation rows (batch-1 decode) with per-tensor or per-row
   scales may run instead as a Triton GEMV on CUDA cores (kernels/fp8_gemv.py) that reads each FP8
   weight byte once without padding one row to a tensor-core tile: the same numbers (FP8 operands,
-  fp32 accumulation). Neither kernel wins on every shape (H100: the GEMV on per-row-scaled
-  4096-wide projections, cuBLAS on per-tensor ones), so `choose_kernels` times both on each
-  projection's shape before the step is captured and keeps the faster; `execution` says which ran.
+  fp32 accumulation). Neither kernel wins on every shape (8B shape on an H100: with per-row scales
+  the GEMV won on all four projections; with per-tensor scales on q/k/v and o, cuBLAS on gate/up and
+  down), so `choose_kernels` times both on each projection's shape before the step is captured and
+  keeps the faster; `execution` says which ran.
 The embedding table and the output projection stay in the model's dtype, as is usual.
 """
 from __future__ import annotations
