@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 from accelbench.backends.base import Backend
 from accelbench.distributed import SOLO, Group
-from accelbench.records import EnergyRecord
+from accelbench.records import ClockRecord, EnergyRecord
 from accelbench.stats import median
 from accelbench.telemetry import Telemetry
 from accelbench.timing import batch_size, timed_batch
@@ -35,6 +35,18 @@ class PowerTrace:
     times: list[float] = field(default_factory=list)
     watts: list[float] = field(default_factory=list)
     reasons: set[str] = field(default_factory=set)
+    sm_mhz: list[float] = field(default_factory=list)
+    mem_mhz: list[float] = field(default_factory=list)
+
+    def clocks(self) -> Optional[ClockRecord]:
+        """Average and minimum of the clocks read, or None where none were readable."""
+        if not self.sm_mhz and not self.mem_mhz:
+            return None
+
+        def avg(values: list[float]) -> Optional[float]:
+            return sum(values) / len(values) if values else None
+        return ClockRecord(max(len(self.sm_mhz), len(self.mem_mhz)), avg(self.sm_mhz), min(self.sm_mhz, default=None),
+                           avg(self.mem_mhz), min(self.mem_mhz, default=None))
 
     def mean_w(self, start: float, end: float) -> Optional[float]:
         """Time-weighted mean power over [start, end] (trapezoids between samples)."""
@@ -65,8 +77,16 @@ class PowerSampler:
                 self.trace.times.append(time.perf_counter())
                 self.trace.watts.append(watts)
             if self.read_reasons:
-                self.trace.reasons.update(self.telemetry.state().throttle_reasons)
+                self._read_state()
             self._stop.wait(self.interval_s)
+
+    def _read_state(self) -> None:
+        state = self.telemetry.state()
+        self.trace.reasons.update(state.throttle_reasons)
+        if state.sm_clock_mhz is not None:
+            self.trace.sm_mhz.append(float(state.sm_clock_mhz))
+        if state.mem_clock_mhz is not None:
+            self.trace.mem_mhz.append(float(state.mem_clock_mhz))
 
     def __enter__(self) -> "PowerSampler":
         self._thread.start()
@@ -75,6 +95,8 @@ class PowerSampler:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
+        if self.read_reasons:  # the window's end: a window shorter than the interval still gets two reads
+            self._read_state()
 
 
 def measure_idle_power(telemetry: Telemetry, seconds: float = 1.0) -> Optional[float]:

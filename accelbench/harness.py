@@ -23,7 +23,7 @@ from accelbench.benchmark import Benchmark, Case, Workload
 from accelbench.distributed import SOLO, Group
 from accelbench.energy import PowerSampler, energy_window
 from accelbench.errors import CaseSkipped
-from accelbench.metrics import energy_metrics, launch_overhead_metric, performance_metrics
+from accelbench.metrics import clock_metrics, energy_metrics, launch_overhead_metric, performance_metrics
 from accelbench.records import THROTTLE_REASONS, Accuracy, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
@@ -243,6 +243,8 @@ class Runner:
                                      graph_checked=graph_checked.passed if graph_checked is not None else None,
                                      first_call_s=first_s)
         record.metrics = performance_metrics(workload.work, record.stats, self.spec)
+        record.clocks = during_samples.trace.clocks()
+        record.metrics += clock_metrics(workload.work, record.stats, record.clocks, self.spec)
         if workload.launches_per_call:
             record.metrics.append(launch_overhead_metric(workload.launches_per_call,
                                                          backend.launch_overhead_s(replayed=graphs),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from accelbench.benchmark import Work
-from accelbench.records import EnergyRecord, Metric
+from accelbench.records import ClockRecord, EnergyRecord, Metric
 from accelbench.specs import DeviceSpec
 from accelbench.stats import SampleStats
 
@@ -71,4 +71,24 @@ def energy_metrics(work: Work, energy: EnergyRecord) -> list[Metric]:
         out.append(Metric("gbps_per_w", work.bytes / per_call_j / 1e9, "GB/s/W", note))
     if work.tokens:
         out.append(Metric("tokens_per_j", work.tokens / per_call_j, "tokens/J", note))
+    return out
+
+
+def clock_metrics(work: Work, stats: SampleStats, clocks: Optional[ClockRecord], spec: Optional[DeviceSpec]) -> list[Metric]:
+    """The clocks a case ran at, and its clock-normalized efficiency: achieved FLOP/s over the dtype's
+    peak scaled to the average SM clock (peak x average SM clock / the clock the peak assumes). It
+    separates a slow kernel (low efficiency) from a capped card (low clock, efficiency intact)."""
+    if clocks is None:
+        return []
+    out = [Metric("sm_clock_avg", clocks.sm_avg_mhz, "MHz", f"{clocks.readings} readings during the samples"),
+           Metric("sm_clock_min", clocks.sm_min_mhz, "MHz"),
+           Metric("mem_clock_avg", clocks.mem_avg_mhz, "MHz")]
+    out = [m for m in out if m.value is not None]
+    peak = spec.peak(work.flops_dtype) if spec and work.flops and work.flops_dtype else None
+    reference = spec.reference_clock(work.flops_dtype) if peak else None
+    if peak and reference and clocks.sm_avg_mhz:
+        scaled_peak = peak * clocks.sm_avg_mhz / reference
+        out.append(Metric("clock_norm_eff", 100.0 * work.flops / stats.median / scaled_peak, "%",
+                          f"of the {work.flops_dtype} peak at the average SM clock ({clocks.sm_avg_mhz:.0f} MHz; "
+                          f"the datasheet's {peak / 1e12:.1f} TFLOP/s assumes {reference:.0f} MHz)"))
     return out

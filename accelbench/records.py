@@ -55,6 +55,17 @@ class DeviceState:
 
 
 @dataclass
+class ClockRecord:
+    """The clocks a case's timed samples ran at, read by the telemetry sampler (every ~100 ms, and
+    once more as the samples end)."""
+    readings: int
+    sm_avg_mhz: Optional[float] = None
+    sm_min_mhz: Optional[float] = None
+    mem_avg_mhz: Optional[float] = None
+    mem_min_mhz: Optional[float] = None
+
+
+@dataclass
 class EnergyRecord:
     source: str  # "counter" (cumulative energy counter) or "sampled" (integrated power samples)
     reader: str  # nvml / hlml / rapl / hl-smi
@@ -105,6 +116,7 @@ class CaseRecord:
     metrics: list[Metric] = field(default_factory=list)
     accuracy: Optional[Accuracy] = None
     energy: Optional[EnergyRecord] = None
+    clocks: Optional[ClockRecord] = None  # during the timed samples, where the telemetry reads them
     state_before: Optional[DeviceState] = None
     state_after: Optional[DeviceState] = None
     method: Optional[TimingMethod] = None

@@ -29,9 +29,15 @@ class DeviceSpec:
     # is compared with this), and what it is.
     link_bandwidth_Bps: Optional[float] = None
     link: Optional[str] = None
+    # dtype -> the SM clock (MHz) its peak is computed at; clock-normalized efficiency scales the
+    # peak by (measured average SM clock / this). Missing where the vendor does not say.
+    reference_clock_mhz: dict[str, float] = field(default_factory=dict)
 
     def peak(self, dtype: str) -> Optional[float]:
         return self.peak_flops.get(dtype)
+
+    def reference_clock(self, dtype: str) -> Optional[float]:
+        return self.reference_clock_mhz.get(dtype)
 
 
 # Sources:
@@ -57,6 +63,17 @@ class DeviceSpec:
 #  Gaudi 2: 24 x 100 GbE RoCE on chip, 21 of them join the 8 cards of an HLS-Gaudi2 server
 #        all-to-all: 21 x 12.5 GB/s = 262.5 GB/s each way. Gaudi 3: 24 x 200 GbE, 21 inside the
 #        server: 525 GB/s each way (Intel Gaudi 2 and Gaudi 3 white papers).
+# Reference clocks of the peaks (per SM and clock: Hopper 4096 dense bf16/fp16 FLOP, 2048 tf32, 8192 fp8,
+# 256 fp32 FMA-FLOP; Ampere 2048 bf16/fp16, 1024 tf32, 128 fp32):
+#  H100/H200 SXM: 132 SMs; the tensor peaks are at 1830 MHz (132 x 4096 x 1.83 GHz = 989.4 TF; the H100
+#        white paper's table 3 gives 1830 MHz as the boost clock for tensor-core work), the fp32/fp64
+#        vector peaks at 1980 MHz (132 x 256 x 1.98 GHz = 66.9 TF).
+#  H100 PCIe: 114 SMs, tensor peaks at 1620 MHz (114 x 4096 x 1.62 GHz = 756 TF; white paper table 3).
+#  A100: 108 SMs at 1410 MHz for every dtype (108 x 2048 x 1.41 GHz = 312 TF; 108 x 128 x 1.41 GHz = 19.5 TF).
+_HOPPER_SXM_CLOCKS = dict(reference_clock_mhz={"tf32": 1830.0, "bf16": 1830.0, "fp16": 1830.0, "fp8": 1830.0,
+                                               "fp32": 1980.0, "fp64": 1980.0})
+_H100_PCIE_CLOCKS = dict(reference_clock_mhz={"tf32": 1620.0, "bf16": 1620.0, "fp16": 1620.0, "fp8": 1620.0})
+_A100_CLOCKS = dict(reference_clock_mhz={d: 1410.0 for d in ("fp64", "fp32", "tf32", "bf16", "fp16")})
 _NVLINK4 = dict(link_bandwidth_Bps=450e9, link="NVLink 4 (900 GB/s bidirectional per GPU)")
 _PCIE5 = dict(link_bandwidth_Bps=64e9, link="PCIe Gen5 x16 (128 GB/s bidirectional)")
 _NVLINK3 = dict(link_bandwidth_Bps=300e9, link="NVLink 3 (600 GB/s bidirectional per GPU)")
@@ -75,29 +92,31 @@ SPEC_TABLE: list[tuple[str, DeviceSpec]] = [
     (r"NVIDIA H100 PCIe", DeviceSpec(
         "NVIDIA H100 PCIe",
         {"fp64": 51 * T, "fp32": 51 * T, "tf32": 378 * T, "bf16": 756 * T, "fp16": 756 * T, "fp8": 1513 * T},
-        2.0e12, 350, "NVIDIA H100 datasheet, PCIe column", **_PCIE5)),
+        2.0e12, 350, "NVIDIA H100 datasheet, PCIe column", **_PCIE5, **_H100_PCIE_CLOCKS)),
     (r"NVIDIA H100 NVL", DeviceSpec(
         "NVIDIA H100 NVL",
         {"fp64": 60 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835 * T, "fp16": 835 * T, "fp8": 1670.5 * T},
         3.9e12, 400, "NVIDIA H100 datasheet, NVL column",
         link_bandwidth_Bps=300e9, link="NVLink bridge (600 GB/s bidirectional)")),
     (r"NVIDIA H100 80GB HBM3|NVIDIA H100 SXM5 80GB|NVIDIA H100",
-     DeviceSpec("NVIDIA H100 SXM5", _H100_SXM_FLOPS, 3.35e12, 700, "NVIDIA H100 datasheet, SXM column", **_NVLINK4)),
+     DeviceSpec("NVIDIA H100 SXM5", _H100_SXM_FLOPS, 3.35e12, 700, "NVIDIA H100 datasheet, SXM column", **_NVLINK4,
+                **_HOPPER_SXM_CLOCKS)),
     (r"NVIDIA H200( SXM)?( 141GB)?( HBM3e)?",
-     DeviceSpec("NVIDIA H200 SXM", _H100_SXM_FLOPS, 4.8e12, 700, "NVIDIA H200 datasheet, SXM column", **_NVLINK4)),
+     DeviceSpec("NVIDIA H200 SXM", _H100_SXM_FLOPS, 4.8e12, 700, "NVIDIA H200 datasheet, SXM column", **_NVLINK4,
+                **_HOPPER_SXM_CLOCKS)),
     (r"NVIDIA H200 NVL", DeviceSpec(
         "NVIDIA H200 NVL",
         {"fp64": 30 * T, "fp32": 60 * T, "tf32": 417.5 * T, "bf16": 835.5 * T, "fp16": 835.5 * T, "fp8": 1670.5 * T},
         4.8e12, 600, "NVIDIA H200 datasheet, NVL column (sparse figures halved)",
         link_bandwidth_Bps=450e9, link="NVLink bridge (900 GB/s bidirectional)")),
     (r"NVIDIA A100 80GB PCIe", DeviceSpec("NVIDIA A100 80GB PCIe", _A100_FLOPS, 1.935e12, 300,
-                                          "NVIDIA A100 datasheet, 80GB PCIe column", **_A100_PCIE)),
+                                          "NVIDIA A100 datasheet, 80GB PCIe column", **_A100_PCIE, **_A100_CLOCKS)),
     (r"NVIDIA A100-SXM4-80GB", DeviceSpec("NVIDIA A100 80GB SXM", _A100_FLOPS, 2.039e12, 400,
-                                          "NVIDIA A100 datasheet, 80GB SXM column", **_NVLINK3)),
+                                          "NVIDIA A100 datasheet, 80GB SXM column", **_NVLINK3, **_A100_CLOCKS)),
     (r"NVIDIA A100-PCIE-40GB", DeviceSpec("NVIDIA A100 40GB PCIe", _A100_FLOPS, 1.555e12, 250,
-                                          "NVIDIA A100 datasheet, 40GB PCIe column", **_A100_PCIE)),
+                                          "NVIDIA A100 datasheet, 40GB PCIe column", **_A100_PCIE, **_A100_CLOCKS)),
     (r"NVIDIA A100-SXM4-40GB", DeviceSpec("NVIDIA A100 40GB SXM", _A100_FLOPS, 1.555e12, 400,
-                                          "NVIDIA A100 datasheet, 40GB SXM column", **_NVLINK3)),
+                                          "NVIDIA A100 datasheet, 40GB SXM column", **_NVLINK3, **_A100_CLOCKS)),
     (r"GAUDI ?2|HL-225[A-Z]?", DeviceSpec("Intel Gaudi 2", {"bf16": 432 * T, "fp8": 865 * T}, 2.46e12, 600,
                                           "Intel Gaudi 2 white paper / product brief", link_bandwidth_Bps=262.5e9,
                                           link="21 x 100 GbE RoCE inside an HLS-Gaudi2 server")),

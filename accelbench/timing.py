@@ -4,7 +4,9 @@
    were made, so compilation, autotuning, handle creation and clock ramp-up are behind us.
 2. Sample: each call is bracketed by two events on the device's own clock (CUDA/HPU events;
    on CPU perf_counter_ns, the CPU being synchronous). Where the working set fits in the
-   last-level cache, the cache is flushed before each call, outside the two events.
+   last-level cache, the cache is flushed before each call, outside the two events. Each batch
+   of calls starts behind a short device-side wait (`Backend.hold_queue`), so no start event is
+   recorded on an idle device, where the host's launch latency would land inside the interval.
 3. Repeat adaptively, in batches: stop once there are at least `min_samples` samples covering
    at least `min_time_s` of timed work *and* the median moved by less than `stable_rel`
    over the last batch; or at `max_samples` / `max_time_s` (wall clock), whichever first.
@@ -110,6 +112,7 @@ def timed_batch(backend: Backend, call: Callable[[], Any], batch: int, flush: bo
     starts = [backend.event() for _ in range(batch)]
     ends = [backend.event() for _ in range(batch)]
     t0 = time.perf_counter()
+    backend.hold_queue()  # the batch follows a synchronize: never start the first interval on an idle device
     for s, e in zip(starts, ends):
         if flush:
             backend.flush_cache()

@@ -104,6 +104,12 @@ class Backend(ABC):
     def mark_step(self) -> None:
         """Flush queued work to the device where the framework queues lazily (HPU lazy mode)."""
 
+    def hold_queue(self) -> None:
+        """Queue a short stretch of device-side waiting (tens of µs) so that the start event
+        queued next is recorded behind device work, not on an idle device, where it would
+        timestamp at once and put the host's launch of the timed call inside the interval.
+        A no-op where the device is synchronous (CPU) or offers no device-side wait."""
+
     @abstractmethod
     def memory_stats(self) -> MemoryStats: ...
 

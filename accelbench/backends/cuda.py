@@ -12,6 +12,9 @@ from accelbench.telemetry import Telemetry
 from accelbench.telemetry.nvml import open_nvml
 
 
+HOLD_CYCLES = 100_000
+
+
 class CudaBackend(Backend):
     name = "cuda"
     auto_priority = 20
@@ -52,6 +55,11 @@ class CudaBackend(Backend):
 
     def event(self) -> TimingEvent:
         return FrameworkEvent(torch.cuda.Event(enable_timing=True))
+
+    def hold_queue(self) -> None:
+        # A spin of HOLD_CYCLES (about 50 µs at 2 GHz): longer than the host takes to queue the start
+        # event and the first call behind it.
+        torch.cuda._sleep(HOLD_CYCLES)
 
     def memory_stats(self) -> MemoryStats:
         return MemoryStats(torch.cuda.max_memory_allocated(self.device_index), self._props.total_memory)

@@ -1,0 +1,141 @@
+"""Clocks per case and clock-normalized efficiency, with fake telemetry; and the timing loop's
+start events, which never sit on an idle device queue (a fake device that logs its queue)."""
+import itertools
+import time
+
+import pytest
+
+from accelbench.benchmark import Work
+from accelbench.energy import PowerSampler
+from accelbench.metrics import clock_metrics
+from accelbench.records import ClockRecord, DeviceState
+from accelbench.specs import lookup_spec
+from accelbench.stats import SampleStats
+from accelbench.telemetry import Telemetry
+from accelbench.timing import timed_batch
+
+
+class ClockedDevice(Telemetry):
+    """Telemetry whose SM clock steps through `sm` (and memory clock `mem`) on each read."""
+
+    reader = "fake"
+
+    def __init__(self, sm, mem=2619.0):
+        self.sm, self.mem, self.read = itertools.cycle(sm), mem, []
+
+    def energy_j(self):
+        return None
+
+    def power_w(self):
+        return None
+
+    def state(self):
+        clock = next(self.sm)
+        self.read.append(clock)
+        return DeviceState(sm_clock_mhz=clock, mem_clock_mhz=self.mem)
+
+    def availability(self):
+        return {}
+
+
+def test_the_sampler_averages_the_clocks_it_read_and_keeps_the_minimum():
+    device = ClockedDevice([1980.0, 1500.0, 1755.0])
+    with PowerSampler(device, interval_s=0.01, power=False) as sampler:
+        time.sleep(0.08)
+    clocks = sampler.trace.clocks()
+    assert clocks.readings == len(device.read) >= 3
+    assert clocks.sm_avg_mhz == pytest.approx(sum(device.read) / len(device.read))
+    assert clocks.sm_min_mhz == 1500.0 and clocks.mem_avg_mhz == 2619.0
+
+
+def test_a_window_shorter_than_the_interval_still_reads_its_start_and_end():
+    device = ClockedDevice([1980.0, 1400.0])
+    with PowerSampler(device, interval_s=10.0, power=False) as sampler:
+        pass
+    assert sampler.trace.clocks().readings == 2 and sampler.trace.clocks().sm_min_mhz == 1400.0
+
+
+def test_no_readable_clock_means_no_clock_record():
+    class Blind(ClockedDevice):
+        def state(self):
+            return DeviceState()
+    with PowerSampler(Blind([0.0]), interval_s=0.01, power=False) as sampler:
+        pass
+    assert sampler.trace.clocks() is None and clock_metrics(Work(flops=1.0), None, None, None) == []
+
+
+def test_clock_normalized_efficiency_scales_the_peak_to_the_average_clock():
+    spec = lookup_spec("NVIDIA H100 80GB HBM3")
+    assert spec.reference_clock("bf16") == 1830.0 and spec.reference_clock("fp32") == 1980.0
+    flops = 2 * 8192 ** 3
+    stats = SampleStats.from_samples([flops / 700e12] * 3)  # 700 TFLOP/s
+    metrics = {m.name: m for m in clock_metrics(Work(flops=flops, flops_dtype="bf16"), stats,
+                                                ClockRecord(readings=5, sm_avg_mhz=1465.0, sm_min_mhz=1410.0,
+                                                            mem_avg_mhz=2619.0), spec)}
+    expected = 100 * 700e12 / (989.4e12 * 1465.0 / 1830.0)
+    assert metrics["clock_norm_eff"].value == pytest.approx(expected) and metrics["clock_norm_eff"].unit == "%"
+    assert "1465 MHz" in metrics["clock_norm_eff"].note and "1830 MHz" in metrics["clock_norm_eff"].note
+    assert metrics["sm_clock_avg"].value == 1465.0 and metrics["sm_clock_min"].value == 1410.0
+    # A device whose datasheet names no clock (Gaudi 2): the clocks, and no normalized figure.
+    gaudi = lookup_spec("GAUDI2")
+    names = [m.name for m in clock_metrics(Work(flops=flops, flops_dtype="bf16"), stats,
+                                           ClockRecord(readings=1, sm_avg_mhz=1600.0), gaudi)]
+    assert "sm_clock_avg" in names and "clock_norm_eff" not in names
+
+
+def test_a_case_records_the_clocks_of_its_timed_samples(cpu_backend, make_runner, monkeypatch):
+    from accelbench.microbench.gemm import gemm_case, Gemm
+    device = ClockedDevice([1200.0, 1000.0])
+    monkeypatch.setattr(cpu_backend, "telemetry", lambda: device)
+    rec = make_runner(cpu_backend, energy=False).run_case(Gemm(), gemm_case("square", "fp32", 32, 32, 32, "x"))
+    assert rec.status == "ok" and rec.clocks is not None and rec.clocks.readings >= 2
+    assert rec.clocks.sm_min_mhz == 1000.0 and 1000.0 <= rec.clocks.sm_avg_mhz <= 1200.0
+    assert rec.metric("sm_clock_avg").value == rec.clocks.sm_avg_mhz
+
+
+class QueueLog:
+    """A device that logs what is queued on it: 'hold' (device-side wait), 'start'/'end' events,
+    'call', 'sync'. An event recorded right after a sync, with nothing held before it, would
+    timestamp on an idle device."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.log = []
+
+    def hold_queue(self):
+        self.log.append("hold")
+
+    def synchronize(self):
+        self.log.append("sync")
+
+    def mark_step(self):
+        pass
+
+    def flush_cache(self):
+        self.log.append("flush")
+
+    def event(self):
+        log = self.log
+
+        class Event:
+            def record(self):
+                log.append("event")
+
+            def seconds_until(self, later):
+                return 1e-6
+        return Event()
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_no_start_event_is_recorded_on_an_idle_queue(flush):
+    device = QueueLog()
+    for _ in range(3):
+        timed_batch(device, lambda: device.log.append("call"), 4, flush)
+    # After every synchronize (and at the very start), device work comes before the next event.
+    idle = True
+    for entry in device.log:
+        if entry == "event":
+            assert not idle, device.log
+        idle = entry == "sync" if entry in ("sync", "hold", "call", "flush") else idle
+    assert device.log.count("hold") == 3
