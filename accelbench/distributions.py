@@ -1,4 +1,5 @@
-"""Named input distributions for numerical-accuracy cases (design.md §4, FP8)."""
+"""Named input distributions: for numerical-accuracy cases (design.md §4, FP8), and the input values
+of the GEMM group that shows how data moves a power-capped figure (`VALUE_KINDS`)."""
 from __future__ import annotations
 
 import torch
@@ -25,3 +26,26 @@ def draw(name: str, shape: tuple[int, int], generator: torch.Generator, device: 
         z[:, picked] *= OUTLIER_GAIN
         return z
     raise ValueError(f"unknown distribution {name!r}; choose from {DISTRIBUTIONS}")
+
+
+# GEMM operand values, from the least to the most switching activity. Every other GEMM case uses
+# "normal" (and says so in its parameters).
+VALUE_KINDS = ("zeros", "uniform-small", "normal", "full-range")
+FULL_RANGE_BINADES = 24  # full-range magnitudes are 2^u, u uniform in [-24, 24]
+
+
+def draw_values(kind: str, shape: tuple[int, int], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """zeros; uniform-small: U(-1, 1) x 1e-3; normal: N(0, 1); full-range: a random sign times 2^u with u
+    uniform over 48 binades, so that exponent and mantissa bits all toggle (fp32 draw, rounded by the
+    caller to the case's dtype, within bf16/fp32 range and far from fp16's, which overflows)."""
+    if kind == "zeros":
+        return torch.zeros(shape, device=device)
+    if kind == "uniform-small":
+        return (torch.rand(shape, generator=generator, device=device) * 2 - 1) * 1e-3
+    if kind == "normal":
+        return torch.randn(shape, generator=generator, device=device)
+    if kind == "full-range":
+        u = (torch.rand(shape, generator=generator, device=device) * 2 - 1) * FULL_RANGE_BINADES
+        sign = torch.randint(0, 2, shape, generator=generator, device=device) * 2 - 1
+        return sign * torch.exp2(u)
+    raise ValueError(f"unknown input values {kind!r}; choose from {VALUE_KINDS}")

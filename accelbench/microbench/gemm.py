@@ -3,6 +3,12 @@
 FLOPs = 2*M*N*K (design.md §4). A (M x K) and B (K x N) are drawn from a seeded standard
 normal distribution in the case's dtype; the output is checked against the fp64 product of
 the same (already rounded) inputs before anything is timed.
+
+The "values" group runs the same squares on other input data (distributions.VALUE_KINDS: zeros,
+small-range uniform, normal, full-range): on a power-capped GPU the data moves the figure through
+the power it draws, and the group shows by how much (its TFLOP/s, W and average clock). Zeros are
+the one input that design.md §3 keeps out of every other case: their check can only prove that
+every output element was written (exactly zero), not that it was computed.
 """
 from __future__ import annotations
 
@@ -12,9 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
-from accelbench.accuracy import gemm_max_abs_tolerance, matmul_meter, matmul_reference_bytes
+from accelbench.accuracy import exact_check, gemm_max_abs_tolerance, matmul_meter, matmul_reference_bytes
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
+from accelbench.distributions import VALUE_KINDS, draw_values
 from accelbench.errors import CaseSkipped
 from accelbench.models import GEMM_MODELS, PUBLISHED_70B_SHAPES
 
@@ -50,26 +57,29 @@ class SuiteShapes:
     mamf_mn: tuple[int, ...]
     mamf_k: tuple[int, ...]
     mamf_dtypes: tuple[str, ...]
+    values_sizes: tuple[int, ...] = ()
+    values_dtypes: tuple[str, ...] = ()
 
 
 SUITES = {
     "quick": SuiteShapes(("fp32", "bf16"), (128, 256, 512, 1024), (1, 16), ("bf16",), (),
-                         (512, 1024), (512, 1024), ("bf16",)),
+                         (512, 1024), (512, 1024), ("bf16",), (256,), ("fp32",)),
     "standard": SuiteShapes(("fp32", "tf32", "fp16", "bf16"), (256, 512, 1024, 2048, 4096, 8192, 16384),
                             (1, 16, 128, 1024, 4096, 16384), ("bf16",), ("bf16", "fp16"),
-                            (4096, 8192, 12288, 16384), (2048, 4096, 8192, 16384), ("bf16",)),
+                            (4096, 8192, 12288, 16384), (2048, 4096, 8192, 16384), ("bf16",),
+                            (4096, 8192), ("bf16",)),
     "full": SuiteShapes(("fp32", "tf32", "fp16", "bf16"),
                         (256, 512, 1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384),
                         (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
                         ("bf16", "fp16"), ("fp32", "tf32", "bf16", "fp16"),
                         tuple(range(2048, 20481, 2048)), (1024, 2048, 4096, 8192, 12288, 16384),
-                        ("bf16", "fp16")),
+                        ("bf16", "fp16"), (4096, 8192), ("bf16", "fp32")),
 }
 
 
-def gemm_case(group: str, dtype: str, m: int, k: int, n: int, name: str) -> Case:
+def gemm_case(group: str, dtype: str, m: int, k: int, n: int, name: str, values: str = "normal") -> Case:
     return Case(f"{dtype}/{group}/{name}", {"dtype": dtype, "m": m, "k": k, "n": n, "group": group,
-                                           "shape": name}, matmul_dtypes=(dtype,))
+                                           "shape": name, "values": values}, matmul_dtypes=(dtype,))
 
 
 class Gemm(Benchmark):
@@ -88,6 +98,8 @@ class Gemm(Benchmark):
         for d in s.mamf_dtypes:
             out += [gemm_case("mamf", d, m, k, n, f"m{m}k{k}n{n}")
                     for m, n, k in itertools.product(s.mamf_mn, s.mamf_mn, s.mamf_k)]
+        out += [gemm_case("values", d, n, n, n, f"{n}-{kind}", kind)
+                for d in s.values_dtypes for n in s.values_sizes for kind in VALUE_KINDS]
         return out
 
     def matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -109,8 +121,9 @@ class Gemm(Benchmark):
         m, k, n = p["m"], p["k"], p["n"]
         gen = torch.Generator(device=backend.device).manual_seed((m * 1_000_003 + k * 1_009 + n) % 2**31)
         # Drawn on the device in fp32, then rounded to the case's dtype.
-        a = torch.randn(m, k, generator=gen, device=backend.device).to(spec.torch_dtype)
-        b = torch.randn(k, n, generator=gen, device=backend.device).to(spec.torch_dtype)
+        values = p.get("values", "normal")
+        a = draw_values(values, (m, k), gen, backend.device).to(spec.torch_dtype)
+        b = draw_values(values, (k, n), gen, backend.device).to(spec.torch_dtype)
         # Poisoned: an output tile the kernel never writes stays NaN and fails the check.
         out = torch.full((m, n), math.nan, dtype=spec.torch_dtype, device=backend.device)
         precision = "high" if spec.tf32 else "highest"
@@ -120,6 +133,9 @@ class Gemm(Benchmark):
             return self.matmul(a, b, out)
 
         def check(result: torch.Tensor):
+            if values == "zeros":
+                return exact_check(result, lambda i: torch.zeros(i.shape, dtype=result.dtype, device=result.device),
+                                   "zeros in, zeros out (exact; proves every element was written, not computed)")
             ref_dev = backend.reference_device
             meter = matmul_meter(result, a, b, ref_dev)
             bound = gemm_max_abs_tolerance(meter, spec.torch_dtype, k, spec.input_roundoff)
