@@ -31,7 +31,7 @@ from accelbench.harness import RunOptions, Runner, SilentProgress
 from accelbench.progress import HEADLINE_METRICS, CaseProgress, headline
 from accelbench.records import RunInfo
 from accelbench.store import DiscardingWriter, RunWriter, load_runs, note_rank_failures, new_run_id, utc_now
-from accelbench.timing import SUITE_POLICIES, policy_for, suite_duration_s
+from accelbench.timing import REGIMES, SUITE_POLICIES, policy_for, suite_duration_s
 
 console = Console(stderr=True)
 
@@ -134,6 +134,13 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Seconds of repeated work per energy window.")
 @click.option("--graphs", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Replay captured graphs (auto: where kernels average under 50 µs, if the backend has graphs).")
+@click.option("--regime", type=click.Choice(["sustained", "burst"]), default="sustained", show_default=True,
+              help="sustained: samples back to back after the warm-up (a long job's steady state, power-capped "
+                   "where the device caps); burst: 1 s idle, 10 ms warm-up, then 50 ms of samples, before a "
+                   "power cap engages.")
+@click.option("--flush", "flush_mode", type=click.Choice(["auto", "always"]), default="auto", show_default=True,
+              help="auto: flush the last-level cache before each call where the working set fits in it; always: "
+                   "before every call whatever the size (as triton.testing.do_bench does).")
 @click.option("--min-time", type=click.FloatRange(min=0), default=None,
               help="Minimum seconds of timed work per case (default: by suite).")
 @click.option("--max-time", type=click.FloatRange(min=0), default=None,
@@ -148,7 +155,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
 def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
         weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
-        min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
+        regime: str, flush_mode: str, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
 
@@ -204,20 +211,22 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
         device_count=dev.device_count(), host=socket.gethostname(), accelbench_version=__version__,
         commit=_git_commit(), argv=["bench"] + sys.argv[1:], suite=suite, label=label, versions=dev.versions(),
         spec=dataclasses.asdict(spec) if spec else None, fingerprint=telemetry.fingerprint(),
-        emulated_matmul=dev.emulated_matmul_dtypes())
+        emulated_matmul=dev.emulated_matmul_dtypes(), regime=regime, flush_always=flush_mode == "always")
     if placement.distributed:
         info.ranks = group.gather(_rank_facts(placement, dev, info))
         info.node_differences = node_differences(info.ranks)
     writer = RunWriter(out_dir / info.run_id, info) if leader else DiscardingWriter(info)
+    how = ([f"{regime} regime"] if regime != "sustained" else []) + \
+        (["cache flushed before every call"] if flush_mode == "always" else [])
     say(f"accelbench {__version__}: {len(plan)} cases on {info.device_name} ({dev.name}"
-        f"{_world_text(info) if placement.distributed else ''}); "
+        f"{_world_text(info) if placement.distributed else ''}); " + "".join(f"{h}; " for h in how) +
         f"writing {writer.directory}", highlight=False)
     for difference in info.node_differences:
         say(f"warning: nodes differ: {difference}", highlight=False, markup=False)
     options = RunOptions(policy=policy_for(suite, min_time_s=min_time, max_time_s=max_time,
                                            min_samples=min_samples, call_budget_s=call_budget),
                          energy=energy, energy_window_s=energy_window, graphs=graphs, suite=suite,
-                         skip_emulated=suite == "quick")
+                         skip_emulated=suite == "quick", regime=REGIMES[regime], flush_always=flush_mode == "always")
     planned_dtypes = {d for _, c in plan for d in c.matmul_dtypes}
     for dtype, why in info.emulated_matmul.items():
         if dtype not in planned_dtypes:

@@ -27,7 +27,7 @@ from accelbench.metrics import clock_metrics, energy_metrics, launch_overhead_me
 from accelbench.records import THROTTLE_REASONS, Accuracy, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
-from accelbench.timing import TimingPolicy, glance, sample, timed_call, warm_up
+from accelbench.timing import REGIMES, Regime, TimingPolicy, cool_down, glance, sample, timed_call, warm_up
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class RunOptions:
     graphs: str = "auto"  # auto: replay a graph where it measured faster than eager calls; on; off
     suite: str = "standard"  # named in skip reasons
     skip_emulated: bool = False  # leave out cases whose matmuls the device runs in software
+    regime: Regime = REGIMES["sustained"]
+    flush_always: bool = False  # flush the cache before every call whatever the working set (as do_bench)
 
 
 # Graphs remove launch gaps, which only matter for calls of a few milliseconds or less: above
@@ -233,15 +235,23 @@ class Runner:
             more_iters, more_s = warm_up(backend, call, policy, group)
             warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
         per_call_s = warm_s / warm_iters
+        regime = opts.regime
+        sampling = regime.policy(policy)
+        if regime.cooldown_s:
+            group.leader_decides(True)  # every rank idles from the same moment
+            cool_down(regime.cooldown_s)
+            more_iters, more_s = warm_up(backend, call, sampling, group)
+            warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
         with PowerSampler(self.telemetry, power=False) as during_samples:
-            samples = sample(backend, call, policy, flush, per_call_s, group)
+            samples = sample(backend, call, sampling, flush, per_call_s, group)
         record.state_after = self.telemetry.state()
         record.samples_s = samples
         record.stats = SampleStats.from_samples(samples)
         record.method = TimingMethod(timer=backend.timer_description, graphs=graphs, cache=cache_note,
                                      warmup_iters=warm_iters, warmup_s=warm_s, graph_choice=graph_choice,
                                      graph_checked=graph_checked.passed if graph_checked is not None else None,
-                                     first_call_s=first_s)
+                                     first_call_s=first_s, regime=regime.name,
+                                     cooldown_s=regime.cooldown_s or None)
         record.metrics = performance_metrics(workload.work, record.stats, self.spec)
         record.clocks = during_samples.trace.clocks()
         record.metrics += clock_metrics(workload.work, record.stats, record.clocks, self.spec)
@@ -390,6 +400,8 @@ class Runner:
             return False, "not flushed: this case measures cache-resident data on purpose"
         if workload.no_flush_reason:
             return False, f"not flushed: {workload.no_flush_reason}"
+        if self.options.flush_always:
+            return True, "flushed before each call (--flush always, whatever the working set)"
         if cache is None:
             return False, "not flushed: cache size unknown"
         ratio = working_set / cache

@@ -100,6 +100,8 @@ class TimingMethod:
     # The replayed graph's output was checked against the reference before it was timed.
     graph_checked: Optional[bool] = None
     first_call_s: Optional[float] = None  # the correctness call, host wall time after a synchronize
+    regime: str = "sustained"  # sustained or burst (timing.Regime)
+    cooldown_s: Optional[float] = None  # burst: the idle gap before the short warm-up and window
 
 
 @dataclass
@@ -167,6 +169,8 @@ class RunInfo:
     ranks: list[dict[str, Any]] = field(default_factory=list)
     node_differences: list[str] = field(default_factory=list)
     abort_reason: Optional[str] = None
+    regime: str = "sustained"  # the timing regime of every case (--regime)
+    flush_always: bool = False  # --flush always: the cache was flushed before every call
 
 
 def to_json_dict(record: Any) -> dict[str, Any]:

@@ -226,7 +226,8 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
             # Facts first, then parameters: where a benchmark records a fact under a parameter's
             # name, the parameter (what was asked for) is what the table shows.
             head = {**base, **case.facts, **case.params, "benchmark": case.benchmark, "case_id": case.case_id,
-                    "status": case.status, "reason": case.reason, "throttled": case.throttled}
+                    "status": case.status, "reason": case.reason, "throttled": case.throttled,
+                    "regime": case.method.regime if case.method else None}
             metrics = [(m.name, m.value, m.unit) for m in case.metrics]
             metrics += _derived_metrics(run, case)
             if not metrics:

@@ -57,6 +57,37 @@ SUITE_POLICIES = {
     "standard": TimingPolicy(),
     "full": TimingPolicy(warmup_s=0.5, min_samples=20, min_time_s=1.0, max_time_s=6.0, call_budget_s=60.0),
 }
+@dataclass(frozen=True)
+class Regime:
+    """Which state of the device a figure describes (design.md §2).
+
+    sustained: samples follow the warm-up back to back, the steady state of a long job (on a
+    power-capped GPU, at the capped clock). burst: after the usual warm-up (compilation and
+    autotuning out of the way), the device idles `cooldown_s` so power and clocks recover, a short
+    warm-up of the same work (`warmup_s`) wakes the clocks, and samples are taken for `window_s` of
+    timed work only, before the power cap engages. In both, every batch's start event is queued
+    behind device work (`Backend.hold_queue`)."""
+    name: str
+    cooldown_s: float = 0.0
+    warmup_s: float = 0.0
+    window_s: float = 0.0
+
+    def policy(self, base: TimingPolicy) -> TimingPolicy:
+        """The sampling policy of this regime: the suite's, or burst's short window."""
+        if self.name == "sustained":
+            return base
+        return replace(base, warmup_s=self.warmup_s, warmup_min_iters=2, min_samples=5, min_time_s=self.window_s,
+                       max_time_s=self.window_s, stable_rel=float("inf"), batch_target_s=self.window_s / 4)
+
+
+REGIMES = {"sustained": Regime("sustained"), "burst": Regime("burst", cooldown_s=1.0, warmup_s=0.01, window_s=0.05)}
+
+
+def cool_down(seconds: float) -> None:
+    """The burst regime's idle gap: nothing of ours runs on the device."""
+    time.sleep(seconds)
+
+
 # A short look at a call's speed, e.g. to choose between eager calls and graph replay.
 GLANCE_POLICY = TimingPolicy(warmup_s=0.0, warmup_min_iters=1, min_samples=10, max_samples=200,
                              min_time_s=0.01, max_time_s=0.1, stable_rel=0.02)

@@ -139,3 +139,44 @@ def test_no_start_event_is_recorded_on_an_idle_queue(flush):
             assert not idle, device.log
         idle = entry == "sync" if entry in ("sync", "hold", "call", "flush") else idle
     assert device.log.count("hold") == 3
+
+
+def run_logged(cpu_backend, make_runner, monkeypatch, regime):
+    """A GEMM case under `regime`, logging each call of the work, the idle gap and the start of sampling."""
+    import accelbench.harness as harness
+    from accelbench.microbench.gemm import Gemm, gemm_case
+    from accelbench.timing import REGIMES
+    log = []
+
+    class Logged(Gemm):
+        def matmul(self, a, b, out):
+            log.append("call")
+            return super().matmul(a, b, out)
+
+    real_sample = harness.sample
+    monkeypatch.setattr(harness, "cool_down", lambda seconds: log.append(f"gap {seconds}"))
+    monkeypatch.setattr(harness, "sample", lambda *a, **k: log.append("sample") or real_sample(*a, **k))
+    rec = make_runner(cpu_backend, energy=False, regime=REGIMES[regime]).run_case(
+        Logged(), gemm_case("square", "fp32", 32, 32, 32, "x"))
+    return rec, log
+
+
+def test_burst_idles_warms_up_briefly_then_samples_and_sustained_does_neither(cpu_backend, make_runner, monkeypatch):
+    rec, log = run_logged(cpu_backend, make_runner, monkeypatch, "burst")
+    assert rec.status == "ok" and rec.method.regime == "burst" and rec.method.cooldown_s == 1.0
+    gap, start = log.index("gap 1.0"), log.index("sample")
+    assert log.count("gap 1.0") == 1 and gap < start
+    assert log[gap + 1:start].count("call") >= 2  # the short warm-up that wakes the clocks
+    assert log[:gap].count("call") >= 2  # the usual warm-up (compiling, autotuning) came first
+    rec, log = run_logged(cpu_backend, make_runner, monkeypatch, "sustained")
+    assert rec.method.regime == "sustained" and rec.method.cooldown_s is None
+    assert not [e for e in log if e.startswith("gap")]
+
+
+def test_flush_always_flushes_a_working_set_that_does_not_fit_the_cache(cpu_backend, make_runner, monkeypatch):
+    from accelbench.microbench.gemm import Gemm, gemm_case
+    monkeypatch.setattr(cpu_backend, "cache_bytes", lambda: 1024)  # a 32^3 GEMM's operands exceed it
+    case = gemm_case("square", "fp32", 32, 32, 32, "x")
+    assert make_runner(cpu_backend, energy=False).run_case(Gemm(), case).method.cache.startswith("not flushed")
+    rec = make_runner(cpu_backend, energy=False, flush_always=True).run_case(Gemm(), case)
+    assert rec.method.cache.startswith("flushed before each call (--flush always")

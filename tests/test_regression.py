@@ -125,6 +125,13 @@ def test_mismatched_fingerprints_warn_and_strict_refuses(tmp_path):
     assert out.returncode == 2 and "not comparable" in out.stderr and "power_limit_w" in out.stderr
 
 
+def test_runs_of_different_regimes_are_not_comparable_under_strict(tmp_path):
+    a = write_synthetic_run(tmp_path / "a", "Dev", [gemm_record(256, 100.0)])
+    b = write_synthetic_run(tmp_path / "b", "Dev", [gemm_record(256, 100.0)], regime="burst")
+    out = run_cli("compare", str(a), str(b), "--strict")
+    assert out.returncode == 2 and "regime: sustained vs burst" in out.stderr
+
+
 def test_html_and_markdown_formats(tmp_path):
     a, b = write_pair(tmp_path, 1.2)
     out = run_cli("compare", str(a), str(b), "--format", "html", "-o", str(tmp_path / "c.html"))

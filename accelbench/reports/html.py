@@ -55,7 +55,8 @@ def fingerprints(runs: list[LoadedRun]) -> Fingerprints:
         counts = {s: sum(1 for c in run.cases if c.status == s) for s in ("ok", "failed", "skipped")}
         facts.append({
             "run id": info.run_id, "status": run.status_text, "device": f"{info.device_name} (x{info.device_count})",
-            "backend": info.backend, "suite": info.suite, "started": info.started_at, "ended": info.ended_at or "—",
+            "backend": info.backend, "suite": info.suite,
+            "regime": info.regime + (", cache flushed before every call" if info.flush_always else ""), "started": info.started_at, "ended": info.ended_at or "—",
             "host": info.host, "accelbench": f"{info.accelbench_version} ({info.commit or 'no commit'})",
             "command": " ".join(info.argv),
             "cases": f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped, "
