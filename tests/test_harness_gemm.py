@@ -96,7 +96,8 @@ def test_inputs_are_random_not_constant(cpu_backend):
 def test_gemm_cases_cover_the_llm_and_published_shapes():
     ids = {c.case_id: c.params for c in Gemm().cases("standard")}
     assert ids["bf16/llm/llama3.1-70b-qkv-t16384"] | {} == {
-        "dtype": "bf16", "m": 16384, "k": 8192, "n": 10240, "group": "llm", "shape": "llama3.1-70b-qkv-t16384"}
+        "dtype": "bf16", "m": 16384, "k": 8192, "n": 10240, "group": "llm", "shape": "llama3.1-70b-qkv-t16384",
+        "values": "normal"}
     assert ids["bf16/llm/llama3.1-8b-down-t1"]["k"] == 14336
     published = {(p["m"], p["k"], p["n"]) for p in ids.values() if p["group"] == "llama70b-tp8"}
     assert published == {(16384, 8192, 1280), (16384, 1024, 8192), (16384, 8192, 7168), (16384, 3584, 8192)}
