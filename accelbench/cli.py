@@ -141,6 +141,9 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
 @click.option("--flush", "flush_mode", type=click.Choice(["auto", "always"]), default="auto", show_default=True,
               help="auto: flush the last-level cache before each call where the working set fits in it; always: "
                    "before every call whatever the size (as triton.testing.do_bench does).")
+@click.option("--repeat", "repeats", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Run the selected cases N times, interleaved (A, B, ..., then again), and report the spread "
+                   "between the repeats' medians beside each case's own.")
 @click.option("--min-time", type=click.FloatRange(min=0), default=None,
               help="Minimum seconds of timed work per case (default: by suite).")
 @click.option("--max-time", type=click.FloatRange(min=0), default=None,
@@ -155,7 +158,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
 def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
         weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
-        regime: str, flush_mode: str, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
+        regime: str, flush_mode: str, repeats: int, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
 
@@ -211,13 +214,15 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
         device_count=dev.device_count(), host=socket.gethostname(), accelbench_version=__version__,
         commit=_git_commit(), argv=["bench"] + sys.argv[1:], suite=suite, label=label, versions=dev.versions(),
         spec=dataclasses.asdict(spec) if spec else None, fingerprint=telemetry.fingerprint(),
-        emulated_matmul=dev.emulated_matmul_dtypes(), regime=regime, flush_always=flush_mode == "always")
+        emulated_matmul=dev.emulated_matmul_dtypes(), regime=regime, flush_always=flush_mode == "always",
+        repeats=repeats)
     if placement.distributed:
         info.ranks = group.gather(_rank_facts(placement, dev, info))
         info.node_differences = node_differences(info.ranks)
     writer = RunWriter(out_dir / info.run_id, info) if leader else DiscardingWriter(info)
     how = ([f"{regime} regime"] if regime != "sustained" else []) + \
-        (["cache flushed before every call"] if flush_mode == "always" else [])
+        (["cache flushed before every call"] if flush_mode == "always" else []) + \
+        ([f"{repeats} interleaved repeats"] if repeats > 1 else [])
     say(f"accelbench {__version__}: {len(plan)} cases on {info.device_name} ({dev.name}"
         f"{_world_text(info) if placement.distributed else ''}); " + "".join(f"{h}; " for h in how) +
         f"writing {writer.directory}", highlight=False)
@@ -252,11 +257,11 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
             say(f"report: {path}")
 
     try:
-        with (CaseProgress(len(plan), console) if leader else nullcontext(SilentProgress())) as progress:
+        with (CaseProgress(len(plan) * repeats, console) if leader else nullcontext(SilentProgress())) as progress:
             runner = Runner(dev, writer, options, progress, group)
             if isinstance(group, ProcessGroup) and leader:
                 group.on_abort += [runner.record_abort, lambda message: finish("aborted", message)]
-            summary = runner.run(plan)
+            summary = runner.run(plan, repeats)
     except KeyboardInterrupt:
         writer.finish("interrupted")
         say(f"interrupted: finished cases kept in {writer.directory}")
@@ -270,6 +275,8 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
     finish("complete")
     group.close()
     _print_summary(summary.records)
+    if repeats > 1:
+        _print_repeat_spread(load_runs([writer.directory])[0])
     failed = summary.count("failed")
     throttled = sum(r.throttled for r in summary.records)
     console.print(f"{summary.count('ok')} ok, {failed} failed, {summary.count('skipped')} skipped"
@@ -339,6 +346,27 @@ def _print_summary(records) -> None:
         why_not = "" if best else "; ".join(sorted({r.reason.split(":")[0] for r in recs if r.reason}))[:80]
         table.add_row(bench, group, (headline(best) if best else "—") + (" (emulated)" if best and "emulated" in best.facts else ""),
                       utilization_text(best), counts, best.case_id if best else why_not or "—")
+    console.print(table)
+
+
+def _print_repeat_spread(run) -> None:
+    """With --repeat: per case, the spread between the repeats' medians beside its samples' own."""
+    from accelbench.stats import COMPARE_THRESHOLD
+    from accelbench.store import repeat_spreads
+    spreads = repeat_spreads(run)
+    if not spreads:
+        return
+    within: dict[tuple[str, str], list[float]] = {}
+    for case in run.cases:
+        if (case.benchmark, case.case_id) in spreads and case.stats is not None:
+            within.setdefault((case.benchmark, case.case_id), []).append(case.stats.cv)
+    table = Table(title=f"spread between repeats (flagged: range over bench compare's {COMPARE_THRESHOLD:.0%})")
+    for col in ("benchmark", "case", "repeats", "CV of medians", "range", "within-run CV (median)", ""):
+        table.add_column(col, overflow="fold")
+    for (bench, case_id), s in sorted(spreads.items(), key=lambda kv: -kv[1].cv):
+        table.add_row(bench, case_id, str(s.repeats), f"{100 * s.cv:.2f} %", f"{100 * s.range_rel:.1f} %",
+                      f"{100 * sorted(within[(bench, case_id)])[len(within[(bench, case_id)]) // 2]:.2f} %",
+                      "beyond threshold" if s.beyond_compare_threshold else "")
     console.print(table)
 
 

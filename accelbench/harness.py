@@ -106,16 +106,26 @@ class Runner:
         # Best rate one call reached so far per (benchmark, dtype or "bytes"): (rate, case id).
         self._rates: dict[tuple[str, str], tuple[float, str]] = {}
 
-    def run(self, plan: list[tuple[Benchmark, Case]]) -> RunSummary:
+    def run(self, plan: list[tuple[Benchmark, Case]], repeats: int = 1) -> RunSummary:
+        """Every case of the plan, `repeats` times interleaved (A, B, ..., then again), so that
+        a drift of the device over the run spreads over all cases instead of landing on a few. A
+        case skipped or failed in one round is not run again."""
         summary = RunSummary()
+        done_with: set[tuple[str, str]] = set()
         self.group.watch(True)
-        for bench, case in plan:
-            self.progress.case_started(bench.name, case)
-            record = self.run_case(bench, case)
-            self._current = None
-            self.writer.append(record)
-            summary.records.append(record)
-            self.progress.case_finished(record)
+        for round_ in range(1, repeats + 1):
+            for bench, case in plan:
+                if (bench.name, case.case_id) in done_with:
+                    continue
+                self.progress.case_started(bench.name, case)
+                record = self.run_case(bench, case)
+                record.repeat = round_ if repeats > 1 else None
+                if record.status != "ok":
+                    done_with.add((bench.name, case.case_id))
+                self._current = None
+                self.writer.append(record)
+                summary.records.append(record)
+                self.progress.case_finished(record)
         self.group.watch(False)
         return summary
 

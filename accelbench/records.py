@@ -129,6 +129,7 @@ class CaseRecord:
     ceiling: Optional[str] = None  # the measured-ceiling key this case competes for, e.g. matmul.bf16
     peak_memory_bytes: Optional[int] = None
     facts: dict[str, Any] = field(default_factory=dict)  # found while preparing, e.g. l2_bytes
+    repeat: Optional[int] = None  # with --repeat N: which round (1..N) of the interleaved repeats
 
     def metric(self, name: str) -> Optional[Metric]:
         return next((m for m in self.metrics if m.name == name), None)
@@ -170,6 +171,7 @@ class RunInfo:
     node_differences: list[str] = field(default_factory=list)
     abort_reason: Optional[str] = None
     regime: str = "sustained"  # the timing regime of every case (--regime)
+    repeats: int = 1  # --repeat N: every case ran N times, interleaved (A, B, ..., then A, B, ... again)
     flush_always: bool = False  # --flush always: the cache was flushed before every call
 
 

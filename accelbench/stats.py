@@ -65,3 +65,25 @@ class SampleStats:
 
 def median(samples: Sequence[float]) -> float:
     return percentile(sorted(samples), 50)
+
+
+# bench compare's default: a smaller change of a median is "unchanged". Repeats whose medians
+# spread wider than this cannot be told apart from a regression by it (reports flag them).
+COMPARE_THRESHOLD = 0.10
+
+
+@dataclass(frozen=True)
+class RepeatSpread:
+    """How far the medians of one case's repeats lie apart."""
+    repeats: int
+    cv: float  # stdev / mean of the repeats' medians
+    range_rel: float  # (max - min) / median of the repeats' medians
+
+    @classmethod
+    def of(cls, medians: Sequence[float]) -> "RepeatSpread":
+        s = SampleStats.from_samples(medians)
+        return cls(s.n, s.cv, (s.max - s.min) / s.median if s.median else 0.0)
+
+    @property
+    def beyond_compare_threshold(self) -> bool:
+        return self.range_rel > COMPARE_THRESHOLD

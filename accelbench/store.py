@@ -24,6 +24,7 @@ import pandas as pd
 from accelbench import SCHEMA_VERSION
 from accelbench.errors import ResultsError
 from accelbench.records import CaseRecord, Ceiling, RunInfo, from_json_dict, to_json_dict
+from accelbench.stats import RepeatSpread
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
@@ -217,9 +218,19 @@ FRAME_COLUMNS = ["run_id", "label", "device", "backend", "benchmark", "case_id",
                  "reason", "throttled", "metric", "value", "unit"]
 
 
+def repeat_spreads(run: LoadedRun) -> dict[tuple[str, str], RepeatSpread]:
+    """Per case of a run made with --repeat: the spread of its repeats' medians."""
+    medians: dict[tuple[str, str], list[float]] = {}
+    for case in run.cases:
+        if case.repeat is not None and case.status == "ok" and case.stats is not None:
+            medians.setdefault((case.benchmark, case.case_id), []).append(case.stats.median)
+    return {key: RepeatSpread.of(m) for key, m in medians.items() if len(m) > 1}
+
+
 def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
     rows = []
     for run in runs:
+        spreads = repeat_spreads(run)
         base = {"run_id": run.info.run_id, "label": run.info.label, "device": run.info.device_name,
                 "backend": run.info.backend}
         for case in run.cases:
@@ -227,9 +238,14 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
             # name, the parameter (what was asked for) is what the table shows.
             head = {**base, **case.facts, **case.params, "benchmark": case.benchmark, "case_id": case.case_id,
                     "status": case.status, "reason": case.reason, "throttled": case.throttled,
-                    "regime": case.method.regime if case.method else None}
+                    "regime": case.method.regime if case.method else None, "repeat": case.repeat}
             metrics = [(m.name, m.value, m.unit) for m in case.metrics]
             metrics += _derived_metrics(run, case)
+            spread = spreads.get((case.benchmark, case.case_id))
+            if spread is not None and case.status == "ok":
+                # Between the repeats' medians, beside the spread of this repeat's own samples.
+                metrics += [("repeat_cv", 100.0 * spread.cv, "%"), ("within_cv", 100.0 * case.stats.cv, "%"),
+                            ("repeat_range", 100.0 * spread.range_rel, "%")]
             if not metrics:
                 rows.append(dict(head, metric=None, value=None, unit=None))
             for name, value, unit in metrics:

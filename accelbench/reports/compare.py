@@ -17,6 +17,9 @@ Method (asv's, on the samples every case keeps):
   |gain - 1| < threshold -> unchanged; otherwise significant -> regressed (gain < 1) or improved;
   otherwise noisy. Cases only in the candidate are new, only in the baseline (or skipped now) missing,
   failed in the candidate failed-now.
+- A run made with --repeat N holds N records of each case: they are pooled in run order (`pooled`),
+  so the blocks span the repeats, and a shift between repeats (the between-run noise one run alone
+  cannot show) makes the runs' blocks overlap instead of passing for a regression.
 - The default threshold is 10 % (asv's `continuous` factor): two back-to-back standard GEMM runs of one
   commit on one H100 (700 W cap) moved steady cases by up to 6 % and launch-bound ones by up to 15 %.
 """
@@ -30,14 +33,15 @@ from typing import Optional
 import numpy as np
 from scipy import stats as st
 
-from accelbench.records import CaseRecord
+from accelbench.records import CaseRecord, Metric
 from accelbench.reports.fingerprint import differences
+from accelbench.stats import COMPARE_THRESHOLD
 from accelbench.store import RUN_FILE, LoadedRun, load_run
 
 # Higher is better for these; the first a case has is its headline. Anything else compares its time.
 THROUGHPUT_METRICS = ("tflops", "busbw", "gbps", "decode_tokens_per_s", "tokens_per_s")
 VERDICTS = ("regressed", "failed-now", "improved", "noisy", "new", "missing", "unchanged")
-DEFAULT_THRESHOLD = 0.10
+DEFAULT_THRESHOLD = COMPARE_THRESHOLD
 DEFAULT_ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 999
 BLOCKS = 10
@@ -187,10 +191,34 @@ def compare_case(base: Optional[CaseRecord], cand: Optional[CaseRecord], thresho
     return out
 
 
+def pooled(repeats: list[CaseRecord]) -> CaseRecord:
+    """The repeats of one case (--repeat) as one record: their samples in run order, so that the
+    blocks the test uses span the repeats and a shift between repeats counts as noise; the
+    headline recomputed over all of them; failed if any repeat failed, throttled if any was."""
+    first = repeats[0]
+    if len(repeats) == 1:
+        return first
+    bad = next((r for r in repeats if r.status != "ok"), None)
+    if bad is not None:
+        return bad
+    samples = [t for r in repeats for t in r.samples_s]
+    metrics = []
+    name, unit, throughput = headline_metric(first)
+    if throughput:  # work per call = value x median time, the same in every repeat
+        work = first.metric(name).value * float(np.median(first.samples_s))
+        metrics = [Metric(name, work / float(np.median(samples)), unit)]
+    return CaseRecord(first.benchmark, first.case_id, first.params, "ok", samples_s=samples, metrics=metrics,
+                      throttled=any(r.throttled for r in repeats))
+
+
 def compare_runs(baseline: LoadedRun, candidate: LoadedRun, threshold: float = DEFAULT_THRESHOLD,
                  alpha: float = DEFAULT_ALPHA) -> Comparison:
-    base = {(c.benchmark, c.case_id): c for c in baseline.cases}
-    cand = {(c.benchmark, c.case_id): c for c in candidate.cases}
+    def by_case(run: LoadedRun) -> dict[tuple[str, str], CaseRecord]:
+        groups: dict[tuple[str, str], list[CaseRecord]] = {}
+        for c in run.cases:
+            groups.setdefault((c.benchmark, c.case_id), []).append(c)
+        return {key: pooled(records) for key, records in groups.items()}
+    base, cand = by_case(baseline), by_case(candidate)
     keys = list(dict.fromkeys([*cand, *base]))
     cases = [compare_case(base.get(k), cand.get(k), threshold, alpha) for k in keys]
     cases.sort(key=lambda c: (VERDICTS.index(c.verdict), c.benchmark, c.case_id))

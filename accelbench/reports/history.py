@@ -88,6 +88,11 @@ def load_points(dirs: list[Path], since: Optional[str] = None, device: Optional[
     # The band of a throughput follows from the band of the times (value ~ 1 / time).
     frame["low"] = np.where(throughput, frame["value"] * frame["median_s"] / frame["p90_s"], frame["p10_s"])
     frame["high"] = np.where(throughput, frame["value"] * frame["median_s"] / frame["p10_s"], frame["p90_s"])
+    if frame.duplicated(["run_id", "benchmark", "case_id"]).any():  # --repeat: one point per run, its repeats' median
+        keys = [c for c in frame.columns if c not in ("value", "low", "high", "throttled", "median_s", "p10_s", "p90_s")]
+        frame = (frame.groupby(keys, sort=False, dropna=False)
+                 .agg(value=("value", "median"), low=("low", "min"), high=("high", "max"), throttled=("throttled", "any"))
+                 .reset_index().sort_values(["benchmark", "case_id", "device", "started_at"], ignore_index=True))
     return frame
 
 
@@ -163,7 +168,10 @@ def _samples(rows: pd.DataFrame) -> dict[tuple[str, str, str], list[float]]:
             FROM read_json({_sql_list(files)}, filename = true, format = 'newline_delimited',
                            columns = {{benchmark: 'VARCHAR', case_id: 'VARCHAR', samples_s: 'DOUBLE[]'}}))
         SELECT * FROM read SEMI JOIN wanted USING (folder, benchmark, case_id)""").fetchall()
-    return {(f, b, c): list(s or []) for f, b, c, s in found}
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for f, b, c, s in found:  # the repeats of a case (--repeat) in run order
+        out.setdefault((f, b, c), []).extend(s or [])
+    return out
 
 
 def trends(points: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA) -> list[Trend]:
