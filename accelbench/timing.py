@@ -57,6 +57,8 @@ SUITE_POLICIES = {
     "standard": TimingPolicy(),
     "full": TimingPolicy(warmup_s=0.5, min_samples=20, min_time_s=1.0, max_time_s=6.0, call_budget_s=60.0),
 }
+
+
 @dataclass(frozen=True)
 class Regime:
     """Which state of the device a figure describes (design.md §2).
