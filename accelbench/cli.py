@@ -31,6 +31,7 @@ from accelbench.harness import RunOptions, Runner, SilentProgress
 from accelbench.progress import HEADLINE_METRICS, CaseProgress, headline
 from accelbench.records import RunInfo
 from accelbench.store import DiscardingWriter, RunWriter, load_runs, note_rank_failures, new_run_id, utc_now
+from accelbench.stats import COMPARE_THRESHOLD
 from accelbench.timing import REGIMES, SUITE_POLICIES, policy_for, suite_duration_s
 
 console = Console(stderr=True)
@@ -276,7 +277,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
     group.close()
     _print_summary(summary.records)
     if repeats > 1:
-        _print_repeat_spread(load_runs([writer.directory])[0])
+        _print_repeat_spread(summary.records)
     failed = summary.count("failed")
     throttled = sum(r.throttled for r in summary.records)
     console.print(f"{summary.count('ok')} ok, {failed} failed, {summary.count('skipped')} skipped"
@@ -349,15 +350,14 @@ def _print_summary(records) -> None:
     console.print(table)
 
 
-def _print_repeat_spread(run) -> None:
+def _print_repeat_spread(records) -> None:
     """With --repeat: per case, the spread between the repeats' medians beside its samples' own."""
-    from accelbench.stats import COMPARE_THRESHOLD
     from accelbench.store import repeat_spreads
-    spreads = repeat_spreads(run)
+    spreads = repeat_spreads(records)
     if not spreads:
         return
     within: dict[tuple[str, str], list[float]] = {}
-    for case in run.cases:
+    for case in records:
         if (case.benchmark, case.case_id) in spreads and case.stats is not None:
             within.setdefault((case.benchmark, case.case_id), []).append(case.stats.cv)
     table = Table(title=f"spread between repeats (flagged: range over bench compare's {COMPARE_THRESHOLD:.0%})")
@@ -538,7 +538,7 @@ def parse_fraction(ctx, param, value: str) -> float:
 @click.option("--baseline-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Compare RUN (the candidate, alone) with the newest complete run of its device under DIR, "
                    "one with the same fingerprint where there is one.")
-@click.option("--threshold", default="10%", show_default=True, callback=parse_fraction,
+@click.option("--threshold", default=f"{COMPARE_THRESHOLD:.0%}", show_default=True, callback=parse_fraction,
               help="A smaller change of a case's median is 'unchanged', significant or not.")
 @click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.05,
               show_default=True, help="Significance level of the Mann-Whitney U test.")
@@ -597,7 +597,7 @@ def compare(runs: tuple[Path, ...], baseline_dir: Optional[Path], threshold: flo
 @click.option("--since", default=None, metavar="DATE", help="Only runs started on or after DATE (2026-11-01).")
 @click.option("--device", default=None, metavar="TEXT", help="Only devices whose name contains TEXT.")
 @click.option("--case", "case_filter", default=None, metavar="TEXT", help="Only cases whose id contains TEXT.")
-@click.option("--threshold", default="10%", show_default=True, callback=parse_fraction,
+@click.option("--threshold", default=f"{COMPARE_THRESHOLD:.0%}", show_default=True, callback=parse_fraction,
               help="As bench compare's: smaller steps between runs are no change point.")
 def history(dirs: tuple[Path, ...], output: Optional[Path], fmt: str, since: Optional[str], device: Optional[str],
             case_filter: Optional[str], threshold: float) -> None:

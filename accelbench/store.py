@@ -218,10 +218,10 @@ FRAME_COLUMNS = ["run_id", "label", "device", "backend", "benchmark", "case_id",
                  "reason", "throttled", "metric", "value", "unit"]
 
 
-def repeat_spreads(run: LoadedRun) -> dict[tuple[str, str], RepeatSpread]:
+def repeat_spreads(cases: list[CaseRecord]) -> dict[tuple[str, str], RepeatSpread]:
     """Per case of a run made with --repeat: the spread of its repeats' medians."""
     medians: dict[tuple[str, str], list[float]] = {}
-    for case in run.cases:
+    for case in cases:
         if case.repeat is not None and case.status == "ok" and case.stats is not None:
             medians.setdefault((case.benchmark, case.case_id), []).append(case.stats.median)
     return {key: RepeatSpread.of(m) for key, m in medians.items() if len(m) > 1}
@@ -230,7 +230,7 @@ def repeat_spreads(run: LoadedRun) -> dict[tuple[str, str], RepeatSpread]:
 def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
     rows = []
     for run in runs:
-        spreads = repeat_spreads(run)
+        spreads = repeat_spreads(run.cases)
         base = {"run_id": run.info.run_id, "label": run.info.label, "device": run.info.device_name,
                 "backend": run.info.backend}
         for case in run.cases:

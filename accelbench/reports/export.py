@@ -23,7 +23,7 @@ def write_parquet(runs: list[LoadedRun], out: Path) -> int:
     frame = cases_frame(runs)
     # Parameters differ in type between benchmarks (a size here, a name there): one column, one type.
     for column in frame.columns:
-        if frame[column].dtype == object and column not in ("value",):
+        if frame[column].dtype == object and column != "value":
             frame[column] = frame[column].map(lambda v: None if v is None or v is pd.NA else str(v))
     connection = duckdb.connect()
     connection.register("cases", frame)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 import duckdb
-import jinja2
 import numpy as np
 import pandas as pd
 
@@ -23,9 +22,8 @@ from accelbench import __version__
 from accelbench.errors import ResultsError
 from accelbench.records import CaseRecord, Metric
 from accelbench.reports.compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, THROUGHPUT_METRICS, compare_case
-from accelbench.reports.numbers import significant
+from accelbench.reports.templating import template
 
-TEMPLATES = Path(__file__).parent / "templates"
 _HEADLINES = (*THROUGHPUT_METRICS, "time")
 
 # Named, not inferred: inference over thousands of files would hold a buffer per file.
@@ -215,15 +213,11 @@ def table(found: list[Trend]) -> pd.DataFrame:
 
 
 def page(found: list[Trend], dirs: list[Path], threshold: float, filters: dict[str, Optional[str]]) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["sig"] = significant
     sections: dict[str, list[Trend]] = {}
     for t in found:
         sections.setdefault(t.benchmark, []).append(t)
     runs = len({r for t in found for r in t.points["run_id"]})
-    return env.get_template("history.html.j2").render(
+    return template("history.html.j2").render(
         version=__version__, sections=sections, runs=runs, dirs=[str(d) for d in dirs], threshold=threshold,
         filters={k: v for k, v in filters.items() if v}, made=datetime.now().isoformat(timespec="seconds"),
         regressions=sum(c.verdict == "regressed" for t in found for c in t.changes))

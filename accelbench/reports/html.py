@@ -10,20 +10,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import jinja2
 import pandas as pd
 
 from accelbench import __version__
-from accelbench.reports.numbers import plain, quantity, significant
+from accelbench.reports.numbers import plain, quantity
 from accelbench.reports.fingerprint import differences
 from accelbench.reports.overview import Overview, build_overview, devices_of
 from accelbench.reports.plots import plots_for
 from accelbench.reports.procurement import CostRow, Prices, procurement
 from accelbench.reports.roofline import roofline_plot
 from accelbench.reports.tables import Table, compact_table, full_table, problems_table
+from accelbench.reports.templating import template
 from accelbench.store import LoadedRun, cases_frame
 
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass
@@ -124,11 +123,7 @@ class Report:
         return out
 
     def html(self) -> str:
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                                 autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-                                 undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        env.filters["sig"] = significant
-        return env.get_template("report.html.j2").render(
+        return template("report.html.j2").render(
             title=self.title, version=__version__, overview=self.overview, costs=self.costs, prices=self.prices,
             roofline=roofline_plot(self.frame, self.runs), sections=self.sections(),
             fingerprints=fingerprints(self.runs), comparability=comparability_warnings(self.runs),
