@@ -32,7 +32,7 @@ from accelbench.progress import HEADLINE_METRICS, CaseProgress, headline
 from accelbench.records import RunInfo
 from accelbench.store import DiscardingWriter, RunWriter, load_runs, note_rank_failures, new_run_id, utc_now
 from accelbench.stats import COMPARE_THRESHOLD
-from accelbench.timing import REGIMES, SUITE_POLICIES, policy_for, suite_duration_s
+from accelbench.timing import REGIME_MARK, REGIMES, SUITE_POLICIES, policy_for, suite_duration_s
 
 console = Console(stderr=True)
 
@@ -82,6 +82,16 @@ def _interrupt(signum, frame) -> None:
 
 def _split(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _regimes(names: tuple[str, ...]) -> tuple:
+    """--regime's values (repeatable, comma-separated), in the order given, sustained by default."""
+    chosen = list(dict.fromkeys(_split(names))) or ["sustained"]
+    unknown = [n for n in chosen if n not in REGIMES]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown))}: choose from {', '.join(REGIMES)}",
+                                 param_hint="--regime")
+    return tuple(REGIMES[n] for n in chosen)
 
 
 def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
@@ -135,10 +145,11 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Seconds of repeated work per energy window.")
 @click.option("--graphs", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Replay captured graphs (auto: where kernels average under 50 µs, if the backend has graphs).")
-@click.option("--regime", type=click.Choice(["sustained", "burst"]), default="sustained", show_default=True,
-              help="sustained: samples back to back after the warm-up (a long job's steady state, power-capped "
-                   "where the device caps); burst: 1 s idle, 10 ms warm-up, then 50 ms of samples, before a "
-                   "power cap engages.")
+@click.option("--regime", "regime_names", multiple=True, metavar="NAME[,NAME]",
+              help="sustained (default): samples back to back after the warm-up (a long job's steady state, "
+                   "power-capped where the device caps); burst: 1 s idle, 10 ms warm-up, then 50 ms of samples, "
+                   "before a power cap engages. Name both (sustained,burst) to measure every case in each and see "
+                   "them side by side; burst records carry '@burst' after the case id.")
 @click.option("--flush", "flush_mode", type=click.Choice(["auto", "always"]), default="auto", show_default=True,
               help="auto: flush the last-level cache before each call where the working set fits in it; always: "
                    "before every call whatever the size (as triton.testing.do_bench does).")
@@ -159,7 +170,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
 def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
         weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
-        regime: str, flush_mode: str, repeats: int, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
+        regime_names: tuple[str, ...], flush_mode: str, repeats: int, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
 
@@ -170,6 +181,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
 
     Exit codes: 0 every case passed (or was skipped), 1 some case failed, a rank failed or the
     run was interrupted, 2 bad usage, a missing backend or an unreadable results file."""
+    regimes = _regimes(regime_names)
     placement = placement_from_env()
     if nproc > 1 and placement.distributed:
         raise click.UsageError(f"this process is already rank {placement.rank} of {placement.world_size} "
@@ -215,13 +227,13 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
         device_count=dev.device_count(), host=socket.gethostname(), accelbench_version=__version__,
         commit=_git_commit(), argv=["bench"] + sys.argv[1:], suite=suite, label=label, versions=dev.versions(),
         spec=dataclasses.asdict(spec) if spec else None, fingerprint=telemetry.fingerprint(),
-        emulated_matmul=dev.emulated_matmul_dtypes(), regime=regime, flush_always=flush_mode == "always",
-        repeats=repeats)
+        emulated_matmul=dev.emulated_matmul_dtypes(), regime="+".join(r.name for r in regimes),
+        flush_always=flush_mode == "always", repeats=repeats)
     if placement.distributed:
         info.ranks = group.gather(_rank_facts(placement, dev, info))
         info.node_differences = node_differences(info.ranks)
     writer = RunWriter(out_dir / info.run_id, info) if leader else DiscardingWriter(info)
-    how = ([f"{regime} regime"] if regime != "sustained" else []) + \
+    how = ([f"{info.regime} regime{'s' if len(regimes) > 1 else ''}"] if info.regime != "sustained" else []) + \
         (["cache flushed before every call"] if flush_mode == "always" else []) + \
         ([f"{repeats} interleaved repeats"] if repeats > 1 else [])
     say(f"accelbench {__version__}: {len(plan)} cases on {info.device_name} ({dev.name}"
@@ -232,7 +244,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
     options = RunOptions(policy=policy_for(suite, min_time_s=min_time, max_time_s=max_time,
                                            min_samples=min_samples, call_budget_s=call_budget),
                          energy=energy, energy_window_s=energy_window, graphs=graphs, suite=suite,
-                         skip_emulated=suite == "quick", regime=REGIMES[regime], flush_always=flush_mode == "always")
+                         skip_emulated=suite == "quick", regimes=regimes, flush_always=flush_mode == "always")
     planned_dtypes = {d for _, c in plan for d in c.matmul_dtypes}
     for dtype, why in info.emulated_matmul.items():
         if dtype not in planned_dtypes:
@@ -258,7 +270,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
             say(f"report: {path}")
 
     try:
-        with (CaseProgress(len(plan) * repeats, console) if leader else nullcontext(SilentProgress())) as progress:
+        with (CaseProgress(len(plan) * len(regimes) * repeats, console) if leader else nullcontext(SilentProgress())) as progress:
             runner = Runner(dev, writer, options, progress, group)
             if isinstance(group, ProcessGroup) and leader:
                 group.on_abort += [runner.record_abort, lambda message: finish("aborted", message)]
@@ -276,6 +288,8 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
     finish("complete")
     group.close()
     _print_summary(summary.records)
+    if len(regimes) > 1:
+        _print_regimes(writer.directory)
     if repeats > 1:
         _print_repeat_spread(summary.records)
     failed = summary.count("failed")
@@ -337,7 +351,8 @@ def _print_summary(records) -> None:
     groups: dict[tuple[str, str], list] = {}
     for r in records:
         group = " ".join([str(r.params[k]) for k in GROUP_KEYS if k in r.params]
-                         + [str(r.facts[k]) for k in GROUP_FACTS if k in r.facts])
+                         + [str(r.facts[k]) for k in GROUP_FACTS if k in r.facts]
+                         + [r.case_id.partition(REGIME_MARK)[2]])  # a burst figure is not a sustained one
         groups.setdefault((r.benchmark, group), []).append(r)
     for (bench, group), recs in sorted(groups.items()):
         figures = [(m.value, r) for r in recs if r.status == "ok" for m in r.metrics
@@ -347,6 +362,23 @@ def _print_summary(records) -> None:
         why_not = "" if best else "; ".join(sorted({r.reason.split(":")[0] for r in recs if r.reason}))[:80]
         table.add_row(bench, group, (headline(best) if best else "—") + (" (emulated)" if best and "emulated" in best.facts else ""),
                       utilization_text(best), counts, best.case_id if best else why_not or "—")
+    console.print(table)
+
+
+def _print_regimes(run_dir: Path) -> None:
+    """With several --regime: each case's figure and clocks per regime, side by side."""
+    from accelbench.reports.regimes import regime_table
+    from accelbench.store import cases_frame
+    found = regime_table(cases_frame(load_runs([run_dir])))
+    if not found.rows:
+        return
+    # Columns with no reading anywhere (no clocks on this device) would only crowd the terminal.
+    shown = [i for i, _ in enumerate(found.columns) if any(row[i] != "—" for row in found.rows)]
+    table = Table(title="timing regimes side by side")
+    for i in shown:
+        table.add_column(found.columns[i], overflow="fold")
+    for row in found.rows:
+        table.add_row(*(row[i] for i in shown))
     console.print(table)
 
 

@@ -6,15 +6,17 @@ operand. `ENGINES` maps a backend name to its engine; a backend without one is e
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
+from accelbench import fused_quant
 from accelbench.backends.base import Backend
-from accelbench.quant import (OperandScheme, Quantized, ScalingMode, block_amax, quantize,
-                              quantize_with_scale, scale_from_amax)
+from accelbench.fused_quant import DelayedHistory, reference_quantize
+from accelbench.quant import OperandScheme, Quantized, ScalingMode, block_amax, scale_from_amax
 
 
+Scaling = Union[None, torch.Tensor, DelayedHistory]
 CONSTANT_SCALES_ELSEWHERE = "constant (compile-time) scales are a Gaudi path (torch.ops.hpu.*.scalar ops)"
 
 
@@ -41,13 +43,26 @@ class EmulatedEngine:
             return "stochastic rounding is not emulated (it runs on Gaudi hardware only)"
         return None
 
-    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
-        if scale is not None:  # delayed / static: the scale comes from the policy, not this tensor
-            return quantize_with_scale(a, scale, mode.a.block, mode.a.fmt)
-        return quantize(a, mode.a)
+    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scaling: Scaling) -> Quantized:
+        """`scaling` is the policy's state: None (current: the scale from `a` itself), a scale
+        tensor (static, or any scale given), or a DelayedHistory (read, then this step recorded)."""
+        return reference_quantize(a, mode.a, scaling)
 
-    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
+    def activation_quantizer(self, mode: ScalingMode, scaling: Scaling) -> str:
         return "reference torch ops (accelbench.quant)"
+
+    def reference_mode(self, mode: ScalingMode) -> ScalingMode:
+        """The mode as this engine actually quantizes it, for the reference it is checked against
+        (a library may round its scales its own way)."""
+        return mode
+
+    def take_weight(self, weight: torch.Tensor, mode: ScalingMode) -> None:
+        """The unquantized weight W = B^T (N x K), for an engine that quantizes it itself."""
+
+    def quantize_and_gemm(self, a: torch.Tensor, w: Quantized, mode: ScalingMode, scaling: Scaling,
+                          out: torch.Tensor) -> torch.Tensor:
+        """One quantize+GEMM call, what the quant+gemm stage times."""
+        return self.gemm(self.quantize_activations(a, mode, scaling), w, mode, out)
 
     def notes(self, mode: ScalingMode) -> dict[str, str]:
         """Facts about how this engine runs `mode`, recorded with the case."""
@@ -94,32 +109,19 @@ class CudaEngine(EmulatedEngine):
             return "stochastic rounding of the cast is a Gaudi feature"
         return None
 
-    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
-        from accelbench.kernels import fp8 as k
-        s = mode.a
-        if not self._fused_quantizer(mode, scale):
-            if scale is not None and mode.policy == "delayed":
-                block_amax(a, s.block)  # delayed scaling still records this step's amax
-            return super().quantize_activations(a, mode, scale)
-        pow2 = s.rounding == "pow2"
-        if s.block == (0, 0):
-            q, sc = k.quantize_tensor(a, s.fmt.dtype, s.fmt.max_value, pow2)
-            return Quantized(q, sc.reshape(1, 1), s.block)
-        group = a.shape[1] if s.block == (1, 0) else 128
-        q, sc = k.quantize_groups(a, group, s.fmt.dtype, s.fmt.max_value, pow2)
-        return Quantized(q, sc, s.block)
+    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scaling: Scaling) -> Quantized:
+        if not fused_quant.covers(mode.a):
+            return super().quantize_activations(a, mode, scaling)
+        if scaling is None:
+            return fused_quant.dynamic(a, mode.a)
+        if isinstance(scaling, DelayedHistory):
+            return fused_quant.delayed(a, scaling, mode.a)
+        return fused_quant.static(a, scaling, mode.a)
 
-    @staticmethod
-    def _fused_quantizer(mode: ScalingMode, scale: Optional[torch.Tensor]) -> bool:
-        """The Triton quantizers cover dynamic (current) scaling with exact or power-of-two scales
-        per tensor, per row or per 1x128 block; everything else goes through the reference."""
-        s = mode.a
-        return scale is None and s.rounding in ("exact", "pow2") and s.block in ((0, 0), (1, 0), (1, 128))
-
-    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
-        if self._fused_quantizer(mode, scale):
-            return "Triton fused amax+scale+cast"
-        return super().activation_quantizer(mode, scale)
+    def activation_quantizer(self, mode: ScalingMode, scaling: Scaling) -> str:
+        if fused_quant.covers(mode.a):
+            return fused_quant.describe(mode.a, scaling)
+        return super().activation_quantizer(mode, scaling)
 
     def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
         b = w.q.t()  # K x N, column-major
@@ -133,8 +135,8 @@ class CudaEngine(EmulatedEngine):
             sa, sb = qa.scale.reshape(-1, 1), w.scale.reshape(1, -1).contiguous()
         else:  # 1x128 activations need outer-dim-major scales; 128x128 weights pass transposed
             sa, sb = qa.scale.t().contiguous().t(), w.scale.t()
-        return out.copy_(torch._scaled_mm(qa.q, b, scale_a=sa, scale_b=sb, out_dtype=out.dtype,
-                                          use_fast_accum=mode.fast_accum))
+        return torch._scaled_mm(qa.q, b, scale_a=sa, scale_b=sb, out_dtype=out.dtype,
+                                use_fast_accum=mode.fast_accum, out=out)
 
 
 class HpuEngine(EmulatedEngine):
@@ -186,21 +188,32 @@ class HpuEngine(EmulatedEngine):
             return {"hardware_scaling": "E5M2 on Gaudi 2: scale not hardware-accelerated (only scale 1 is)"}
         return {}
 
-    def activation_quantizer(self, mode: ScalingMode, scale: Optional[torch.Tensor]) -> str:
+    def activation_quantizer(self, mode: ScalingMode, scaling: Scaling) -> str:
         op = "torch.ops.hpu.cast_to_fp8_v2" + (".scalar (constant scale)" if self.constant_scales else "")
+        if isinstance(scaling, DelayedHistory) and mode.a.block == (0, 0):
+            op += " (amax of this step returned by the same cast)"
         return op + (" (stochastic rounding)" if mode.stochastic_rounding else "")
 
-    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scale: Optional[torch.Tensor]) -> Quantized:
+    def quantize_activations(self, a: torch.Tensor, mode: ScalingMode, scaling: Scaling) -> Quantized:
         s = mode.a
-        if scale is None:
+        per_tensor = s.block == (0, 0)
+        history = scaling if isinstance(scaling, DelayedHistory) and scaling.filled else None
+        if history is not None:
+            scale = scale_from_amax(history.used_amax(), s.fmt, s.rounding)
+        elif scaling is None or isinstance(scaling, DelayedHistory):
             scale = scale_from_amax(block_amax(a, s.block), s.fmt, s.rounding)
+        else:
+            scale = scaling
         if self.constant_scales:
             q, _amax = torch.ops.hpu.cast_to_fp8_v2.scalar(a, 1.0 / float(scale), mode.stochastic_rounding, False,
                                                          s.fmt.dtype)
             return Quantized(q, scale.reshape(1, 1), s.block)
-        per_tensor = s.block == (0, 0)
         scale = scale.reshape((1,) if per_tensor else (-1, 1))
-        q, _amax = torch.ops.hpu.cast_to_fp8_v2(a, 1.0 / scale, mode.stochastic_rounding, False, s.fmt.dtype)
+        # is_amax: the cast also returns the input's amax (per tensor), which delayed scaling records.
+        want_amax = isinstance(scaling, DelayedHistory) and per_tensor
+        q, amax = torch.ops.hpu.cast_to_fp8_v2(a, 1.0 / scale, mode.stochastic_rounding, want_amax, s.fmt.dtype)
+        if isinstance(scaling, DelayedHistory):
+            scaling.record(amax.float() if want_amax else block_amax(a, s.block))
         return Quantized(q, scale.reshape(1, 1) if per_tensor else scale, s.block)
 
     def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
@@ -216,6 +229,57 @@ class HpuEngine(EmulatedEngine):
         return out.copy_(result)
 
 
+class TorchaoEngine(CudaEngine):
+    """torchao's FP8 inference recipe, the library users would otherwise reach for: an nn.Linear
+    quantized by Float8DynamicActivationFloat8WeightConfig (E4M3 activations quantized per call,
+    weights once, per-tensor or per-row, torch._scaled_mm underneath, accumulation not fast).
+    torchao computes each scale in the input's dtype (amax / max in bf16), so its reference is
+    the same mode with bf16-rounded scales. It quantizes inside its linear: quantize+GEMM only."""
+
+    TORCHAO_MODES = {"tensor": "PerTensor", "row": "PerRow"}
+
+    def __init__(self, backend: Backend, impl: str = "torchao"):
+        super().__init__(backend, "auto")
+        self.linear = None
+        try:
+            import torchao
+            self.version = torchao.__version__
+        except ImportError:
+            self.version = None
+        self.execution = f"torchao {self.version} Float8DynamicActivationFloat8WeightConfig (torch._scaled_mm)"
+
+    def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
+        if self.version is None:
+            return "torchao is not installed (pip install torchao)"
+        if mode.name not in self.TORCHAO_MODES:
+            return "torchao's float8 inference configuration offers per-tensor and per-row scaling (modes tensor, row)"
+        return super().unsupported(mode, "auto", shape)
+
+    def reference_mode(self, mode: ScalingMode) -> ScalingMode:
+        from dataclasses import replace
+        return replace(mode, a=replace(mode.a, rounding="bf16"), b=replace(mode.b, rounding="bf16"))
+
+    def take_weight(self, weight: torch.Tensor, mode: ScalingMode) -> None:
+        import torchao.quantization as tq
+        from torchao.float8.inference import Float8MMConfig
+        n, k = weight.shape
+        linear = torch.nn.Linear(k, n, bias=False, dtype=weight.dtype, device=weight.device)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+        granularity = getattr(tq, self.TORCHAO_MODES[mode.name])()
+        tq.quantize_(linear, tq.Float8DynamicActivationFloat8WeightConfig(
+            granularity=granularity, mm_config=Float8MMConfig(use_fast_accum=False)))
+        self.linear = linear
+
+    def activation_quantizer(self, mode: ScalingMode, scaling: Scaling) -> str:
+        return f"torchao {self.version} (inside its linear)"
+
+    def quantize_and_gemm(self, a: torch.Tensor, w: Quantized, mode: ScalingMode, scaling: Scaling,
+                          out: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.linear(a)
+
+
 ENGINES = {"cuda": CudaEngine, "hpu": HpuEngine}
 
 
@@ -223,6 +287,14 @@ def engine_for(backend: Backend, mode: ScalingMode, impl: str, shape: Optional[t
     """The engine that runs `mode` (on an M x K x N `shape`) on `backend`, and why it is emulated
     where it is. Returns (engine, reason_or_None); raises ValueError(reason) when `impl` cannot
     run here."""
+    if impl == "torchao":
+        if backend.name != "cuda":
+            raise ValueError("torchao's float8 inference path runs on the cuda backend")
+        engine = TorchaoEngine(backend)
+        reason = engine.unsupported(mode, impl, shape)
+        if reason:
+            raise ValueError(reason)
+        return engine, None
     if impl == "emulated" or backend.name not in ENGINES:
         engine = EmulatedEngine(backend)
         reason = engine.unsupported(mode, impl, shape)
@@ -246,8 +318,9 @@ def weight_scheme(mode: ScalingMode) -> OperandScheme:
 
 def policy_scale(mode: ScalingMode, a: torch.Tensor, previous: list[torch.Tensor]) -> Optional[torch.Tensor]:
     """The activation scale a delayed or static policy would use for `a`, given tensors of
-    previous steps (delayed: their amax history; static: calibration on the first). None for
-    current scaling, whose scale comes from `a` itself at quantization time."""
+    previous steps (delayed: their amax history; static: calibration on the first), by the
+    reference policies of accelbench.quant: the definition the engines are checked against. None
+    for current scaling, whose scale comes from `a` itself at quantization time."""
     if mode.policy == "current":
         return None
     from accelbench.quant import DelayedScaling, StaticScaling
@@ -259,3 +332,17 @@ def policy_scale(mode: ScalingMode, a: torch.Tensor, previous: list[torch.Tensor
         for p in previous:
             policy.amax(block_amax(p, mode.a.block))
     return scale_from_amax(policy.amax(block_amax(a, mode.a.block)), mode.a.fmt, mode.a.rounding)
+
+
+def policy_state(mode: ScalingMode, previous: list[torch.Tensor]) -> Scaling:
+    """What an engine carries from call to call under the mode's policy, after the previous
+    steps: nothing (current), the calibrated scale (static), the amax history (delayed)."""
+    if mode.policy == "current":
+        return None
+    first = block_amax(previous[0], mode.a.block)
+    if mode.policy == "static":
+        return scale_from_amax(first, mode.a.fmt, mode.a.rounding)
+    history = DelayedHistory.empty(tuple(first.shape), first.device)
+    for p in previous:
+        history.record(block_amax(p, mode.a.block))
+    return history

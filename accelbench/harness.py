@@ -38,7 +38,7 @@ class RunOptions:
     graphs: str = "auto"  # auto: replay a graph where it measured faster than eager calls; on; off
     suite: str = "standard"  # named in skip reasons
     skip_emulated: bool = False  # leave out cases whose matmuls the device runs in software
-    regime: Regime = REGIMES["sustained"]
+    regimes: tuple[Regime, ...] = (REGIMES["sustained"],)  # each case is measured in each, in this order
     flush_always: bool = False  # flush the cache before every call whatever the working set (as do_bench)
 
 
@@ -107,25 +107,28 @@ class Runner:
         self._rates: dict[tuple[str, str], tuple[float, str]] = {}
 
     def run(self, plan: list[tuple[Benchmark, Case]], repeats: int = 1) -> RunSummary:
-        """Every case of the plan, `repeats` times interleaved (A, B, ..., then again), so that
-        a drift of the device over the run spreads over all cases instead of landing on a few. A
+        """Every case of the plan in every regime, `repeats` times interleaved (A, B, ..., then
+        again), so that a drift of the device over the run spreads over all cases instead of
+        landing on a few; a case's regimes follow each other, so they see the same device. A
         case skipped or failed in one round is not run again."""
         summary = RunSummary()
         done_with: set[tuple[str, str]] = set()
         self.group.watch(True)
         for round_ in range(1, repeats + 1):
             for bench, case in plan:
-                if (bench.name, case.case_id) in done_with:
-                    continue
-                self.progress.case_started(bench.name, case)
-                record = self.run_case(bench, case)
-                record.repeat = round_ if repeats > 1 else None
-                if record.status != "ok":
-                    done_with.add((bench.name, case.case_id))
-                self._current = None
-                self.writer.append(record)
-                summary.records.append(record)
-                self.progress.case_finished(record)
+                for regime in self.options.regimes:
+                    key = (bench.name, regime.case_id(case.case_id))
+                    if key in done_with:
+                        continue
+                    self.progress.case_started(bench.name, case)
+                    record = self.run_case(bench, case, regime)
+                    record.repeat = round_ if repeats > 1 else None
+                    if record.status != "ok":
+                        done_with.add(key)
+                    self._current = None
+                    self.writer.append(record)
+                    summary.records.append(record)
+                    self.progress.case_finished(record)
         self.group.watch(False)
         return summary
 
@@ -138,8 +141,9 @@ class Runner:
             self.writer.append(record)
             self.progress.case_finished(record)
 
-    def run_case(self, bench: Benchmark, case: Case) -> CaseRecord:
-        record = CaseRecord(benchmark=bench.name, case_id=case.case_id, params=dict(case.params),
+    def run_case(self, bench: Benchmark, case: Case, regime: Optional[Regime] = None) -> CaseRecord:
+        regime = regime or self.options.regimes[0]
+        record = CaseRecord(benchmark=bench.name, case_id=regime.case_id(case.case_id), params=dict(case.params),
                             status="ok", started_at=utc_now())
         start = time.perf_counter()
         workload = None
@@ -149,7 +153,7 @@ class Runner:
             workload = self._prepare(bench, case, record)
             if workload is not None:
                 self.group.phase(f"{bench.name} {case.case_id}: measuring")
-                self._measure(workload, record)
+                self._measure(workload, record, regime)
         except CaseSkipped as exc:
             record.status, record.reason = "skipped", str(exc)
         except Exception as exc:  # one case's failure never stops the run
@@ -218,7 +222,7 @@ class Runner:
             if free is not None and need > free:
                 raise CaseSkipped(f"needs {gib(need)} of device memory, {gib(free)} free")
 
-    def _measure(self, workload: Workload, record: CaseRecord) -> None:
+    def _measure(self, workload: Workload, record: CaseRecord, regime: Regime) -> None:
         backend, opts = self.backend, self.options
         rate_key, amount = self._work_amount(record.benchmark, workload)
         policy = replace(opts.policy, **workload.timing) if workload.timing else opts.policy
@@ -245,7 +249,6 @@ class Runner:
             more_iters, more_s = warm_up(backend, call, policy, group)
             warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
         per_call_s = warm_s / warm_iters
-        regime = opts.regime
         sampling = regime.policy(policy)
         if regime.cooldown_s:
             group.leader_decides(True)  # every rank idles from the same moment
@@ -264,7 +267,8 @@ class Runner:
                                      cooldown_s=regime.cooldown_s or None)
         record.metrics = performance_metrics(workload.work, record.stats, self.spec)
         record.clocks = during_samples.trace.clocks()
-        record.metrics += clock_metrics(workload.work, record.stats, record.clocks, self.spec)
+        record.metrics += clock_metrics(workload.work, record.stats, record.clocks, self.spec,
+                                        record.state_before.sm_clock_max_mhz)
         if workload.launches_per_call:
             record.metrics.append(launch_overhead_metric(workload.launches_per_call,
                                                          backend.launch_overhead_s(replayed=graphs),
@@ -275,10 +279,12 @@ class Runner:
         if amount and (best is None or amount / record.stats.median > best[0]):
             self._rates[rate_key] = (amount / record.stats.median, record.case_id)
         if workload.baseline_case:
-            base = self._medians.get(workload.baseline_case)
-            record.metrics.append(Metric("speedup", base / record.stats.median if base else None, "x",
-                                         f"vs {workload.baseline_case}" if base else
-                                         f"baseline {workload.baseline_case} not measured in this run"))
+            baseline = regime.case_id(workload.baseline_case)  # in the same regime
+            base = self._medians.get(baseline)
+            software = (workload.work.flops_dtype or "").endswith("-emulated")
+            note = (f"vs {baseline}" + (" (this case emulated in software: not a hardware speed-up)" if software else "")
+                    if base else f"baseline {baseline} not measured in this run")
+            record.metrics.append(Metric("speedup", base / record.stats.median if base else None, "x", note))
         record.peak_memory_bytes = backend.memory_stats().peak_allocated_bytes
         if opts.energy:
             record.energy = energy_window(backend, call, self.telemetry, opts.energy_window_s,

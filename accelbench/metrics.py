@@ -74,7 +74,8 @@ def energy_metrics(work: Work, energy: EnergyRecord) -> list[Metric]:
     return out
 
 
-def clock_metrics(work: Work, stats: SampleStats, clocks: Optional[ClockRecord], spec: Optional[DeviceSpec]) -> list[Metric]:
+def clock_metrics(work: Work, stats: SampleStats, clocks: Optional[ClockRecord], spec: Optional[DeviceSpec],
+                  max_sm_mhz: Optional[float] = None) -> list[Metric]:
     """The clocks a case ran at, and its clock-normalized efficiency: achieved FLOP/s over the dtype's
     peak scaled to the average SM clock (peak x average SM clock / the clock the peak assumes). It
     separates a slow kernel (low efficiency) from a capped card (low clock, efficiency intact)."""
@@ -83,6 +84,9 @@ def clock_metrics(work: Work, stats: SampleStats, clocks: Optional[ClockRecord],
     out = [Metric("sm_clock_avg", clocks.sm_avg_mhz, "MHz", f"{clocks.readings} readings during the samples"),
            Metric("sm_clock_min", clocks.sm_min_mhz, "MHz"),
            Metric("mem_clock_avg", clocks.mem_avg_mhz, "MHz")]
+    if clocks.sm_avg_mhz and max_sm_mhz:
+        out.append(Metric("sm_clock_of_max", 100.0 * clocks.sm_avg_mhz / max_sm_mhz, "%",
+                          f"average SM clock over the device's maximum, {max_sm_mhz:.0f} MHz"))
     out = [m for m in out if m.value is not None]
     peak = spec.peak(work.flops_dtype) if spec and work.flops and work.flops_dtype else None
     reference = spec.reference_clock(work.flops_dtype) if peak else None

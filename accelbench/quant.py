@@ -42,20 +42,25 @@ FORMATS = {f.name: f for f in (E4M3, E5M2, E4M3_GAUDI2)}
 GAUDI2_E4M3_SCALES = (16.0, 1.0, 1.0 / 16, 1.0 / 256)
 GAUDI2_E5M2_SCALES = (1.0,)
 
-ROUNDINGS = ("exact", "pow2", "e8m0", "gaudi2")
+ROUNDINGS = ("exact", "pow2", "e8m0", "gaudi2", "bf16")
 
 
 def round_scale(raw: torch.Tensor, amax: torch.Tensor, fmt: Fp8Format, rounding: str) -> torch.Tensor:
     """Turn the exact scale amax/max into the scale a mode actually uses.
 
-    exact: amax / max. pow2: the next power of two up (never saturates). e8m0: the OCP MX
+    exact: amax / max. pow2: the next power of two up (never saturates), found exactly from the
+    binary exponent (a log2 rounded to fp32 can land on the integer below). e8m0: the OCP MX
     rule, 2^(floor(log2 amax) - emax_elem), which may saturate the block's largest values.
     gaudi2: the smallest scale of Gaudi 2's hardware set that does not saturate, else its
-    largest."""
+    largest. bf16: amax / max rounded to bf16, as libraries that compute the scale in the
+    input's dtype do (torchao)."""
     if rounding == "exact":
         return raw
     if rounding == "pow2":
-        return torch.exp2(torch.ceil(torch.log2(raw)))
+        mantissa, exponent = torch.frexp(raw)  # raw = mantissa * 2^exponent, mantissa in [0.5, 1)
+        return torch.ldexp(torch.ones_like(raw), torch.where(mantissa == 0.5, exponent - 1, exponent))
+    if rounding == "bf16":
+        return raw.to(torch.bfloat16).float()
     if rounding == "e8m0":
         return torch.exp2(torch.floor(torch.log2(amax)) - fmt.emax)
     if rounding == "gaudi2":
@@ -226,10 +231,19 @@ MODES = {m.name: m for m in (
                 description="per-tensor, delayed scaling (amax history 16, max)"),
     ScalingMode("tensor-static", OperandScheme(E4M3, TENSOR), OperandScheme(E4M3, TENSOR), policy="static",
                 description="per-tensor, static scale calibrated once"),
+    ScalingMode("row-pow2", OperandScheme(E4M3, (1, 0), "pow2"), OperandScheme(E4M3, (0, 1), "pow2"),
+                description="per-token / per-channel, power-of-two scales"),
+    ScalingMode("row-delayed", OperandScheme(E4M3, (1, 0)), OperandScheme(E4M3, (0, 1)), policy="delayed",
+                description="per-token, delayed scaling (amax history 16 per row, max)"),
+    ScalingMode("row-static", OperandScheme(E4M3, (1, 0)), OperandScheme(E4M3, (0, 1)), policy="static",
+                description="per-token, static scales calibrated once"),
     ScalingMode("tensor-e5m2", OperandScheme(E5M2, TENSOR), OperandScheme(E4M3, TENSOR),
                 description="E5M2 activations, E4M3 weights, per-tensor"),
     ScalingMode("gaudi2", OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"), OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"),
                 description="Gaudi 2 E4M3 (max 240) with its hardware scale set {16, 1, 1/16, 1/256}"),
+    ScalingMode("gaudi2-row", OperandScheme(E4M3_GAUDI2, (1, 0), "gaudi2"),
+                OperandScheme(E4M3_GAUDI2, (0, 1), "gaudi2"),
+                description="Gaudi 2 E4M3 per-token / per-channel, each scale from its hardware set"),
     ScalingMode("gaudi2-sr", OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"), OperandScheme(E4M3_GAUDI2, TENSOR, "gaudi2"),
                 stochastic_rounding=True,
                 description="as gaudi2, activations cast with stochastic rounding (Gaudi hardware only)"),

@@ -81,8 +81,19 @@ class Regime:
         return replace(base, warmup_s=self.warmup_s, warmup_min_iters=2, min_samples=5, min_time_s=self.window_s,
                        max_time_s=self.window_s, stable_rel=float("inf"), batch_target_s=self.window_s / 4)
 
+    def case_id(self, case_id: str) -> str:
+        """The id a case's record carries under this regime: sustained figures keep the plain id
+        (comparable with every earlier run), others are marked, so the two never pool or compare."""
+        return case_id if self.name == "sustained" else f"{case_id}{REGIME_MARK}{self.name}"
+
 
 REGIMES = {"sustained": Regime("sustained"), "burst": Regime("burst", cooldown_s=1.0, warmup_s=0.01, window_s=0.05)}
+REGIME_MARK = "@"
+
+
+def base_case_id(case_id: str) -> str:
+    """A record's case id without its regime mark."""
+    return case_id.split(REGIME_MARK, 1)[0]
 
 
 def cool_down(seconds: float) -> None:

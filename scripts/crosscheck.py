@@ -2,6 +2,7 @@
 
   python3 scripts/crosscheck.py gemm   --out DIR   # harness vs triton.testing.do_bench, bf16 8192^3
   python3 scripts/crosscheck.py energy --out DIR   # 5 s energy-counter window vs 100 ms power samples
+  python3 scripts/crosscheck.py flush  --out DIR   # --flush always vs do_bench, bf16 4096^3 and 8192^3, same inputs
 
 Each check prints one JSON line and writes it to DIR/<check>.json.
 """
@@ -24,12 +25,12 @@ from accelbench.store import RunWriter, utc_now
 from accelbench.timing import policy_for
 
 
-def _runner(backend, out: Path, energy: bool) -> Runner:
+def _runner(backend, out: Path, energy: bool, **options) -> Runner:
     info = RunInfo(schema_version=1, run_id="crosscheck", status="running", started_at=utc_now(),
                    backend=backend.name, device_name=backend.device_name(), device_count=1, host="",
                    accelbench_version="", commit=None, argv=[], suite="standard")
     writer = RunWriter(out / f"crosscheck-{int(time.time())}", info)
-    return Runner(backend, writer, RunOptions(policy=policy_for("standard"), energy=energy))
+    return Runner(backend, writer, RunOptions(policy=policy_for("standard"), energy=energy, **options))
 
 
 def check_gemm(out: Path) -> dict:
@@ -78,7 +79,44 @@ def check_energy(out: Path) -> dict:
             "power_limit_w": telemetry.state().power_limit_w}
 
 
-CHECKS = {"gemm": check_gemm, "energy": check_energy}
+class _Prepared(Gemm):
+    """The GEMM benchmark handing out one workload already prepared: the harness times the very
+    tensors another timer is given."""
+
+    def __init__(self, workload):
+        self.workload = workload
+
+    def prepare(self, case, backend):
+        return self.workload
+
+
+def check_flush(out: Path) -> dict:
+    """The harness with the cache flushed before every call (--flush always) beside
+    triton.testing.do_bench (which flushes L2 before every call), on the very same input tensors:
+    sustained against a 2 s do_bench, burst against do_bench's default 100 ms."""
+    import triton.testing
+    from accelbench.timing import REGIMES
+    backend = resolve_backend("cuda")
+    rows = []
+    for n in (4096, 8192):
+        case = gemm_case("square", "bf16", n, n, n, str(n))
+        workload = Gemm().prepare(case, backend)
+        flops = 2.0 * n**3
+        for regime, rep_ms in (("sustained", 2000), ("burst", 100)):
+            record = _runner(backend, out, energy=False, flush_always=True,
+                             regimes=(REGIMES[regime],)).run_case(_Prepared(workload), case)
+            ms = triton.testing.do_bench(workload.run, warmup=25 if rep_ms == 100 else 200, rep=rep_ms,
+                                         return_mode="median")
+            suite, reference = record.metric("tflops").value, flops / (ms / 1e3) / 1e12
+            rows.append({"n": n, "regime": regime, "do_bench_rep_ms": rep_ms, "status": record.status,
+                         "cache": record.method.cache, "harness_tflops": suite, "do_bench_tflops": reference,
+                         "rel_diff": abs(suite - reference) / reference,
+                         "harness_sm_clock_avg": record.metric("sm_clock_avg") and record.metric("sm_clock_avg").value})
+    return {"check": "--flush always vs do_bench, bf16", "device": backend.device_name(), "rows": rows,
+            "max_rel_diff": max(r["rel_diff"] for r in rows)}
+
+
+CHECKS = {"gemm": check_gemm, "energy": check_energy, "flush": check_flush}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

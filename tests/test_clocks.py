@@ -156,7 +156,7 @@ def run_logged(cpu_backend, make_runner, monkeypatch, regime):
     real_sample = harness.sample
     monkeypatch.setattr(harness, "cool_down", lambda seconds: log.append(f"gap {seconds}"))
     monkeypatch.setattr(harness, "sample", lambda *a, **k: log.append("sample") or real_sample(*a, **k))
-    rec = make_runner(cpu_backend, energy=False, regime=REGIMES[regime]).run_case(
+    rec = make_runner(cpu_backend, energy=False, regimes=(REGIMES[regime],)).run_case(
         Logged(), gemm_case("square", "fp32", 32, 32, 32, "x"))
     return rec, log
 
@@ -180,3 +180,56 @@ def test_flush_always_flushes_a_working_set_that_does_not_fit_the_cache(cpu_back
     assert make_runner(cpu_backend, energy=False).run_case(Gemm(), case).method.cache.startswith("not flushed")
     rec = make_runner(cpu_backend, energy=False, flush_always=True).run_case(Gemm(), case)
     assert rec.method.cache.startswith("flushed before each call (--flush always")
+
+
+def test_several_regimes_measure_each_case_in_each_and_keep_their_figures_apart(cpu_backend, make_runner, monkeypatch):
+    import accelbench.harness as harness
+    from accelbench.microbench.gemm import Gemm, gemm_case
+    from accelbench.reports.regimes import regime_table
+    from accelbench.store import cases_frame, load_run
+    from accelbench.timing import REGIMES
+    monkeypatch.setattr(harness, "cool_down", lambda seconds: None)
+    device = ClockedDevice([1500.0])
+    monkeypatch.setattr(cpu_backend, "telemetry", lambda: device)
+    monkeypatch.setattr(type(device), "state", lambda self: DeviceState(sm_clock_mhz=1500.0, sm_clock_max_mhz=2000.0))
+    runner = make_runner(cpu_backend, energy=False, regimes=(REGIMES["sustained"], REGIMES["burst"]))
+    plan = [(Gemm(), gemm_case("square", "fp32", 32, 32, 32, n)) for n in ("a", "b")]
+    records = runner.run(plan, repeats=2).records
+    # A case's regimes follow each other; sustained keeps the plain id, burst is marked.
+    assert [(r.case_id.rsplit("/", 1)[1], r.method.regime, r.repeat) for r in records] == [
+        ("a", "sustained", 1), ("a@burst", "burst", 1), ("b", "sustained", 1), ("b@burst", "burst", 1),
+        ("a", "sustained", 2), ("a@burst", "burst", 2), ("b", "sustained", 2), ("b@burst", "burst", 2)]
+    assert records[0].metric("sm_clock_of_max").value == pytest.approx(75.0)
+    table = regime_table(cases_frame([load_run(runner.writer.directory)]))
+    assert [row[1].rsplit("/", 1)[1] for row in table.rows] == ["a", "b"]  # one row per case, regimes side by side
+    assert table.columns[2:4] == ["sustained: figure", "sustained: SM clock [MHz]"]
+    assert table.columns[-1] == "burst ÷ sustained" and all(row[-1].endswith("×") for row in table.rows)
+    assert all(row[4] == "75.0 %" for row in table.rows)
+
+
+def test_a_run_of_one_regime_has_no_side_by_side_table(cpu_backend, make_runner):
+    from accelbench.microbench.gemm import Gemm, gemm_case
+    from accelbench.reports.regimes import regime_table
+    from accelbench.store import cases_frame, load_run
+    runner = make_runner(cpu_backend, energy=False)
+    runner.run([(Gemm(), gemm_case("square", "fp32", 32, 32, 32, "a"))])
+    assert regime_table(cases_frame([load_run(runner.writer.directory)])).rows == []
+
+
+def test_bench_run_with_two_regimes_prints_them_side_by_side(tmp_path):
+    import json
+    import subprocess
+    from conftest import bench_cmd
+    out = subprocess.run(bench_cmd("run", "--backend", "cpu", "--suite", "quick", "--bench", "gemm", "--case",
+                                   "fp32/square/128", "--regime", "sustained,burst", "--no-energy",
+                                   "--out", str(tmp_path)), capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["regime"] == "sustained+burst"
+    ids = [json.loads(line)["case_id"] for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    assert ids == ["fp32/square/128", "fp32/square/128@burst"]
+    assert "timing regimes side by side" in out.stdout + out.stderr
+    assert "Timing regimes side by side" in (run_dir / "report.html").read_text()
+    bad = subprocess.run(bench_cmd("run", "--backend", "cpu", "--regime", "fast"), capture_output=True, text=True)
+    assert bad.returncode == 2 and "choose from sustained, burst" in bad.stderr and "Traceback" not in bad.stderr

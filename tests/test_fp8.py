@@ -110,12 +110,12 @@ def test_delayed_scaling_saturates_and_says_so_when_amax_jumps():
 
 def test_delayed_case_reports_saturation(cpu_backend, make_runner, monkeypatch):
     from accelbench import fp8_engines
-    real = fp8_engines.policy_scale
-
-    def history_from_calmer_steps(mode, a, previous):
-        return real(mode, a, [p / 10 for p in previous])  # the amax jumps 10x at this step
-
-    monkeypatch.setattr("accelbench.microbench.fp8.policy_scale", history_from_calmer_steps)
+    scale, state = fp8_engines.policy_scale, fp8_engines.policy_state
+    # The amax jumps 10x at this step, for the reference policy and the engine's history alike.
+    monkeypatch.setattr("accelbench.microbench.fp8.policy_scale",
+                        lambda mode, a, previous: scale(mode, a, [p / 10 for p in previous]))
+    monkeypatch.setattr("accelbench.microbench.fp8.policy_state",
+                        lambda mode, previous: state(mode, [p / 10 for p in previous]))
     rec = make_runner(cpu_backend).run_case(Fp8Gemm(), _case("tensor-delayed", "auto", "gemm", "normal", (128, 128, 128)))
     assert rec.status == "ok", rec.reason
     assert rec.facts["saturated_pct"] > 1 and "clamped" in rec.facts["saturation"]

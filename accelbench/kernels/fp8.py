@@ -1,4 +1,5 @@
-"""Triton FP8 kernels: a fused amax+scale+cast quantizer for row / 1xG blocks, and a GEMM with
+"""Triton FP8 kernels: fused quantizers (current scaling per tensor / row / 1xG block, a given
+scale's single cast pass, delayed scaling's scale-from-history and amax-recording cast), and a GEMM with
 1x128 (A) x 128x128 (B) block scales applied in the main loop (each 128-deep partial product is
 scaled and added to an fp32 accumulator, the DeepSeek-V3 recipe).
 
@@ -6,44 +7,48 @@ Scales are dequantization multipliers (x ~ q * scale), as in accelbench.quant.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def _quantize_groups(x_ptr, q_ptr, s_ptr, n_cols, groups_per_row, group, fmax, POW2: tl.constexpr,
-                     BLOCK: tl.constexpr):
-    """One program per (row, group of `group` columns): amax, scale, cast, in one pass.
-    BLOCK is `group` rounded up to a power of two (tl.arange needs one); the rest is masked."""
+def _round_scale(raw, ROUNDING: tl.constexpr):
+    """0 exact; 1 the next power of two up, from the bits (exponent up one unless the mantissa is
+    zero: exact where a log2 is not); 2 Gaudi 2's E4M3 set {1/256, 1/16, 1, 16}: the smallest that
+    does not saturate, else 16. As accelbench.quant.round_scale."""
+    if ROUNDING == 1:
+        bits = raw.to(tl.int32, bitcast=True)
+        exponent = bits & 0x7F800000
+        raw = tl.where((bits & 0x007FFFFF) != 0, exponent + 0x00800000, exponent).to(tl.float32, bitcast=True)
+    elif ROUNDING == 2:
+        chosen = tl.where(raw <= 16.0, 16.0, 16.0)
+        chosen = tl.where(raw <= 1.0, 1.0, chosen)
+        chosen = tl.where(raw <= 0.0625, 0.0625, chosen)
+        raw = tl.where(raw <= 0.00390625, 0.00390625, chosen)
+    return raw
+
+
+@triton.jit
+def _quantize_groups(x_ptr, q_ptr, s_ptr, n_cols, groups_per_row, group, fmax, ROUNDING: tl.constexpr,
+                     BLOCK: tl.constexpr, GROUPS: tl.constexpr):
+    """Current scaling per row (group = K) or per 1 x group block: amax, scale, cast in one pass.
+    A program takes GROUPS groups of one row; BLOCK is `group` rounded up to a power of two
+    (tl.arange needs one), the rest masked. Divisions round to nearest, as torch's do."""
     row = tl.program_id(0)
-    g = tl.program_id(1)
+    g = tl.program_id(1) * GROUPS + tl.arange(0, GROUPS)
     lane = tl.arange(0, BLOCK)
-    inside = lane < group
-    cols = g * group + lane
-    x = tl.load(x_ptr + row.to(tl.int64) * n_cols + cols, mask=inside, other=0.0).to(tl.float32)
-    amax = tl.max(tl.abs(x), axis=0)
+    inside = (g[:, None] < groups_per_row) & (lane[None, :] < group)
+    offs = row.to(tl.int64) * n_cols + g[:, None] * group + lane[None, :]
+    x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(tl.float32)
+    amax = tl.max(tl.abs(x), axis=1)
     amax = tl.where(amax > 0, amax, 1.0)
-    scale = amax / fmax
-    if POW2:
-        scale = tl.exp2(tl.ceil(tl.log2(scale)))
-    q = tl.clamp(x / scale, -fmax, fmax)
-    tl.store(q_ptr + row.to(tl.int64) * n_cols + cols, q.to(q_ptr.dtype.element_ty), mask=inside)
-    tl.store(s_ptr + row * groups_per_row + g, scale)
-
-
-def quantize_groups(x: torch.Tensor, group: int, fp8_dtype: torch.dtype, fmax: float, pow2: bool = False):
-    """Per-row (group = K) or 1 x group block quantization of a row-major 2-D tensor.
-    Returns (q, scales) with scales shaped (rows, K // group)."""
-    rows, cols = x.shape
-    assert cols % group == 0 and x.is_contiguous()
-    q = torch.empty_like(x, dtype=fp8_dtype)
-    s = torch.empty(rows, cols // group, dtype=torch.float32, device=x.device)
-    block = triton.next_power_of_2(group)
-    warps = 4 if block <= 1024 else 8 if block <= 4096 else 16
-    _quantize_groups[(rows, cols // group)](x, q, s, cols, cols // group, group, fmax, POW2=pow2, BLOCK=block,
-                                            num_warps=warps)
-    return q, s
+    scale = _round_scale(tl.div_rn(amax, fmax), ROUNDING)
+    q = tl.clamp(tl.div_rn(x, scale[:, None]), -fmax, fmax)
+    tl.store(q_ptr + offs, q.to(q_ptr.dtype.element_ty), mask=inside)
+    tl.store(s_ptr + row * groups_per_row + g, scale, mask=g < groups_per_row)
 
 
 @triton.jit
@@ -54,36 +59,114 @@ def _amax_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _scale_cast_kernel(x_ptr, q_ptr, amax_ptr, s_ptr, n, fmax, POW2: tl.constexpr, BLOCK: tl.constexpr):
-    amax = tl.load(amax_ptr)
+def _scales_from_history(h_ptr, s_ptr, n, length, slot, fmax, ROUNDING: tl.constexpr, MOST_RECENT: tl.constexpr,
+                         CLEAR_SLOT: tl.constexpr, BLOCK: tl.constexpr):
+    """Scales (n of them) from an amax history of `length` steps (length x n, fp32): its max, or
+    the step before `slot`; then, for delayed scaling, clear `slot` for this step's amax."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    inside = offs < n
+    if MOST_RECENT:
+        amax = tl.load(h_ptr + ((slot + length - 1) % length) * n + offs, mask=inside, other=0.0)
+    else:
+        amax = tl.zeros([BLOCK], dtype=tl.float32)
+        for step in range(0, length):
+            amax = tl.maximum(amax, tl.load(h_ptr + step * n + offs, mask=inside, other=0.0))
     amax = tl.where(amax > 0, amax, 1.0)
-    scale = amax / fmax
-    if POW2:
-        scale = tl.exp2(tl.ceil(tl.log2(scale)))
-    if tl.program_id(0) == 0:
-        tl.store(s_ptr, scale)
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    x = tl.load(x_ptr + offs, mask=mask).to(tl.float32)
-    tl.store(q_ptr + offs, tl.clamp(x / scale, -fmax, fmax).to(q_ptr.dtype.element_ty), mask=mask)
+    tl.store(s_ptr + offs, _round_scale(tl.div_rn(amax, fmax), ROUNDING), mask=inside)
+    if CLEAR_SLOT:
+        tl.store(h_ptr + slot * n + offs, tl.zeros([BLOCK], dtype=tl.float32), mask=inside)
 
 
-def quantize_tensor(x: torch.Tensor, fp8_dtype: torch.dtype, fmax: float, pow2: bool = False):
-    """Dynamic per-tensor quantization in two kernels (amax must be global before any cast)."""
-    n = x.numel()
-    amax = torch.zeros(1, dtype=torch.float32, device=x.device)
-    scale = torch.empty(1, dtype=torch.float32, device=x.device)
+@triton.jit
+def _scaled_cast(x_ptr, q_ptr, s_ptr, amax_ptr, n_cols, s_row_stride, s_group_stride, amax_row_stride, fmax,
+                 GROUP: tl.constexpr, BLOCK: tl.constexpr, RECORD: tl.constexpr):
+    """Cast with given scales (per tensor: strides 0; per row; per 1 x GROUP block), in one pass;
+    with RECORD, also fold this chunk's amax into amax_ptr (per tensor or per row)."""
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    inside = cols < n_cols
+    offs = row.to(tl.int64) * n_cols + cols
+    x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(tl.float32)
+    scale = tl.load(s_ptr + row * s_row_stride + (cols // GROUP) * s_group_stride, mask=inside, other=1.0)
+    q = tl.clamp(tl.div_rn(x, scale), -fmax, fmax)
+    tl.store(q_ptr + offs, q.to(q_ptr.dtype.element_ty), mask=inside)
+    if RECORD:
+        tl.atomic_max(amax_ptr + row * amax_row_stride, tl.max(tl.abs(x), axis=0))
+
+
+CAST_BLOCK = 2048  # elements per program of a cast pass: 16 per thread at 4 warps
+
+
+def _block_strides(block: tuple[int, int], cols: int) -> tuple[int, int, int]:
+    """(scale row stride, scale group stride, group) of a per-tensor, per-row or 1 x G scale grid."""
+    if block == (0, 0):
+        return 0, 0, CAST_BLOCK
+    if block == (1, 0):
+        return 1, 0, CAST_BLOCK
+    return cols // block[1], 1, block[1]
+
+
+def scaled_cast(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.dtype, fmax: float,
+                record_amax: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x (row-major 2-D) cast to FP8 with given dequantization scales; with record_amax (a
+    per-tensor or per-row buffer, zeroed by the caller), this pass's amax is folded into it."""
+    rows, cols = x.shape
+    assert x.is_contiguous() and scale.is_contiguous()
+    if record_amax is not None and block not in ((0, 0), (1, 0)):
+        raise ValueError("recording the amax in the cast pass is per tensor or per row only")
     q = torch.empty_like(x, dtype=fp8_dtype)
-    block = 8192
-    grid = (triton.cdiv(n, block),)
-    _amax_kernel[grid](x, amax, n, BLOCK=block, num_warps=8)
-    _scale_cast_kernel[grid](x, q, amax, scale, n, fmax, POW2=pow2, BLOCK=block, num_warps=8)
-    return q, scale.reshape(())
+    s_row, s_group, group = _block_strides(block, cols)
+    record = record_amax if record_amax is not None else scale
+    _scaled_cast[(rows, triton.cdiv(cols, CAST_BLOCK))](
+        x, q, scale, record, cols, s_row, s_group, 1 if block == (1, 0) else 0, fmax,
+        GROUP=group, BLOCK=CAST_BLOCK, RECORD=record_amax is not None, num_warps=4)
+    return q
 
 
+def scale_from_history(history: torch.Tensor, slot: int, most_recent: bool, fmax: float, rounding: int,
+                       clear_slot: bool = True) -> torch.Tensor:
+    """Scales from an amax history (length x scale shape); clears `slot` for this step's amax."""
+    length = history.shape[0]
+    n = history[0].numel()
+    scale = torch.empty(history.shape[1:], dtype=torch.float32, device=history.device)
+    block = 1024
+    _scales_from_history[(triton.cdiv(n, block),)](history, scale, n, length, slot, fmax, ROUNDING=rounding,
+                                                   MOST_RECENT=most_recent, CLEAR_SLOT=clear_slot, BLOCK=block)
+    return scale
+
+
+def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.dtype, fmax: float, rounding: int):
+    """Current scaling per tensor (an amax pass, then one scale-and-cast pass: the global amax must
+    exist before any element is cast), per row or per 1 x G block (one pass). Returns (q, scales)
+    with scales in the block grid's shape."""
+    rows, cols = x.shape
+    assert x.is_contiguous()
+    if block == (0, 0):
+        amax = torch.zeros(1, 1, dtype=torch.float32, device=x.device)
+        n = x.numel()
+        _amax_kernel[(triton.cdiv(n, 8192),)](x, amax, n, BLOCK=8192, num_warps=8)
+        scale = scale_from_history(amax.reshape(1, 1, 1), 0, False, fmax, rounding, clear_slot=False)
+        return scaled_cast(x, scale, block, fp8_dtype, fmax), scale.reshape(1, 1)
+    group = cols if block == (1, 0) else block[1]
+    assert cols % group == 0
+    q = torch.empty_like(x, dtype=fp8_dtype)
+    s = torch.empty(rows, cols // group, dtype=torch.float32, device=x.device)
+    padded = triton.next_power_of_2(group)
+    groups = max(1, CAST_BLOCK // padded)  # about CAST_BLOCK elements per program
+    warps = 4 if padded * groups <= 2048 else 8 if padded <= 4096 else 16
+    _quantize_groups[(rows, triton.cdiv(cols // group, groups))](
+        x, q, s, cols, cols // group, group, fmax, ROUNDING=rounding, BLOCK=padded, GROUPS=groups, num_warps=warps)
+    return q, s
+
+
+# Autotuned per (M, N, K) on first use and cached for the process. Wider tiles (128x256, 256x128)
+# halve the scale loads and fp32 rescales per MMA; three stages fit their operands in shared memory.
 _GEMM_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 256, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "GROUP_M": 16}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=4, num_stages=5),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "GROUP_M": 8}, num_warps=4, num_stages=5),
 ]
@@ -110,14 +193,15 @@ def _block_scaled_gemm(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,
     a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak
     b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn
     sa_ptrs = sa_ptr + offs_m * stride_sam
-    sb_ptr_tile = sb_ptr + ((pid_n * BLOCK_N) // 128) * stride_sbn
+    # A 256-wide tile spans two 128x128 weight-scale blocks: one scale per output column.
+    sb_ptrs = sb_ptr + (offs_n // 128) * stride_sbn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kb in range(0, tl.cdiv(K, BLOCK_K)):
         a = tl.load(a_ptrs, mask=offs_m[:, None] < M, other=0.0)
         b = tl.load(b_ptrs, mask=offs_n[None, :] < N, other=0.0)
         sa = tl.load(sa_ptrs + kb * stride_sak, mask=offs_m < M, other=0.0)
-        sb = tl.load(sb_ptr_tile + kb * stride_sbk)
-        acc += tl.dot(a, b) * (sa[:, None] * sb)
+        sb = tl.load(sb_ptrs + kb * stride_sbk, mask=offs_n < N, other=0.0)
+        acc += tl.dot(a, b) * (sa[:, None] * sb[None, :])
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
     c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
@@ -127,7 +211,7 @@ def _block_scaled_gemm(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,
 def block_scaled_gemm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
                       out: torch.Tensor) -> torch.Tensor:
     """a: M x K fp8 (row-major), b: K x N fp8 (any strides), scale_a: M x K/128,
-    scale_b: K/128 x N/128; K must be a multiple of 128 and N of BLOCK_N."""
+    scale_b: K/128 x N/128 (N need not fill the tiles: edges are masked); K a multiple of 128."""
     M, K = a.shape
     N = b.shape[1]
     assert K % 128 == 0, "block-scaled GEMM needs K divisible by 128"

@@ -20,13 +20,14 @@ from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.distributions import DISTRIBUTIONS, draw
 from accelbench.errors import CaseSkipped
-from accelbench.fp8_engines import EmulatedEngine, engine_for, policy_scale, weight_scheme
+from accelbench.fp8_engines import EmulatedEngine, engine_for, policy_scale, policy_state, weight_scheme
 from accelbench.models import PUBLISHED_70B_SHAPES
 from accelbench.quant import MODES, quantize
 from accelbench.records import Accuracy, Metric
 
 STAGES = ("gemm", "quant+gemm")
 CONSTANT_SCALE_MODES = ("tensor", "gaudi2", "tensor-static")
+TORCHAO_MODES = ("tensor", "row")
 # The output is bf16: its rounding (2^-9) dominates; fast accumulation adds its own error.
 KERNEL_TOLERANCE = {False: 1e-2, True: 2e-2}
 # Largest element error of a fast-accumulation kernel, in units of the reference's RMS: its
@@ -99,6 +100,9 @@ class Fp8Gemm(Benchmark):
             for impl in ("auto", "triton") if MODES[mode].granularity == "block" else ("auto",):
                 out += [_case(mode, impl, st, "normal", sh) for st in STAGES for sh in s.shapes]
                 out += [_case(mode, impl, "gemm", d, s.accuracy_shape) for d in DISTRIBUTIONS if d != "normal"]
+        # torchao's FP8 inference linear beside ours (it quantizes inside the linear: quant+gemm only).
+        for mode in TORCHAO_MODES:
+            out += [_case(mode, "torchao", "quant+gemm", "normal", sh) for sh in s.shapes]
         # Per-tensor scales passed as constants beside the same modes' runtime-tensor scales
         # (Gaudi: constant scales can take the hardware exponent-bias path). Only where the scale
         # is known ahead of the call: the GEMM-only stage, and static scaling's quantize+GEMM.
@@ -136,17 +140,22 @@ class Fp8Gemm(Benchmark):
             raise CaseSkipped(str(exc)) from None
         previous = [draw(p["dist"], (m, k), gen, backend.device).to(torch.bfloat16) for _ in range(4)] \
             if mode.policy != "current" else []
+        # The reference policy gives the scale the first call must use; the engine carries its own
+        # state (a calibrated scale, an amax history on the device) from call to call.
         scale = policy_scale(mode, a, previous)
+        state = policy_state(mode, previous)
         del previous
-        w = quantize(b.t().contiguous(), weight_scheme(mode))  # weights: once, ahead of time
-        reference = EmulatedEngine(backend).quantize_activations(a, mode, scale)
+        checked_as = engine.reference_mode(mode)  # as the engine rounds its scales
+        w = quantize(b.t().contiguous(), weight_scheme(checked_as))  # weights: once, ahead of time
+        engine.take_weight(b.t().contiguous(), mode)
+        reference = EmulatedEngine(backend).quantize_activations(a, checked_as, scale)
         quantized_exact = reference.dequantize(torch.float64).to(ref_dev) @ w.dequantize(torch.float64).to(ref_dev).t()
 
         if p["stage"] == "gemm":
-            qa = engine.quantize_activations(a, mode, scale)
+            qa = engine.quantize_activations(a, mode, state)
             run = lambda: engine.gemm(qa, w, mode, out)  # noqa: E731
         else:
-            run = lambda: engine.gemm(engine.quantize_activations(a, mode, scale), w, mode, out)  # noqa: E731
+            run = lambda: engine.quantize_and_gemm(a, w, mode, state, out)  # noqa: E731
 
         def check(result: torch.Tensor) -> Accuracy:
             error.measure(result)
@@ -154,11 +163,13 @@ class Fp8Gemm(Benchmark):
                                  f"fp64 product of the reference-quantized operands on {ref_dev.type}", k,
                                  mode.fast_accum)
 
-        facts = {"execution": engine.execution, "activation_quantizer": engine.activation_quantizer(mode, scale),
+        facts = {"execution": engine.execution, "activation_quantizer": engine.activation_quantizer(mode, state),
                  "saturated_pct": 100.0 * reference.saturated,
                  "scale_policy": mode.policy, "granularity": mode.granularity, **engine.notes(mode)}
         if emulated_because:
             facts["emulated_because"] = emulated_because
+        if checked_as != mode:
+            facts["scale_rounding"] = "bf16: the engine computes amax / max in the input's dtype; checked so"
         if reference.saturated > 0:
             facts["saturation"] = (f"{100 * reference.saturated:.3g}% of activations clamped to "
                                    f"±{mode.a.fmt.max_value:g} ({mode.policy} scaling)")

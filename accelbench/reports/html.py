@@ -18,6 +18,7 @@ from accelbench.reports.fingerprint import differences
 from accelbench.reports.overview import Overview, build_overview, devices_of
 from accelbench.reports.plots import plots_for
 from accelbench.reports.procurement import CostRow, Prices, procurement
+from accelbench.reports.regimes import regime_table
 from accelbench.reports.roofline import roofline_plot
 from accelbench.reports.tables import Table, compact_table, full_table, problems_table
 from accelbench.reports.templating import template
@@ -125,7 +126,7 @@ class Report:
     def html(self) -> str:
         return template("report.html.j2").render(
             title=self.title, version=__version__, overview=self.overview, costs=self.costs, prices=self.prices,
-            roofline=roofline_plot(self.frame, self.runs), sections=self.sections(),
+            roofline=roofline_plot(self.frame, self.runs), regimes=regime_table(self.frame), sections=self.sections(),
             fingerprints=fingerprints(self.runs), comparability=comparability_warnings(self.runs),
             warnings=[w for r in self.runs for w in r.warnings])
 

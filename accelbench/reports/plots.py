@@ -116,24 +116,31 @@ def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunI
         return None
     flops = ok["m"] * ok["k"] * ok["n"]
     ok = ok[flops == flops.max()]
-    wide = ok.pivot_table(index=["run_id", "mode", "impl"], columns="metric", values="value", aggfunc="first")
+    emulated = ok["execution"].fillna("").str.startswith("emulated") if "execution" in ok else False
+    ok = ok.assign(emulated=emulated)
+    wide = ok.pivot_table(index=["run_id", "mode", "impl", "emulated"], columns="metric", values="value",
+                          aggfunc="first")
     if "tflops" not in wide or "quant_rel_error" not in wide:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (run_id, mode, impl), row in wide.iterrows():
+    for (run_id, mode, impl, software), row in wide.iterrows():
         label = mode if impl in ("auto", "torch") else f"{mode} ({impl})"
         if multi_run:
             label = f"{device_name(runs, run_id)}: {label}"
         err = row.get("quant_rel_error")
         if not err or not err > 0:
             continue
-        ax.scatter([err], [row["tflops"]])
+        if software:  # an emulated figure is not set beside native ones unmarked
+            label += " (emulated)"
+        ax.scatter([err], [row["tflops"]], facecolors="none" if software else None,
+                   edgecolors="C7" if software else None)
         ax.annotate(label, (err, row["tflops"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     m, k, n = (int(ok[c].iloc[0]) for c in ("m", "k", "n"))
     ax.set_xscale("log")
     ax.set_xlabel("relative Frobenius error vs fp64 of unquantized inputs")
     ax.set_ylabel("TFLOP/s (GEMM only)")
-    ax.set_title(f"FP8 scaling modes: speed vs error, M={m} K={k} N={n}")
+    ax.set_title(f"FP8 scaling modes: speed vs error, M={m} K={k} N={n}" +
+                 ("\n(hollow: emulated in software, not a native figure)" if ok["emulated"].any() else ""))
     ax.grid(True, alpha=0.3)
     return to_png(fig)
 

@@ -23,6 +23,19 @@ SHORT_NAMES = {"decode_tokens_per_s": "tokens/s", "floor_fraction_measured_bw": 
                "quant_rel_error": "rel. error", "mamf_util": "of MAMF", "bw_util": "of datasheet bw"}
 
 
+# Facts naming what executed a case, shown in the compact table beside its figures.
+WHAT_RAN = {"execution": "GEMM", "activation_quantizer": "quantizer"}
+
+
+def _emulated(frame: pd.DataFrame) -> pd.Series:
+    """Rows of cases whose work ran emulated in software (a mode or dtype without a native path)."""
+    flags = pd.Series(False, index=frame.index)
+    for col in ("emulated", "emulated_because"):
+        if col in frame:
+            flags |= frame[col].notna() & (frame[col] != "")
+    return flags
+
+
 @dataclass
 class Table:
     columns: list[str]
@@ -81,10 +94,16 @@ def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str) -> Tab
     if len(here) == 1:
         figures = per_device[here[0]]
         throttled = set(frame.loc[frame["throttled"].fillna(False).astype(bool), "case_id"])
+        emulated = set(frame.loc[_emulated(frame), "case_id"])
         columns = [[cell(v, units.get(m)) for v in figures[m]] for m in metrics]
-        notes = ["throttled" if case in throttled else "" for case in order]
-        return Table(["case"] + [header(m, units.get(m)) for m in metrics] + ["note"],
-                     [list(row) for row in zip(order, *columns, notes)])
+        notes = [", ".join(n for n, flagged in (("emulated in software, not a native figure", case in emulated),
+                                                 ("throttled", case in throttled)) if flagged) for case in order]
+        # What ran, where a benchmark records it (FP8: the GEMM and the activation quantizer).
+        facts = {title: frame.drop_duplicates("case_id").set_index("case_id")[col].reindex(order)
+                 for col, title in WHAT_RAN.items() if col in frame and frame[col].notna().any()}
+        return Table(["case"] + [header(m, units.get(m)) for m in metrics] + list(facts) + ["note"],
+                     [list(row) for row in zip(order, *columns, *([plain(v) for v in f] for f in facts.values()),
+                                               notes)])
     base = baseline if baseline in here else here[0]
     others = [d for d in here if d != base]
     first = metrics[0]
