@@ -105,7 +105,7 @@ def emulated_round_scale(raw: torch.Tensor, rounding: str) -> torch.Tensor:
 
 def _emulated_scale(amax: torch.Tensor, scheme: OperandScheme) -> torch.Tensor:
     safe = torch.where(amax > 0, amax, torch.ones_like(amax))
-    return emulated_round_scale(safe / scheme.fmt.max_value, scheme.rounding)
+    return emulated_round_scale(safe / torch.full_like(safe, scheme.fmt.max_value), scheme.rounding)
 
 
 def _emulated_cast(x: torch.Tensor, scale: torch.Tensor, scheme: OperandScheme) -> torch.Tensor:

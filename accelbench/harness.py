@@ -255,9 +255,11 @@ class Runner:
             cool_down(regime.cooldown_s)
             more_iters, more_s = warm_up(backend, call, sampling, group)
             warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
-        with PowerSampler(self.telemetry, power=False) as during_samples:
+        with PowerSampler(self.telemetry, interval_s=regime.clock_interval_s, power=False) as during_samples:
             samples = sample(backend, call, sampling, flush, per_call_s, group)
         record.state_after = self.telemetry.state()
+        if during_samples.trace.reasons:  # apart from the energy window's: what the figure itself ran under
+            record.facts["throttle_during_samples"] = ", ".join(sorted(during_samples.trace.reasons))
         record.samples_s = samples
         record.stats = SampleStats.from_samples(samples)
         record.method = TimingMethod(timer=backend.timer_description, graphs=graphs, cache=cache_note,

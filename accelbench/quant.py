@@ -123,7 +123,10 @@ def quantize_with_scale(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, 
 
 def scale_from_amax(amax: torch.Tensor, fmt: Fp8Format, rounding: str) -> torch.Tensor:
     safe = torch.where(amax > 0, amax, torch.ones_like(amax))  # an all-zero block keeps scale 1
-    return round_scale(safe / fmt.max_value, safe, fmt, rounding)
+    # A correctly rounded division, the same on every device: torch divides a tensor by a Python
+    # number on CUDA as a product with its reciprocal, one ulp off at times, and with bf16 inputs
+    # x / scale lands exactly on a rounding tie often enough for that ulp to flip values.
+    return round_scale(safe / torch.full_like(safe, fmt.max_value), safe, fmt, rounding)
 
 
 # --- scale policies --------------------------------------------------------------------------------

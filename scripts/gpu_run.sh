@@ -23,7 +23,7 @@ done
 [ -n "$out" ] || { echo "usage: bash scripts/gpu_run.sh --out DIR [--crosscheck gemm,energy] [bench run options...]" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 mkdir -p "$out/runs"
-export PYTHONPATH=. PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm,temperature.gpu --format=csv > "$out/nvidia-smi.txt" 2>&1
 python3 -m accelbench env --backend cuda > "$out/env.txt" 2>&1
 single="${checks//allreduce/}"; single="${single//,/ }"

@@ -159,16 +159,17 @@ def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.d
     return q, s
 
 
-# Autotuned per (M, N, K) on first use and cached for the process. Wider tiles (128x256, 256x128)
-# halve the scale loads and fp32 rescales per MMA; three stages fit their operands in shared memory.
+# Autotuned per (M, N, K) on first use and cached for the process. A tile is BLOCK_M x (128 *
+# SPLIT): with SPLIT 2 it spans two 128x128 weight-scale blocks, kept as two accumulators so each
+# 128-deep partial product is rescaled by one fused multiply-add per element, as with SPLIT 1.
 _GEMM_CONFIGS = [
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=8, num_stages=4),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "GROUP_M": 8}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 256, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "GROUP_M": 16}, num_warps=8, num_stages=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "GROUP_M": 8}, num_warps=4, num_stages=5),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "GROUP_M": 8}, num_warps=4, num_stages=5),
+    triton.Config({"BLOCK_M": 128, "SPLIT": 1, "GROUP_M": 8}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "SPLIT": 1, "GROUP_M": 8}, num_warps=4, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "SPLIT": 2, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "SPLIT": 2, "GROUP_M": 8}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 256, "SPLIT": 1, "GROUP_M": 8}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "SPLIT": 2, "GROUP_M": 8}, num_warps=4, num_stages=4),
+    triton.Config({"BLOCK_M": 64, "SPLIT": 1, "GROUP_M": 8}, num_warps=4, num_stages=5),
 ]
 
 
@@ -177,35 +178,46 @@ _GEMM_CONFIGS = [
 def _block_scaled_gemm(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,
                        stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                        stride_sam, stride_sak, stride_sbk, stride_sbn,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
-    BLOCK_K: tl.constexpr = 128  # one A scale per row and one B scale per 128x128 tile per step
+                       BLOCK_M: tl.constexpr, SPLIT: tl.constexpr, GROUP_M: tl.constexpr):
+    BLOCK_K: tl.constexpr = 128  # one A scale per row and one B scale per 128x128 block per step
+    HALF: tl.constexpr = 128  # columns per weight-scale block
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_n = tl.cdiv(N, HALF * SPLIT)
     group = GROUP_M * num_pid_n
     first_m = (pid // group) * GROUP_M
     size_m = min(num_pid_m - first_m, GROUP_M)
     pid_m = first_m + (pid % group) % size_m
     pid_n = (pid % group) // size_m
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n0 = pid_n * HALF * SPLIT + tl.arange(0, HALF)
+    offs_n1 = offs_n0 + HALF
     offs_k = tl.arange(0, BLOCK_K)
     a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn
+    b0_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n0[None, :] * stride_bn
+    b1_ptrs = b0_ptrs + HALF * stride_bn
     sa_ptrs = sa_ptr + offs_m * stride_sam
-    # A 256-wide tile spans two 128x128 weight-scale blocks: one scale per output column.
-    sb_ptrs = sb_ptr + (offs_n // 128) * stride_sbn
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    sb0_ptr = sb_ptr + (pid_n * SPLIT) * stride_sbn
+    acc0 = tl.zeros((BLOCK_M, HALF), dtype=tl.float32)
+    acc1 = tl.zeros((BLOCK_M, HALF), dtype=tl.float32)
     for kb in range(0, tl.cdiv(K, BLOCK_K)):
         a = tl.load(a_ptrs, mask=offs_m[:, None] < M, other=0.0)
-        b = tl.load(b_ptrs, mask=offs_n[None, :] < N, other=0.0)
         sa = tl.load(sa_ptrs + kb * stride_sak, mask=offs_m < M, other=0.0)
-        sb = tl.load(sb_ptrs + kb * stride_sbk, mask=offs_n < N, other=0.0)
-        acc += tl.dot(a, b) * (sa[:, None] * sb[None, :])
+        b0 = tl.load(b0_ptrs, mask=offs_n0[None, :] < N, other=0.0)
+        sb0 = tl.load(sb0_ptr + kb * stride_sbk)
+        acc0 += tl.dot(a, b0) * (sa * sb0)[:, None]
+        if SPLIT == 2:
+            b1 = tl.load(b1_ptrs, mask=offs_n1[None, :] < N, other=0.0)
+            sb1 = tl.load(sb0_ptr + stride_sbn + kb * stride_sbk, mask=(pid_n * 2 + 1) * HALF < N, other=0.0)
+            acc1 += tl.dot(a, b1) * (sa * sb1)[:, None]
+            b1_ptrs += BLOCK_K * stride_bk
         a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+        b0_ptrs += BLOCK_K * stride_bk
+    c0_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n0[None, :] * stride_cn
+    tl.store(c0_ptrs, acc0.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n0[None, :] < N))
+    if SPLIT == 2:
+        c1_ptrs = c0_ptrs + HALF * stride_cn
+        tl.store(c1_ptrs, acc1.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n1[None, :] < N))
 
 
 def block_scaled_gemm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
@@ -215,7 +227,7 @@ def block_scaled_gemm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, s
     M, K = a.shape
     N = b.shape[1]
     assert K % 128 == 0, "block-scaled GEMM needs K divisible by 128"
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, 128 * meta["SPLIT"]),)  # noqa: E731
     _block_scaled_gemm[grid](a, b, out, scale_a, scale_b, M, N, K,
                              a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
                              scale_a.stride(0), scale_a.stride(1), scale_b.stride(0), scale_b.stride(1))

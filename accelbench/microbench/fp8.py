@@ -176,6 +176,9 @@ class Fp8Gemm(Benchmark):
         weight_bytes = k * n  # one byte per FP8 element
         return Workload(
             run=run, check=check,
+            # Delayed scaling's history moves on every call (its slot index lives on the host): a
+            # replayed graph would write one slot forever.
+            graph_safe=mode.policy != "delayed",
             work=Work(flops=2.0 * m * n * k, flops_dtype="fp8" if engine.native else "fp8-emulated"),
             working_set_bytes=m * k * (1 + (2 if p["stage"] != "gemm" else 0)) + weight_bytes + 2 * m * n,
             ceiling="matmul.fp8" if engine.native and p["stage"] == "gemm" else None,
