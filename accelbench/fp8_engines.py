@@ -51,10 +51,10 @@ class EmulatedEngine:
     def activation_quantizer(self, mode: ScalingMode, scaling: Scaling) -> str:
         return "reference torch ops (accelbench.quant)"
 
-    def reference_mode(self, mode: ScalingMode) -> ScalingMode:
-        """The mode as this engine actually quantizes it, for the reference it is checked against
-        (a library may round its scales its own way)."""
-        return mode
+    def reference_modes(self, mode: ScalingMode) -> list[ScalingMode]:
+        """The mode as this engine actually quantizes it, for the reference it is checked against:
+        one way, or, for a library that may round its scales either of two ways, each way."""
+        return [mode]
 
     def take_weight(self, weight: torch.Tensor, mode: ScalingMode) -> None:
         """The unquantized weight W = B^T (N x K), for an engine that quantizes it itself."""
@@ -257,9 +257,13 @@ class TorchaoEngine(CudaEngine):
             return "torchao's float8 inference configuration offers per-tensor and per-row scaling (modes tensor, row)"
         return super().unsupported(mode, "auto", shape)
 
-    def reference_mode(self, mode: ScalingMode) -> ScalingMode:
+    def reference_modes(self, mode: ScalingMode) -> list[ScalingMode]:
+        """Weights are quantized eagerly (bf16-rounded scales). The activations' amax / max is a
+        bf16 operation too, but inside the compiled linear Inductor may keep it in fp32: seen on
+        an H100 (torch 2.11, torchao 0.17), per-row matched fp32 scales where per-tensor matched bf16."""
         from dataclasses import replace
-        return replace(mode, a=replace(mode.a, rounding="bf16"), b=replace(mode.b, rounding="bf16"))
+        weights = replace(mode.b, rounding="bf16")
+        return [replace(mode, a=replace(mode.a, rounding="bf16"), b=weights), replace(mode, b=weights)]
 
     def take_weight(self, weight: torch.Tensor, mode: ScalingMode) -> None:
         import torchao.quantization as tq

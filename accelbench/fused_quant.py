@@ -5,8 +5,8 @@ fast paths, one pass over the tensor where the policy allows it:
 - current (dynamic): per row or 1x128 block, amax+scale+cast in one pass; per tensor, an amax
   pass then a scale-and-cast pass (a global amax must exist before any element is cast);
 - static: the scale is given, so a single scale-and-cast pass;
-- delayed: a tiny kernel turns the amax history into this step's scale (and clears the slot the
-  step will write), then one pass casts with it and records this step's amax into the history.
+- delayed: a tiny kernel turns the amax history into this step's scale, then one pass casts with
+  it and keeps each chunk's amax, which a tiny kernel folds into the history's next slot.
 Scale rounding: exact, power of two, Gaudi 2's hardware set, per tensor / per row / 1x128.
 
 On a CUDA tensor the Triton kernels of accelbench.kernels.fp8 run; elsewhere (CPU, no Triton)

@@ -47,7 +47,7 @@ def main(n: int) -> None:
     b, sb = qw.q.t(), qw.scale.t()
     for config in k._GEMM_CONFIGS:
         meta = dict(config.kwargs)
-        grid = (triton.cdiv(n, meta["BLOCK_M"]) * triton.cdiv(n, 128 * meta["SPLIT"]),)
+        grid = (triton.cdiv(n, meta["BLOCK_M"]) * triton.cdiv(n, 128),)
 
         def call(meta=meta, grid=grid, config=config):
             kernel[grid](qa.q, b, out, qa.scale, sb, n, n, n, qa.q.stride(0), qa.q.stride(1), b.stride(0),

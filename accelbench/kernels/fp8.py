@@ -52,17 +52,30 @@ def _quantize_groups(x_ptr, q_ptr, s_ptr, n_cols, groups_per_row, group, fmax, R
 
 
 @triton.jit
-def _amax_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+def _block_max(x_ptr, partial_ptr, n, BLOCK: tl.constexpr):
+    """Each program's amax of its BLOCK elements, stored (no atomics: a plain store per program,
+    reduced by _max_rows)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     x = tl.load(x_ptr + offs, mask=offs < n, other=0.0).to(tl.float32)
-    tl.atomic_max(out_ptr, tl.max(tl.abs(x), axis=0))  # non-negative floats order like ints
+    tl.store(partial_ptr + tl.program_id(0), tl.max(tl.abs(x), axis=0))
+
+
+@triton.jit
+def _max_rows(p_ptr, out_ptr, n_cols, BLOCK: tl.constexpr):
+    """out[row] = max over a row of partial maxima (rows x n_cols, fp32, non-negative)."""
+    row = tl.program_id(0)
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        acc = tl.maximum(acc, tl.load(p_ptr + row.to(tl.int64) * n_cols + cols, mask=cols < n_cols, other=0.0))
+    tl.store(out_ptr + row, tl.max(acc, axis=0))
 
 
 @triton.jit
 def _scales_from_history(h_ptr, s_ptr, n, length, slot, fmax, ROUNDING: tl.constexpr, MOST_RECENT: tl.constexpr,
-                         CLEAR_SLOT: tl.constexpr, BLOCK: tl.constexpr):
+                         BLOCK: tl.constexpr):
     """Scales (n of them) from an amax history of `length` steps (length x n, fp32): its max, or
-    the step before `slot`; then, for delayed scaling, clear `slot` for this step's amax."""
+    the step before `slot` (the most recent)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < n
     if MOST_RECENT:
@@ -73,17 +86,16 @@ def _scales_from_history(h_ptr, s_ptr, n, length, slot, fmax, ROUNDING: tl.const
             amax = tl.maximum(amax, tl.load(h_ptr + step * n + offs, mask=inside, other=0.0))
     amax = tl.where(amax > 0, amax, 1.0)
     tl.store(s_ptr + offs, _round_scale(tl.div_rn(amax, fmax), ROUNDING), mask=inside)
-    if CLEAR_SLOT:
-        tl.store(h_ptr + slot * n + offs, tl.zeros([BLOCK], dtype=tl.float32), mask=inside)
 
 
 @triton.jit
-def _scaled_cast(x_ptr, q_ptr, s_ptr, amax_ptr, n_cols, s_row_stride, s_group_stride, amax_row_stride, fmax,
+def _scaled_cast(x_ptr, q_ptr, s_ptr, partial_ptr, n_cols, s_row_stride, s_group_stride, fmax,
                  GROUP: tl.constexpr, BLOCK: tl.constexpr, RECORD: tl.constexpr):
     """Cast with given scales (per tensor: strides 0; per row; per 1 x GROUP block), in one pass;
-    with RECORD, also fold this chunk's amax into amax_ptr (per tensor or per row)."""
+    with RECORD, also store this chunk's amax at partial_ptr[row, chunk] (for delayed scaling)."""
     row = tl.program_id(0)
-    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    chunk = tl.program_id(1)
+    cols = chunk * BLOCK + tl.arange(0, BLOCK)
     inside = cols < n_cols
     offs = row.to(tl.int64) * n_cols + cols
     x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(tl.float32)
@@ -91,7 +103,7 @@ def _scaled_cast(x_ptr, q_ptr, s_ptr, amax_ptr, n_cols, s_row_stride, s_group_st
     q = tl.clamp(tl.div_rn(x, scale), -fmax, fmax)
     tl.store(q_ptr + offs, q.to(q_ptr.dtype.element_ty), mask=inside)
     if RECORD:
-        tl.atomic_max(amax_ptr + row * amax_row_stride, tl.max(tl.abs(x), axis=0))
+        tl.store(partial_ptr + row.to(tl.int64) * tl.num_programs(1) + chunk, tl.max(tl.abs(x), axis=0))
 
 
 CAST_BLOCK = 2048  # elements per program of a cast pass: 16 per thread at 4 warps
@@ -109,29 +121,31 @@ def _block_strides(block: tuple[int, int], cols: int) -> tuple[int, int, int]:
 def scaled_cast(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.dtype, fmax: float,
                 record_amax: Optional[torch.Tensor] = None) -> torch.Tensor:
     """x (row-major 2-D) cast to FP8 with given dequantization scales; with record_amax (a
-    per-tensor or per-row buffer, zeroed by the caller), this pass's amax is folded into it."""
+    per-tensor or per-row buffer), this pass's amax is written into it."""
     rows, cols = x.shape
     assert x.is_contiguous() and scale.is_contiguous()
     if record_amax is not None and block not in ((0, 0), (1, 0)):
         raise ValueError("recording the amax in the cast pass is per tensor or per row only")
     q = torch.empty_like(x, dtype=fp8_dtype)
     s_row, s_group, group = _block_strides(block, cols)
-    record = record_amax if record_amax is not None else scale
-    _scaled_cast[(rows, triton.cdiv(cols, CAST_BLOCK))](
-        x, q, scale, record, cols, s_row, s_group, 1 if block == (1, 0) else 0, fmax,
-        GROUP=group, BLOCK=CAST_BLOCK, RECORD=record_amax is not None, num_warps=4)
+    chunks = triton.cdiv(cols, CAST_BLOCK)
+    partial = torch.empty(rows, chunks, dtype=torch.float32, device=x.device) if record_amax is not None else scale
+    _scaled_cast[(rows, chunks)](x, q, scale, partial, cols, s_row, s_group, fmax,
+                                 GROUP=group, BLOCK=CAST_BLOCK, RECORD=record_amax is not None, num_warps=4)
+    if record_amax is not None:  # per row: each row's chunks; per tensor: all of them
+        per_row = block == (1, 0)
+        _max_rows[(rows if per_row else 1,)](partial, record_amax, chunks if per_row else rows * chunks, BLOCK=1024)
     return q
 
 
-def scale_from_history(history: torch.Tensor, slot: int, most_recent: bool, fmax: float, rounding: int,
-                       clear_slot: bool = True) -> torch.Tensor:
-    """Scales from an amax history (length x scale shape); clears `slot` for this step's amax."""
+def scale_from_history(history: torch.Tensor, slot: int, most_recent: bool, fmax: float, rounding: int) -> torch.Tensor:
+    """Scales from an amax history (length x scale shape, the step about to be written at `slot`)."""
     length = history.shape[0]
     n = history[0].numel()
     scale = torch.empty(history.shape[1:], dtype=torch.float32, device=history.device)
     block = 1024
     _scales_from_history[(triton.cdiv(n, block),)](history, scale, n, length, slot, fmax, ROUNDING=rounding,
-                                                   MOST_RECENT=most_recent, CLEAR_SLOT=clear_slot, BLOCK=block)
+                                                   MOST_RECENT=most_recent, BLOCK=block)
     return scale
 
 
@@ -142,10 +156,12 @@ def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.d
     rows, cols = x.shape
     assert x.is_contiguous()
     if block == (0, 0):
-        amax = torch.zeros(1, 1, dtype=torch.float32, device=x.device)
         n = x.numel()
-        _amax_kernel[(triton.cdiv(n, 8192),)](x, amax, n, BLOCK=8192, num_warps=8)
-        scale = scale_from_history(amax.reshape(1, 1, 1), 0, False, fmax, rounding, clear_slot=False)
+        partial = torch.empty(triton.cdiv(n, 8192), dtype=torch.float32, device=x.device)
+        _block_max[(partial.numel(),)](x, partial, n, BLOCK=8192, num_warps=8)
+        amax = torch.empty(1, 1, dtype=torch.float32, device=x.device)
+        _max_rows[(1,)](partial, amax, partial.numel(), BLOCK=1024)
+        scale = scale_from_history(amax.reshape(1, 1, 1), 0, False, fmax, rounding)
         return scaled_cast(x, scale, block, fp8_dtype, fmax), scale.reshape(1, 1)
     group = cols if block == (1, 0) else block[1]
     assert cols % group == 0
@@ -159,17 +175,13 @@ def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.d
     return q, s
 
 
-# Autotuned per (M, N, K) on first use and cached for the process. A tile is BLOCK_M x (128 *
-# SPLIT): with SPLIT 2 it spans two 128x128 weight-scale blocks, kept as two accumulators so each
-# 128-deep partial product is rescaled by one fused multiply-add per element, as with SPLIT 1.
+# Autotuned per (M, N, K) on first use and cached for the process. Tiles are 128 wide in N, one
+# weight-scale block, so each 128-deep partial product is rescaled by one multiply-add per
+# element. Probed on an H100 at 8192^3 (scripts/probe_block_gemm.py): these two lead; 128x256
+# tiles (two accumulators), 256x128 and 4-warp 128x128 tiles ran at 154-318 TFLOP/s, spilling.
 _GEMM_CONFIGS = [
-    triton.Config({"BLOCK_M": 128, "SPLIT": 1, "GROUP_M": 8}, num_warps=8, num_stages=4),
-    triton.Config({"BLOCK_M": 128, "SPLIT": 1, "GROUP_M": 8}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 128, "SPLIT": 2, "GROUP_M": 8}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "SPLIT": 2, "GROUP_M": 8}, num_warps=8, num_stages=4),
-    triton.Config({"BLOCK_M": 256, "SPLIT": 1, "GROUP_M": 8}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 64, "SPLIT": 2, "GROUP_M": 8}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 64, "SPLIT": 1, "GROUP_M": 8}, num_warps=4, num_stages=5),
+    triton.Config({"BLOCK_M": 128, "GROUP_M": 8}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 64, "GROUP_M": 8}, num_warps=4, num_stages=5),
 ]
 
 
@@ -178,46 +190,35 @@ _GEMM_CONFIGS = [
 def _block_scaled_gemm(a_ptr, b_ptr, c_ptr, sa_ptr, sb_ptr, M, N, K,
                        stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                        stride_sam, stride_sak, stride_sbk, stride_sbn,
-                       BLOCK_M: tl.constexpr, SPLIT: tl.constexpr, GROUP_M: tl.constexpr):
+                       BLOCK_M: tl.constexpr, GROUP_M: tl.constexpr):
     BLOCK_K: tl.constexpr = 128  # one A scale per row and one B scale per 128x128 block per step
-    HALF: tl.constexpr = 128  # columns per weight-scale block
+    BLOCK_N: tl.constexpr = 128
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, HALF * SPLIT)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
     group = GROUP_M * num_pid_n
     first_m = (pid // group) * GROUP_M
     size_m = min(num_pid_m - first_m, GROUP_M)
     pid_m = first_m + (pid % group) % size_m
     pid_n = (pid % group) // size_m
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n0 = pid_n * HALF * SPLIT + tl.arange(0, HALF)
-    offs_n1 = offs_n0 + HALF
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
     a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b0_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n0[None, :] * stride_bn
-    b1_ptrs = b0_ptrs + HALF * stride_bn
+    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn
     sa_ptrs = sa_ptr + offs_m * stride_sam
-    sb0_ptr = sb_ptr + (pid_n * SPLIT) * stride_sbn
-    acc0 = tl.zeros((BLOCK_M, HALF), dtype=tl.float32)
-    acc1 = tl.zeros((BLOCK_M, HALF), dtype=tl.float32)
+    sb_ptr_tile = sb_ptr + pid_n * stride_sbn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kb in range(0, tl.cdiv(K, BLOCK_K)):
         a = tl.load(a_ptrs, mask=offs_m[:, None] < M, other=0.0)
+        b = tl.load(b_ptrs, mask=offs_n[None, :] < N, other=0.0)
         sa = tl.load(sa_ptrs + kb * stride_sak, mask=offs_m < M, other=0.0)
-        b0 = tl.load(b0_ptrs, mask=offs_n0[None, :] < N, other=0.0)
-        sb0 = tl.load(sb0_ptr + kb * stride_sbk)
-        acc0 += tl.dot(a, b0) * (sa * sb0)[:, None]
-        if SPLIT == 2:
-            b1 = tl.load(b1_ptrs, mask=offs_n1[None, :] < N, other=0.0)
-            sb1 = tl.load(sb0_ptr + stride_sbn + kb * stride_sbk, mask=(pid_n * 2 + 1) * HALF < N, other=0.0)
-            acc1 += tl.dot(a, b1) * (sa * sb1)[:, None]
-            b1_ptrs += BLOCK_K * stride_bk
+        sb = tl.load(sb_ptr_tile + kb * stride_sbk)
+        acc += tl.dot(a, b) * (sa * sb)[:, None]
         a_ptrs += BLOCK_K * stride_ak
-        b0_ptrs += BLOCK_K * stride_bk
-    c0_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n0[None, :] * stride_cn
-    tl.store(c0_ptrs, acc0.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n0[None, :] < N))
-    if SPLIT == 2:
-        c1_ptrs = c0_ptrs + HALF * stride_cn
-        tl.store(c1_ptrs, acc1.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n1[None, :] < N))
+        b_ptrs += BLOCK_K * stride_bk
+    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
 
 
 def block_scaled_gemm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
@@ -227,7 +228,7 @@ def block_scaled_gemm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, s
     M, K = a.shape
     N = b.shape[1]
     assert K % 128 == 0, "block-scaled GEMM needs K divisible by 128"
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, 128 * meta["SPLIT"]),)  # noqa: E731
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, 128),)  # noqa: E731
     _block_scaled_gemm[grid](a, b, out, scale_a, scale_b, M, N, K,
                              a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
                              scale_a.stride(0), scale_a.stride(1), scale_b.stride(0), scale_b.stride(1))
