@@ -251,10 +251,10 @@ class TorchaoEngine(CudaEngine):
                           "(torch._scaled_mm)")
 
     def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
-        if self.version is None:
-            return "torchao is not installed (pip install torchao)"
         if mode.name not in self.TORCHAO_MODES:
             return "torchao's float8 inference configuration offers per-tensor and per-row scaling (modes tensor, row)"
+        if self.version is None:
+            return "torchao is not installed (pip install torchao)"
         return super().unsupported(mode, "auto", shape)
 
     def reference_modes(self, mode: ScalingMode) -> list[ScalingMode]:

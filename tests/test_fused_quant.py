@@ -122,6 +122,5 @@ def test_torchao_cases_skip_with_the_reason(cpu_backend, monkeypatch):
 
 
 def test_torchao_modes_outside_its_configuration_are_skipped(cpu_backend):
-    pytest.importorskip("torchao")
     reason = TorchaoEngine(cpu_backend).unsupported(MODES["block"], "torchao")
     assert "per-tensor and per-row" in reason
