@@ -70,8 +70,9 @@ def main() -> None:
 
 def _git_commit() -> Optional[str]:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=5, cwd=Path(__file__).parent).stdout.strip() or None
+        # "-dirty" where the tree differs from the commit: a run of uncommitted code says so.
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
+                              text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -287,6 +287,11 @@ class Runner:
             note = (f"vs {baseline}" + (" (this case emulated in software: not a hardware speed-up)" if software else "")
                     if base else f"baseline {baseline} not measured in this run")
             record.metrics.append(Metric("speedup", base / record.stats.median if base else None, "x", note))
+        for name, other in workload.time_ratios.items():
+            other = regime.case_id(other)
+            base = self._medians.get(other)
+            record.metrics.append(Metric(name, record.stats.median / base if base else None, "x",
+                                         f"time ÷ {other}'s" if base else f"{other} not measured in this run"))
         record.peak_memory_bytes = backend.memory_stats().peak_allocated_bytes
         if opts.energy:
             record.energy = energy_window(backend, call, self.telemetry, opts.energy_window_s,

@@ -160,7 +160,14 @@ def test_cpu_runs_every_mode_emulated_with_accuracy_and_speedup(cpu_backend, mak
             assert err == pytest.approx(independent_error(mode, shape), rel=0.02), mode
             assert rec.metric("sqnr").value == pytest.approx(-20 * math.log10(err), rel=1e-6)
             assert rec.metric("speedup").value > 0 and "bf16" in rec.metric("speedup").note
+            assert "emulated in software: not a hardware speed-up" in rec.metric("speedup").note
             assert rec.metric("mfu").value is None  # no FP8 peak for an emulated run
+            if stage == "gemm":
+                gemm_only = rec.stats.median
+                assert rec.metric("quant_cost") is None
+            else:  # what quantizing costs: this case's time over the same mode's GEMM-only
+                cost = rec.metric("quant_cost")
+                assert cost.value == pytest.approx(rec.stats.median / gemm_only) and "/gemm/" in cost.note
 
 
 def test_a_wrong_fp8_kernel_fails_its_check(cpu_backend, make_runner, monkeypatch):

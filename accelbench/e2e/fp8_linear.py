@@ -9,9 +9,9 @@
 - weight-only: the same FP8 weights, dequantized to the activation dtype on every call, then an
   ordinary matmul: the model's FP8 accuracy at BF16 GEMM speed.
 - On CUDA, W8A8 at most `GEMV_ROWS` activation rows (batch-1 decode) with per-tensor or per-row
-  scales may run instead as a Triton GEMV on CUDA cores (kernels/fp8_gemv.py) that quantizes the
-  activations itself and reads each FP8 weight byte once without padding one row to a tensor-core
-  tile: the same numbers (the reference's FP8 operands, fp32 accumulation), one launch. Neither kernel wins on every shape (8B shape on an H100: with per-row scales
+  scales may run instead as a Triton GEMV on CUDA cores (kernels/fp8_gemv.py) that reads each FP8
+  weight byte once without padding one row to a tensor-core tile: the same numbers (FP8 operands,
+  fp32 accumulation). Neither kernel wins on every shape (8B shape on an H100: with per-row scales
   the GEMV won on all four projections; with per-tensor scales on q/k/v and o, cuBLAS on gate/up and
   down), so `choose_kernels` times both on each projection's shape before the step is captured and
   keeps the faster; `execution` says which ran.
@@ -67,25 +67,22 @@ class Fp8Linears:
         if not self.gemv_capable or rows > GEMV_ROWS:
             return
         from triton.testing import do_bench_cudagraph
-        from accelbench import fused_quant
         for projection in PROJECTIONS:
             w = self.q[f"model.layers.0.{projection}"]
             dtype = self.weights[f"model.layers.0.{projection}.weight"].dtype
             x = torch.randn(rows, w.q.shape[1], device=w.q.device, dtype=dtype)
-            # Each as the step runs it: the GEMV quantizes inside; the GEMM after a fused quantizer.
-            gemv = lambda: self._gemv(x, w)  # noqa: E731
-            padded = lambda: self._padded_gemm(fused_quant.dynamic(x, self.mode.a), w, x.dtype)  # noqa: E731
+            qa = quantize(x, self.mode.a)
+            gemv, padded = (lambda: self._gemv(qa, w, x.dtype)), (lambda: self._padded_gemm(qa, w, x.dtype))
             if not torch.allclose(gemv(), padded(), rtol=2e-2, atol=1e-2 * float(padded().abs().max())):
                 continue  # never swap in a kernel that disagrees with the engine
             t_gemv, t_padded = do_bench_cudagraph(gemv), do_bench_cudagraph(padded)
             if t_gemv < t_padded:
                 self.gemv_for[projection] = f"{t_gemv * 1e3:.1f} vs {t_padded * 1e3:.1f} us"
 
-    def _gemv(self, a: torch.Tensor, w: Quantized) -> torch.Tensor:
-        """The activations quantized inside the GEMV (current scaling, per tensor or per row)."""
-        from accelbench.kernels.fp8_gemv import fp8_gemv_quantizing
-        return fp8_gemv_quantizing(a.contiguous(), w.q, w.scale, self.mode.granularity == "row",
-                                   self.mode.a.fmt.max_value)
+    @staticmethod
+    def _gemv(qa, w, dtype: torch.dtype) -> torch.Tensor:
+        from accelbench.kernels.fp8_gemv import fp8_gemv
+        return fp8_gemv(qa.q, w.q, qa.scale, w.scale, dtype)
 
     def _padded_gemm(self, qa, w, dtype: torch.dtype) -> torch.Tensor:
         rows = qa.q.shape[0]
@@ -111,12 +108,13 @@ class Fp8Linears:
         if self.weight_only:
             y = F.linear(a, w.dequantize(a.dtype))
         else:
+            # The reference quantizer's torch ops, which a compiled step fuses; the engine's own Triton
+            # quantizers broke torch.compile of the whole step (H100, torch 2.11).
+            qa = quantize(a, self.mode.a)
             if a.shape[0] <= GEMV_ROWS and name.split(".", 3)[-1] in self.gemv_for:
-                y = self._gemv(a, w)
+                y = self._gemv(qa, w, x.dtype)
             else:
-                # The reference quantizer's torch ops, which a compiled step fuses; the engine's own
-                # Triton quantizers broke torch.compile of the whole step (H100, torch 2.11).
-                y = self._padded_gemm(quantize(a, self.mode.a), w, x.dtype)
+                y = self._padded_gemm(qa, w, x.dtype)
         if bias is not None:
             y = y + bias
         return y.view(*x.shape[:-1], y.shape[-1])

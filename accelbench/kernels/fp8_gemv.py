@@ -7,10 +7,8 @@ the single activation row to 16 and was measured at 0.76x the bf16 step (H100, c
 torch._scaled_mm). Serving engines run such tiny-M FP8 products on CUDA cores for the same reason.
 The arithmetic is the W8A8 product itself: FP8 x FP8 products are exact in fp32.
 
-Exposed as torch custom ops, so a compiled decode step calls it as one opaque kernel and a CUDA
-graph captures it; it is autotuned per (M, N, K) on first use, outside any capture. The W8A8 op
-that takes unquantized activations (`fp8_gemv_quantizing`) quantizes them inside the kernel, as
-the reference quantizer would, so a projection it runs costs one launch.
+Exposed as a torch custom op, so a compiled decode step calls it as one opaque kernel and a CUDA
+graph captures it; it is autotuned per (M, N, K) on first use, outside any capture.
 """
 from __future__ import annotations
 
@@ -27,45 +25,27 @@ _CONFIGS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=
             for w in (4, 8) for s in (2, 4)]
 
 
-@triton.autotune(configs=_CONFIGS, key=["M", "N", "K", "QUANTIZE_A"])
+@triton.autotune(configs=_CONFIGS, key=["M", "N", "K"])
 @triton.jit
-def _gemv(a_ptr, w_ptr, sa_ptr, sw_ptr, out_ptr, M, N, K, sa_stride, sw_stride, fmax,
-          HAS_A_SCALE: tl.constexpr, QUANTIZE_A: tl.constexpr, PER_ROW_A: tl.constexpr,
-          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _gemv(a_ptr, w_ptr, sa_ptr, sw_ptr, out_ptr, M, N, K, sa_stride, sw_stride,
+          HAS_A_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """One program per BLOCK_N output columns, for every activation row at once, so each weight
-    byte is read once; the K loop keeps BLOCK_K-wide partial sums and reduces them at the end.
-    With QUANTIZE_A the activations come in their own dtype and each program quantizes them as
-    the reference does (current scaling, per tensor or per row): an amax pass over the few rows
-    (from L2, they are tiny), then the cast inside the main loop, so no separate kernel runs."""
+    byte is read once; the K loop keeps BLOCK_K-wide partial sums and reduces them at the end."""
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rm = tl.arange(0, BLOCK_M)
     rk = tl.arange(0, BLOCK_K)
     n_in, m_in = rn < N, rm < M
     w_rows = w_ptr + rn.to(tl.int64)[:, None] * K
     a_rows = a_ptr + rm[:, None] * K
-    if QUANTIZE_A:
-        amax = tl.zeros((BLOCK_M,), tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            k_in = (k0 + rk) < K
-            a = tl.load(a_rows + k0 + rk[None, :], mask=m_in[:, None] & k_in[None, :], other=0.0).to(tl.float32)
-            amax = tl.maximum(amax, tl.max(tl.abs(a), axis=1))
-        if not PER_ROW_A:
-            amax = tl.zeros((BLOCK_M,), tl.float32) + tl.max(amax, axis=0)
-        amax = tl.where(amax > 0, amax, 1.0)
-        a_scale = tl.div_rn(amax, fmax)
     acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K), tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k_in = (k0 + rk) < K
         w = tl.load(w_rows + k0 + rk[None, :], mask=n_in[:, None] & k_in[None, :], other=0.0).to(tl.float32)
         a = tl.load(a_rows + k0 + rk[None, :], mask=m_in[:, None] & k_in[None, :], other=0.0).to(tl.float32)
-        if QUANTIZE_A:
-            a = tl.clamp(tl.div_rn(a, a_scale[:, None]), -fmax, fmax).to(w_ptr.dtype.element_ty).to(tl.float32)
         acc += w[None, :, :] * a[:, None, :]
     y = tl.sum(acc, axis=2)
     y *= tl.load(sw_ptr + rn * sw_stride, mask=n_in, other=0.0)[None, :]
-    if QUANTIZE_A:
-        y *= a_scale[:, None]
-    elif HAS_A_SCALE:
+    if HAS_A_SCALE:
         y *= tl.load(sa_ptr + rm * sa_stride, mask=m_in, other=0.0)[:, None]
     tl.store(out_ptr + rm[:, None] * N + rn[None, :], y.to(out_ptr.dtype.element_ty),
              mask=m_in[:, None] & n_in[None, :])
@@ -84,34 +64,11 @@ def fp8_gemv(a: torch.Tensor, w: torch.Tensor, a_scale: Optional[torch.Tensor], 
     w_scale = w_scale.reshape(-1).float()
     a_scale = a_scale.reshape(-1).float() if has_a_scale else w_scale  # not read without HAS_A_SCALE
     _gemv[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
-        a, w, a_scale, w_scale, out, m, n, k, int(a_scale.numel() > 1), int(w_scale.numel() > 1), 1.0,
-        HAS_A_SCALE=has_a_scale, QUANTIZE_A=False, PER_ROW_A=False, BLOCK_M=triton.next_power_of_2(m))
+        a, w, a_scale, w_scale, out, m, n, k, int(a_scale.numel() > 1), int(w_scale.numel() > 1),
+        HAS_A_SCALE=has_a_scale, BLOCK_M=triton.next_power_of_2(m))
     return out
 
 
 @fp8_gemv.register_fake
 def _(a, w, a_scale, w_scale, out_dtype):
     return a.new_empty(a.shape[0], w.shape[0], dtype=out_dtype)
-
-
-@torch.library.custom_op("accelbench::fp8_gemv_quantizing", mutates_args=())
-def fp8_gemv_quantizing(a: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, per_row: bool,
-                        fmax: float) -> torch.Tensor:
-    """W8A8 at M <= MAX_ROWS with the activations' quantization inside the GEMV: `a` in its own
-    dtype is quantized to w's FP8 format with current scaling, per tensor or per row (`per_row`),
-    exactly as accelbench.quant does, and the product comes out in a's dtype. One kernel where
-    quantize-then-GEMV took two or more."""
-    m, k = a.shape
-    n = w.shape[0]
-    assert m <= MAX_ROWS and w.shape[1] == k and a.is_contiguous() and w.is_contiguous()
-    out = torch.empty(m, n, dtype=a.dtype, device=a.device)
-    w_scale = w_scale.reshape(-1).float()
-    _gemv[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](
-        a, w, w_scale, w_scale, out, m, n, k, 0, int(w_scale.numel() > 1), fmax,
-        HAS_A_SCALE=False, QUANTIZE_A=True, PER_ROW_A=per_row, BLOCK_M=triton.next_power_of_2(m))
-    return out
-
-
-@fp8_gemv_quantizing.register_fake
-def _(a, w, w_scale, per_row, fmax):
-    return a.new_empty(a.shape[0], w.shape[0])

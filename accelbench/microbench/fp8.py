@@ -199,7 +199,11 @@ class Fp8Gemm(Benchmark):
             work=Work(flops=2.0 * m * n * k, flops_dtype="fp8" if engine.native else "fp8-emulated"),
             working_set_bytes=m * k * (1 + (2 if p["stage"] != "gemm" else 0)) + weight_bytes + 2 * m * n,
             ceiling="matmul.fp8" if engine.native and p["stage"] == "gemm" else None,
-            baseline_case=baseline, extra_metrics=error.metrics, facts=facts)
+            baseline_case=baseline, extra_metrics=error.metrics, facts=facts,
+            # What quantizing costs: this quantize+GEMM over the same mode's GEMM-only (torchao,
+            # which has no GEMM-only of its own: over cuBLAS's with the same scales).
+            time_ratios={"quant_cost": _case(p["mode"], "auto" if p["impl"] == "torchao" else p["impl"], "gemm",
+                                             p["dist"], (m, k, n)).case_id} if p["stage"] != "gemm" else {})
 
     def device_bytes(self, case: Case, backend: Backend) -> int:
         p = case.params

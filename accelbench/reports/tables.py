@@ -12,15 +12,16 @@ from accelbench.reports.numbers import DASH, plain, quantity, ratio
 BASE_COLUMNS = ["run_id", "label", "device", "backend", "benchmark", "case_id", "status", "reason",
                 "throttled", "metric", "value", "unit"]
 # The figures that matter, in this order where present; a compact table shows the first three.
-KEY_METRICS = ["tflops", "mfu", "busbw", "algbw", "gbps", "bw_util", "decode_tokens_per_s", "tpot",
-               "floor_fraction_measured_bw", "floor_fraction_datasheet_bw", "kl_vs_unquantized", "quant_rel_error",
+KEY_METRICS = ["tflops", "quant_cost", "quant_rel_error", "mfu", "busbw", "algbw", "gbps", "bw_util",
+               "decode_tokens_per_s", "tpot", "floor_fraction_measured_bw", "floor_fraction_datasheet_bw", "kl_vs_unquantized",
                "sqnr", "link_util", "tokens_per_s", "time"]
 # Every other metric of the full table follows these, then alphabetically.
 METRIC_ORDER = KEY_METRICS + ["mamf_util", "ttft", "tpot_p90", "achieved_bw", "avg_power", "idle_power",
                               "energy_per_call", "tflops_per_w", "gbps_per_w", "tokens_per_j"]
 SHORT_NAMES = {"decode_tokens_per_s": "tokens/s", "floor_fraction_measured_bw": "of floor (measured bw)",
                "floor_fraction_datasheet_bw": "of floor (datasheet bw)", "kl_vs_unquantized": "KL vs unquantized",
-               "quant_rel_error": "rel. error", "mamf_util": "of MAMF", "bw_util": "of datasheet bw"}
+               "quant_rel_error": "rel. error", "mamf_util": "of MAMF", "bw_util": "of datasheet bw",
+               "quant_cost": "quantize+GEMM ÷ GEMM"}
 
 
 # Facts naming what executed a case, shown in the compact table beside its figures.
