@@ -7,7 +7,6 @@ Scales are dequantization multipliers (x ~ q * scale), as in accelbench.quant.
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import torch
@@ -53,16 +52,12 @@ def _quantize_groups(x_ptr, q_ptr, s_ptr, n_cols, groups_per_row, group, fmax, R
 
 
 @triton.jit
-def _amax_partials(x_ptr, partial_ptr, n, BLOCK: tl.constexpr):
-    """Grid-stride amax: each program folds BLOCK-element chunks (program, program + grid, ...)
-    into registers and stores one partial (no atomics; _max_rows reduces the partials). A few
-    programs per SM stream the tensor with loads in flight, where one program per chunk paid a
-    block reduction per chunk. The tensor's tail is read last."""
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(tl.program_id(0) * BLOCK, n, tl.num_programs(0) * BLOCK):
-        offs = start + tl.arange(0, BLOCK)
-        acc = tl.maximum(acc, tl.abs(tl.load(x_ptr + offs, mask=offs < n, other=0.0).to(tl.float32)))
-    tl.store(partial_ptr + tl.program_id(0), tl.max(acc, axis=0))
+def _block_max(x_ptr, partial_ptr, n, BLOCK: tl.constexpr):
+    """Each program's amax of its BLOCK elements, stored (no atomics: a plain store per program,
+    reduced by _max_rows)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs, mask=offs < n, other=0.0).to(tl.float32)
+    tl.store(partial_ptr + tl.program_id(0), tl.max(tl.abs(x), axis=0))
 
 
 @triton.jit
@@ -95,14 +90,10 @@ def _scales_from_history(h_ptr, s_ptr, n, length, slot, fmax, ROUNDING: tl.const
 
 @triton.jit
 def _scaled_cast(x_ptr, q_ptr, s_ptr, partial_ptr, n_cols, s_row_stride, s_group_stride, fmax,
-                 GROUP: tl.constexpr, BLOCK: tl.constexpr, RECORD: tl.constexpr, REVERSE: tl.constexpr):
+                 GROUP: tl.constexpr, BLOCK: tl.constexpr, RECORD: tl.constexpr):
     """Cast with given scales (per tensor: strides 0; per row; per 1 x GROUP block), in one pass;
-    with RECORD, also store this chunk's amax at partial_ptr[row, chunk] (for delayed scaling).
-    REVERSE walks the rows from the last: right after an amax pass, the tail it read last is
-    still in L2."""
+    with RECORD, also store this chunk's amax at partial_ptr[row, chunk] (for delayed scaling)."""
     row = tl.program_id(0)
-    if REVERSE:
-        row = tl.num_programs(0) - 1 - row
     chunk = tl.program_id(1)
     cols = chunk * BLOCK + tl.arange(0, BLOCK)
     inside = cols < n_cols
@@ -128,7 +119,7 @@ def _block_strides(block: tuple[int, int], cols: int) -> tuple[int, int, int]:
 
 
 def scaled_cast(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.dtype, fmax: float,
-                record_amax: Optional[torch.Tensor] = None, reverse: bool = False) -> torch.Tensor:
+                record_amax: Optional[torch.Tensor] = None) -> torch.Tensor:
     """x (row-major 2-D) cast to FP8 with given dequantization scales; with record_amax (a
     per-tensor or per-row buffer), this pass's amax is written into it."""
     rows, cols = x.shape
@@ -140,8 +131,7 @@ def scaled_cast(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], fp
     chunks = triton.cdiv(cols, CAST_BLOCK)
     partial = torch.empty(rows, chunks, dtype=torch.float32, device=x.device) if record_amax is not None else scale
     _scaled_cast[(rows, chunks)](x, q, scale, partial, cols, s_row, s_group, fmax,
-                                 GROUP=group, BLOCK=CAST_BLOCK, RECORD=record_amax is not None, REVERSE=reverse,
-                                 num_warps=4)
+                                 GROUP=group, BLOCK=CAST_BLOCK, RECORD=record_amax is not None, num_warps=4)
     if record_amax is not None:  # per row: each row's chunks; per tensor: all of them
         per_row = block == (1, 0)
         _max_rows[(rows if per_row else 1,)](partial, record_amax, chunks if per_row else rows * chunks, BLOCK=1024)
@@ -159,11 +149,6 @@ def scale_from_history(history: torch.Tensor, slot: int, most_recent: bool, fmax
     return scale
 
 
-@functools.lru_cache(maxsize=None)
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.dtype, fmax: float, rounding: int):
     """Current scaling per tensor (an amax pass, then one scale-and-cast pass: the global amax must
     exist before any element is cast), per row or per 1 x G block (one pass). Returns (q, scales)
@@ -172,14 +157,12 @@ def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.d
     assert x.is_contiguous()
     if block == (0, 0):
         n = x.numel()
-        assert n < 2**31 - 2**20, "int32 offsets"
-        programs = min(triton.cdiv(n, 4096), 4 * _multiprocessors(x.device))
-        partial = torch.empty(programs, dtype=torch.float32, device=x.device)
-        _amax_partials[(programs,)](x, partial, n, BLOCK=4096, num_warps=8)
+        partial = torch.empty(triton.cdiv(n, 8192), dtype=torch.float32, device=x.device)
+        _block_max[(partial.numel(),)](x, partial, n, BLOCK=8192, num_warps=8)
         amax = torch.empty(1, 1, dtype=torch.float32, device=x.device)
-        _max_rows[(1,)](partial, amax, programs, BLOCK=1024)
+        _max_rows[(1,)](partial, amax, partial.numel(), BLOCK=1024)
         scale = scale_from_history(amax.reshape(1, 1, 1), 0, False, fmax, rounding)
-        return scaled_cast(x, scale, block, fp8_dtype, fmax, reverse=True), scale.reshape(1, 1)
+        return scaled_cast(x, scale, block, fp8_dtype, fmax), scale.reshape(1, 1)
     group = cols if block == (1, 0) else block[1]
     assert cols % group == 0
     q = torch.empty_like(x, dtype=fp8_dtype)
