@@ -1,8 +1,12 @@
 """Probe: the per-tensor amax pass of 8192 x 8192 bf16 two ways on one GPU (median of do_bench, L2
 flushed): Triton partial maxima, and PyTorch's inf-norm reduction. Both must agree exactly first.
 Usage: python3 scripts/probe_amax.py"""
-import torch, triton, triton.testing
+import torch
+import triton
+import triton.testing
+
 from accelbench.kernels import fp8 as k
+
 x = torch.randn(8192, 8192, device="cuda").to(torch.bfloat16)
 n = x.numel()
 def partials():
