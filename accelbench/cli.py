@@ -30,7 +30,7 @@ from accelbench.errors import AccelbenchError, BackendUnavailable
 from accelbench.harness import RunOptions, Runner, SilentProgress
 from accelbench.progress import HEADLINE_METRICS, CaseProgress, headline
 from accelbench.records import RunInfo
-from accelbench.store import DiscardingWriter, RunWriter, load_runs, note_rank_failures, new_run_id, utc_now
+from accelbench.store import DiscardingWriter, LoadedRun, RunWriter, load_runs, note_rank_failures, new_run_id, utc_now
 from accelbench.stats import COMPARE_THRESHOLD
 from accelbench.timing import REGIME_MARK, REGIMES, SUITE_POLICIES, policy_for, suite_duration_s
 
@@ -290,7 +290,7 @@ def run(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tu
     group.close()
     _print_summary(summary.records)
     if len(regimes) > 1:
-        _print_regimes(writer.directory)
+        _print_regimes(LoadedRun(writer.directory, writer.info, summary.records))
     if repeats > 1:
         _print_repeat_spread(summary.records)
     failed = summary.count("failed")
@@ -366,11 +366,11 @@ def _print_summary(records) -> None:
     console.print(table)
 
 
-def _print_regimes(run_dir: Path) -> None:
+def _print_regimes(run: LoadedRun) -> None:
     """With several --regime: each case's figure and clocks per regime, side by side."""
     from accelbench.reports.regimes import regime_table
     from accelbench.store import cases_frame
-    found = regime_table(cases_frame(load_runs([run_dir])))
+    found = regime_table(cases_frame([run]))
     if not found.rows:
         return
     # Columns with no reading anywhere (no clocks on this device) would only crowd the terminal.

@@ -6,6 +6,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from triton.testing import do_bench_cudagraph
 
 from accelbench.e2e.decode import CONFIGS
 from accelbench.kernels.fp8_gemv import fp8_gemv
@@ -18,28 +19,10 @@ shapes = {"qkv": (config.hidden + 2 * kv, config.hidden), "o": (config.hidden, c
           "gate_up": (2 * config.intermediate, config.hidden), "down": (config.hidden, config.intermediate)}
 
 
-def timed(fn, n=20, replays=10):
-    """Per call, as n calls captured in one CUDA graph (as the decode step runs them): no host
-    overhead in the figure."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(n):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(replays):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / n / replays / 1e3
+def timed(fn) -> float:
+    """Seconds per call, as calls captured in one CUDA graph (as the decode step runs them, and as
+    Fp8Linears.choose_kernels times them): no host overhead in the figure."""
+    return do_bench_cudagraph(fn, rep=20, return_mode="median") / 1e3
 
 
 torch.manual_seed(0)

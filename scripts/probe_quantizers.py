@@ -1,6 +1,6 @@
 """Probe: each fused FP8 activation quantizer alone on one GPU, per policy and granularity, on an
-M x K bf16 activation (default 8192 x 8192): microseconds per call (median of CUDA-event timed
-calls, L2 flushed before each) and the bandwidth that implies over the bytes it must move (bf16
+M x K bf16 activation (default 8192 x 8192): microseconds per call (median, L2 flushed before
+each, by triton.testing.do_bench) and the bandwidth that implies over the bytes it must move (bf16
 read once, or twice for per-tensor current scaling, FP8 written once). Not part of the suite: it
 says where quantize+GEMM's extra time goes.
 
@@ -11,26 +11,16 @@ from __future__ import annotations
 import sys
 
 import torch
+import triton.testing
 
 from accelbench import fused_quant
 from accelbench.fp8_engines import policy_state
 from accelbench.quant import MODES
 
 
-def timed_us(fn, calls: int = 50) -> float:
-    flush = torch.empty(256 * 2**20, dtype=torch.int8, device="cuda")
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(calls):
-        flush.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
-    return sorted(times)[len(times) // 2]
+def timed_us(fn) -> float:
+    """Median microseconds per call, L2 flushed before each (triton.testing.do_bench)."""
+    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3
 
 
 def main(m: int, k: int) -> None:
