@@ -67,9 +67,10 @@ class Workload:
     facts: dict[str, Any] = field(default_factory=dict)  # recorded with the case, e.g. l2_bytes
     extra_metrics: Callable[[SampleStats], list[Metric]] = field(default=lambda stats: [])
     baseline_case: Optional[str] = None  # case id in the same run this one's speed-up is relative to
-    # Metric name -> case id in the same run: the metric is this case's median time over that one's
-    # (e.g. FP8 quantize+GEMM over its GEMM-only: what quantizing costs).
-    time_ratios: dict[str, str] = field(default_factory=dict)
+    # Metric name -> (another call on the same inputs, what it is): the metric is this case's time
+    # over that call's, the two timed side by side (timing.paired_ratio). E.g. FP8 quantize+GEMM
+    # over the GEMM alone: what quantizing costs.
+    paired_ratios: dict[str, tuple[Callable[[], Any], str]] = field(default_factory=dict)
     # Restores the inputs a call overwrites in place (an in-place all-reduce), before each call
     # whose output is checked; where None, the output is poisoned instead (see harness.poison).
     reset: Optional[Callable[[], None]] = None

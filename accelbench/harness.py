@@ -27,7 +27,8 @@ from accelbench.metrics import clock_metrics, energy_metrics, launch_overhead_me
 from accelbench.records import THROTTLE_REASONS, Accuracy, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
-from accelbench.timing import REGIMES, Regime, TimingPolicy, cool_down, glance, sample, timed_call, warm_up
+from accelbench.timing import (PAIRED_ROUNDS, REGIMES, Regime, TimingPolicy, cool_down, glance, paired_ratio, sample,
+                               timed_call, warm_up)
 
 
 @dataclass(frozen=True)
@@ -287,11 +288,13 @@ class Runner:
             note = (f"vs {baseline}" + (" (this case emulated in software: not a hardware speed-up)" if software else "")
                     if base else f"baseline {baseline} not measured in this run")
             record.metrics.append(Metric("speedup", base / record.stats.median if base else None, "x", note))
-        for name, other in workload.time_ratios.items():
-            other = regime.case_id(other)
-            base = self._medians.get(other)
-            record.metrics.append(Metric(name, record.stats.median / base if base else None, "x",
-                                         f"time ÷ {other}'s" if base else f"{other} not measured in this run"))
+        for name, (other, what) in workload.paired_ratios.items():
+            if graphs:  # timed as the case's own call is: a replayed graph
+                captured = backend.capture_graph(other)
+                other = captured.replay if captured is not None else other
+            ratio = paired_ratio(backend, call, other, flush, per_call_s, group)
+            record.metrics.append(Metric(name, ratio, "x", f"time ÷ {what}'s, the two timed in alternating batches "
+                                                           f"(median of {PAIRED_ROUNDS} rounds)"))
         record.peak_memory_bytes = backend.memory_stats().peak_allocated_bytes
         if opts.energy:
             record.energy = energy_window(backend, call, self.telemetry, opts.energy_window_s,

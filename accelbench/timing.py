@@ -222,6 +222,26 @@ def sample(backend: Backend, call: Callable[[], Any], policy: TimingPolicy, flus
         batch = min(batch, policy.max_samples - len(samples))
 
 
+PAIRED_ROUNDS = 8
+
+
+def paired_ratio(backend: Backend, call: Callable[[], Any], other: Callable[[], Any], flush: bool,
+                 per_call_estimate_s: float, group: Group = SOLO, rounds: int = PAIRED_ROUNDS) -> float:
+    """How much longer `call` takes than `other`: each round times a short batch of each, back to
+    back (in turn first, ABBA), and takes the ratio of their medians; the result is the median
+    over rounds. Two works timed side by side run under the same clocks and temperature, which
+    two cases timed minutes apart do not: a power-capped GPU's sustained clock drifts by several
+    percent between them."""
+    batch = batch_size(0.01, per_call_estimate_s)
+    other()  # whatever it sets up on its first call stays out of the figure
+    ratios = []
+    for i in range(rounds):
+        pair = (call, other) if i % 2 == 0 else (other, call)
+        first, second = (median(timed_batch(backend, fn, batch, flush, group=group)) for fn in pair)
+        ratios.append(first / second if i % 2 == 0 else second / first)
+    return median(ratios)
+
+
 class StepMarks:
     """Device events at the step boundaries inside a timed call (see the module docstring), kept
     for the last `keep_calls` calls: `first()` is each call's start to its first mark, `steps()`

@@ -1,6 +1,8 @@
 """Probe: where a decode step's time goes (one model, one batch): each projection alone as a matmul
 at the step's batch (GB/s), the whole compiled-and-captured step, and its kernels by total time
-(torch.profiler). Usage: python3 scripts/probe_decode_step.py [MODEL] [BATCH] [CACHE_LEN]"""
+(torch.profiler); with FP8 (w8a8-MODE or w8-MODE, as the decode benchmark names them), the step
+of that FP8 model, its kernels chosen as the benchmark chooses them.
+Usage: python3 scripts/probe_decode_step.py [MODEL] [BATCH] [CACHE_LEN] [FP8]"""
 import sys
 import time
 
@@ -10,14 +12,21 @@ from triton.testing import do_bench, do_bench_cudagraph
 
 from accelbench.backends import resolve_backend
 from accelbench.e2e.decode import CONFIGS
+from accelbench.e2e.fp8_linear import Fp8Linears
 from accelbench.e2e.llama import KVCache, Llama, StaticStep
 from accelbench.e2e.weights import synthetic_weights
 
-name, batch, cache_len = (sys.argv[1:] + ["llama3.1-8b", "1", "768"][len(sys.argv) - 1:])[:3]
+name, batch, cache_len, fp8_name = (sys.argv[1:] + ["llama3.1-8b", "1", "768", "none"][len(sys.argv) - 1:])[:4]
 batch, cache_len = int(batch), int(cache_len)
 backend = resolve_backend("cuda")
 config = CONFIGS[name]
 model = Llama(config, synthetic_weights(config, torch.bfloat16, backend.device))
+if fp8_name != "none":
+    kind, _, mode = fp8_name.partition("-")
+    fp8 = Fp8Linears(model.w, config.layers, mode, kind == "w8", backend)
+    fp8.choose_kernels(rows=batch)
+    print(fp8.execution)
+    model = Llama(config, model.w, linear=fp8)
 
 
 def timed(fn) -> float:

@@ -163,11 +163,10 @@ def test_cpu_runs_every_mode_emulated_with_accuracy_and_speedup(cpu_backend, mak
             assert "emulated in software: not a hardware speed-up" in rec.metric("speedup").note
             assert rec.metric("mfu").value is None  # no FP8 peak for an emulated run
             if stage == "gemm":
-                gemm_only = rec.stats.median
                 assert rec.metric("quant_cost") is None
-            else:  # what quantizing costs: this case's time over the same mode's GEMM-only
+            else:  # what quantizing costs: this call over the GEMM alone, timed side by side
                 cost = rec.metric("quant_cost")
-                assert cost.value == pytest.approx(rec.stats.median / gemm_only) and "/gemm/" in cost.note
+                assert cost.value > 1.0 and "GEMM alone" in cost.note and "alternating" in cost.note
 
 
 def test_a_wrong_fp8_kernel_fails_its_check(cpu_backend, make_runner, monkeypatch):

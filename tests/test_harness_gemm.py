@@ -121,6 +121,27 @@ def test_adaptive_timing_stops_at_its_limits(cpu_backend):
     assert len(sample(cpu_backend, lambda: None, policy, flush=False, per_call_estimate_s=0.01)) == 10
 
 
+def test_paired_ratio_times_two_calls_side_by_side(cpu_backend):
+    import time
+    from accelbench.timing import PAIRED_ROUNDS, paired_ratio
+    order = []
+
+    def slow():
+        order.append("slow")
+        time.sleep(0.004)
+
+    def fast():
+        order.append("fast")
+        time.sleep(0.002)
+
+    assert paired_ratio(cpu_backend, slow, fast, flush=False, per_call_estimate_s=0.005) == pytest.approx(2.0, rel=0.25)
+    # The other call's first (setup) call is untimed; then the two take turns going first (ABBA):
+    # batches S F | F S | S F ... run together as S F S ... one run more than there are rounds.
+    assert order[0] == "fast" and order[1] == "slow"
+    runs = [order[1]] + [b for a, b in zip(order[1:], order[2:]) if a != b]
+    assert len(runs) == PAIRED_ROUNDS + 1
+
+
 def test_check_runs_before_timing(cpu_backend, make_runner):
     calls = []
 

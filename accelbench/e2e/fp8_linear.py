@@ -8,16 +8,17 @@
   Activations are padded to 16 rows for the native engine, as serving engines do at small batch.
 - weight-only: the same FP8 weights, dequantized to the activation dtype on every call, then an
   ordinary matmul: the model's FP8 accuracy at BF16 GEMM speed.
-- On CUDA, W8A8 at most `GEMV_ROWS` activation rows (batch-1 decode) with per-tensor or per-row
-  scales may run instead as a Triton GEMV on CUDA cores (kernels/fp8_gemv.py) that reads each FP8
-  weight byte once without padding one row to a tensor-core tile: the same numbers (FP8 operands,
-  fp32 accumulation). Neither kernel wins on every shape (8B shape on an H100: with per-row scales
-  the GEMV won on all four projections; with per-tensor scales on q/k/v and o, cuBLAS on gate/up and
-  down), so `choose_kernels` times both on each projection's shape before the step is captured and
-  keeps the faster; `execution` says which ran.
+- On CUDA, W8A8 at a decode step's few activation rows (the batch) with per-tensor or per-row
+  scales may run instead as a Triton GEMV (kernels/fp8_gemv.py) that reads each FP8 weight byte
+  once without padding the rows in memory: on CUDA cores (at most 4 rows), or on tensor cores with
+  the operands swapped (at most 16 rows); the same numbers (FP8 operands, fp32 accumulation). No
+  kernel wins on every shape, so `choose_kernels` times each on each projection's shape before
+  the step is captured and keeps the fastest; `execution` says which ran, with the times.
 The embedding table and the output projection stay in the model's dtype, as is usual.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,11 @@ from accelbench.backends.base import Backend
 # their rows share the mode's weight scales where the scheme has one per tensor.
 PROJECTIONS = ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
 PAD_ROWS = 16
-GEMV_ROWS = 4
+GEMV_ROWS = 4  # the CUDA-core GEMV's limit
+TC_GEMV_ROWS = 16  # the tensor-core GEMV's
+ENGINE = "cuBLAS"  # choose_kernels' names: the engine's own (padded) GEMM, and the two GEMVs
+CUDA_CORE = "CUDA-core GEMV"
+TENSOR_CORE = "tensor-core GEMV"
 
 
 class Fp8Linears:
@@ -43,8 +48,11 @@ class Fp8Linears:
         self.weights = weights
         self.engine, self.emulated_because = engine_for(backend, self.mode, "auto")
         self.gemv_capable = backend.name == "cuda" and self.engine.native and not weight_only \
-            and self.mode.granularity in ("tensor", "row")
-        self.gemv_for: dict[str, str] = {}  # projection -> why the GEMV runs it (choose_kernels)
+            and self.mode.granularity in ("tensor", "row") and self.mode.a.fmt.dtype == self.mode.b.fmt.dtype
+        self.chosen_rows: Optional[int] = None  # the activation rows choose_kernels timed at
+        self.kernel_for: dict[str, str] = {}  # projection -> the kernel that runs it at chosen_rows
+        self.times_for: dict[str, dict[str, float]] = {}  # projection -> kernel -> us per call
+        self.left_out: dict[str, str] = {}  # kernel -> why choose_kernels did not consider it
         self.q = {f"model.layers.{i}.{p}": quantize(weights[f"model.layers.{i}.{p}.weight"].contiguous(),
                                                     weight_scheme(self.mode))
                   for i in range(layers) for p in PROJECTIONS}
@@ -55,40 +63,60 @@ class Fp8Linears:
             text = "FP8 weights dequantized per call, then a matmul in the activation dtype"
         else:
             text = self.engine.execution + (f" ({self.emulated_because})" if self.emulated_because else "")
-        if self.gemv_for:
-            chosen = "; ".join(f"{p.split('.')[-1]} ({why})" for p, why in self.gemv_for.items())
-            text += f"; at <= {GEMV_ROWS} rows a Triton FP8 GEMV on CUDA cores where it timed faster: {chosen}"
+        if self.kernel_for:
+            chosen = "; ".join(f"{p.split('.')[-1]} {kernel} (" + ", ".join(
+                f"{name} {us:.1f}" for name, us in sorted(self.times_for[p].items(), key=lambda x: x[1])) + " us)"
+                for p, kernel in self.kernel_for.items())
+            text += f"; at {self.chosen_rows} rows the fastest kernel timed per projection: {chosen}"
+        if self.left_out:
+            text += "; left out: " + "; ".join(f"{k} ({why})" for k, why in self.left_out.items())
         return text
 
+    @staticmethod
+    def _kernels(rows: int) -> list[str]:
+        """The kernels that can multiply `rows` activation rows."""
+        return [ENGINE] + [CUDA_CORE] * (rows <= GEMV_ROWS) + [TENSOR_CORE] * (rows <= TC_GEMV_ROWS)
+
+    def _multiply(self, kernel: str, qa: Quantized, w: Quantized, dtype: torch.dtype) -> torch.Tensor:
+        if kernel == ENGINE:
+            return self._padded_gemm(qa, w, dtype)
+        from accelbench.kernels import fp8_gemv as gemv  # Triton: only where gemv_capable chose a GEMV
+        multiply = gemv.fp8_gemv_tc if kernel == TENSOR_CORE else gemv.fp8_gemv
+        return multiply(qa.q, w.q, qa.scale, w.scale, dtype)
+
     def choose_kernels(self, rows: int) -> None:
-        """Before a step at `rows` activation rows is captured: per projection, time the GEMV and the
-        engine's padded GEMM on this device (as graph replays over every layer's weights,
-        triton.testing.do_bench_cudagraph) and let the faster run it. Both are checked against each
-        other first."""
-        if not self.gemv_capable or rows > GEMV_ROWS:
+        """Before a step at `rows` activation rows is captured: per projection, time every kernel
+        that can run it on this device (as graph replays over every layer's weights,
+        triton.testing.do_bench_cudagraph, activations quantized ahead) and let the fastest run it.
+        Each is checked against the engine's GEMM first; one that disagrees is never used."""
+        kernels = self._kernels(rows)
+        if not self.gemv_capable or len(kernels) == 1:
             return
         from triton.testing import do_bench_cudagraph
+        self.chosen_rows = rows
         for projection in PROJECTIONS:
             w = self.q[f"model.layers.0.{projection}"]
             dtype = self.weights[f"model.layers.0.{projection}.weight"].dtype
             x = torch.randn(rows, w.q.shape[1], device=w.q.device, dtype=dtype)
             qa = quantize(x, self.mode.a)
-            if not torch.allclose(self._gemv(qa, w, x.dtype), self._padded_gemm(qa, w, x.dtype), rtol=2e-2,
-                                  atol=1e-2 * float(self._padded_gemm(qa, w, x.dtype).abs().max())):
-                continue  # never swap in a kernel that disagrees with the engine
+            expected = self._multiply(ENGINE, qa, w, dtype)
+            tolerance = 1e-2 * float(expected.abs().max())
+            agree = [ENGINE]
+            for k in kernels[1:]:
+                try:
+                    if torch.allclose(self._multiply(k, qa, w, dtype), expected, rtol=2e-2, atol=tolerance):
+                        agree.append(k)
+                    else:
+                        self.left_out[k] = "disagreed with the engine's GEMM"
+                except Exception as exc:  # a kernel this Triton cannot compile here is left out, not fatal
+                    self.left_out[k] = f"failed: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
             # Each call on the next layer's weights, as the step streams them: one projection's
             # weights alone (16-117 MB) would stay in L2 from replay to replay and time too fast.
             layers = [self.q[key] for key in self.q if key.endswith(projection)]
-            gemv = lambda: [self._gemv(qa, w, x.dtype) for w in layers]  # noqa: E731
-            padded = lambda: [self._padded_gemm(qa, w, x.dtype) for w in layers]  # noqa: E731
-            t_gemv, t_padded = (do_bench_cudagraph(fn) / len(layers) for fn in (gemv, padded))
-            if t_gemv < t_padded:
-                self.gemv_for[projection] = f"{t_gemv * 1e3:.1f} vs {t_padded * 1e3:.1f} us"
-
-    @staticmethod
-    def _gemv(qa, w, dtype: torch.dtype) -> torch.Tensor:
-        from accelbench.kernels.fp8_gemv import fp8_gemv
-        return fp8_gemv(qa.q, w.q, qa.scale, w.scale, dtype)
+            times = {k: do_bench_cudagraph(lambda k=k: [self._multiply(k, qa, w, dtype) for w in layers])
+                     * 1e3 / len(layers) for k in agree}
+            self.times_for[projection] = times
+            self.kernel_for[projection] = min(times, key=times.get)
 
     def _padded_gemm(self, qa, w, dtype: torch.dtype) -> torch.Tensor:
         rows = qa.q.shape[0]
@@ -116,11 +144,8 @@ class Fp8Linears:
         else:
             # The reference quantizer's torch ops, which a compiled step fuses; the engine's own Triton
             # quantizers broke torch.compile of the whole step (H100, torch 2.11).
-            qa = quantize(a, self.mode.a)
-            if a.shape[0] <= GEMV_ROWS and name.split(".", 3)[-1] in self.gemv_for:
-                y = self._gemv(qa, w, x.dtype)
-            else:
-                y = self._padded_gemm(qa, w, x.dtype)
+            kernel = self.kernel_for.get(name.split(".", 3)[-1], ENGINE) if a.shape[0] == self.chosen_rows else ENGINE
+            y = self._multiply(kernel, quantize(a, self.mode.a), w, x.dtype)
         if bias is not None:
             y = y + bias
         return y.view(*x.shape[:-1], y.shape[-1])

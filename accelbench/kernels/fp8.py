@@ -72,6 +72,18 @@ def _max_rows(p_ptr, out_ptr, n_cols, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _scale_from_partials(p_ptr, s_ptr, n, fmax, ROUNDING: tl.constexpr, BLOCK: tl.constexpr):
+    """Per tensor: the scale from the amax pass's partial maxima (n of them), in one program."""
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, n, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        acc = tl.maximum(acc, tl.load(p_ptr + cols, mask=cols < n, other=0.0))
+    amax = tl.max(acc, axis=0)
+    amax = tl.where(amax > 0, amax, 1.0)
+    tl.store(s_ptr, _round_scale(tl.div_rn(amax, fmax), ROUNDING))
+
+
+@triton.jit
 def _scales_from_history(h_ptr, s_ptr, n, length, slot, fmax, ROUNDING: tl.constexpr, MOST_RECENT: tl.constexpr,
                          BLOCK: tl.constexpr):
     """Scales (n of them) from an amax history of `length` steps (length x n, fp32): its max, or
@@ -90,12 +102,20 @@ def _scales_from_history(h_ptr, s_ptr, n, length, slot, fmax, ROUNDING: tl.const
 
 @triton.jit
 def _scaled_cast(x_ptr, q_ptr, s_ptr, partial_ptr, n_cols, s_row_stride, s_group_stride, fmax,
-                 GROUP: tl.constexpr, BLOCK: tl.constexpr, RECORD: tl.constexpr):
+                 GROUP: tl.constexpr, BLOCK: tl.constexpr, RECORD: tl.constexpr, FLAT_REVERSED: tl.constexpr):
     """Cast with given scales (per tensor: strides 0; per row; per 1 x GROUP block), in one pass;
-    with RECORD, also store this chunk's amax at partial_ptr[row, chunk] (for delayed scaling)."""
-    row = tl.program_id(0)
-    chunk = tl.program_id(1)
-    cols = chunk * BLOCK + tl.arange(0, BLOCK)
+    with RECORD, also store this chunk's amax at partial_ptr[row, chunk] (for delayed scaling).
+    FLAT_REVERSED (per tensor, as one row): chunks taken last first. An amax pass just read the
+    tensor first chunk first, so its end is still in L2 when this pass starts there."""
+    if FLAT_REVERSED:  # grid (chunks, 1)
+        row = tl.program_id(1)
+        chunk = tl.num_programs(0) - 1 - tl.program_id(0)
+        chunks = tl.num_programs(0)
+    else:  # grid (rows, chunks)
+        row = tl.program_id(0)
+        chunk = tl.program_id(1)
+        chunks = tl.num_programs(1)
+    cols = chunk.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = cols < n_cols
     offs = row.to(tl.int64) * n_cols + cols
     x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(tl.float32)
@@ -103,7 +123,7 @@ def _scaled_cast(x_ptr, q_ptr, s_ptr, partial_ptr, n_cols, s_row_stride, s_group
     q = tl.clamp(tl.div_rn(x, scale), -fmax, fmax)
     tl.store(q_ptr + offs, q.to(q_ptr.dtype.element_ty), mask=inside)
     if RECORD:
-        tl.store(partial_ptr + row.to(tl.int64) * tl.num_programs(1) + chunk, tl.max(tl.abs(x), axis=0))
+        tl.store(partial_ptr + row.to(tl.int64) * chunks + chunk, tl.max(tl.abs(x), axis=0))
 
 
 CAST_BLOCK = 2048  # elements per program of a cast pass: 16 per thread at 4 warps
@@ -128,10 +148,14 @@ def scaled_cast(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], fp
         raise ValueError("recording the amax in the cast pass is per tensor or per row only")
     q = torch.empty_like(x, dtype=fp8_dtype)
     s_row, s_group, group = _block_strides(block, cols)
+    flat = block == (0, 0)
+    if flat:  # one row of rows x cols elements
+        rows, cols = 1, rows * cols
     chunks = triton.cdiv(cols, CAST_BLOCK)
     partial = torch.empty(rows, chunks, dtype=torch.float32, device=x.device) if record_amax is not None else scale
-    _scaled_cast[(rows, chunks)](x, q, scale, partial, cols, s_row, s_group, fmax,
-                                 GROUP=group, BLOCK=CAST_BLOCK, RECORD=record_amax is not None, num_warps=4)
+    _scaled_cast[(chunks, 1) if flat else (rows, chunks)](
+        x, q, scale, partial, cols, s_row, s_group, fmax, GROUP=group, BLOCK=CAST_BLOCK,
+        RECORD=record_amax is not None, FLAT_REVERSED=flat, num_warps=4)
     if record_amax is not None:  # per row: each row's chunks; per tensor: all of them
         per_row = block == (1, 0)
         _max_rows[(rows if per_row else 1,)](partial, record_amax, chunks if per_row else rows * chunks, BLOCK=1024)
@@ -159,10 +183,9 @@ def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.d
         n = x.numel()
         partial = torch.empty(triton.cdiv(n, 8192), dtype=torch.float32, device=x.device)
         _block_max[(partial.numel(),)](x, partial, n, BLOCK=8192, num_warps=8)
-        amax = torch.empty(1, 1, dtype=torch.float32, device=x.device)
-        _max_rows[(1,)](partial, amax, partial.numel(), BLOCK=1024)
-        scale = scale_from_history(amax.reshape(1, 1, 1), 0, False, fmax, rounding)
-        return scaled_cast(x, scale, block, fp8_dtype, fmax), scale.reshape(1, 1)
+        scale = torch.empty(1, 1, dtype=torch.float32, device=x.device)
+        _scale_from_partials[(1,)](partial, scale, partial.numel(), fmax, ROUNDING=rounding, BLOCK=1024)
+        return scaled_cast(x, scale, block, fp8_dtype, fmax), scale
     group = cols if block == (1, 0) else block[1]
     assert cols % group == 0
     q = torch.empty_like(x, dtype=fp8_dtype)

@@ -179,6 +179,14 @@ class Fp8Gemm(Benchmark):
                     break
             return found
 
+        gemm_alone = None
+        if p["stage"] != "gemm":
+            # What quantizing costs: this call over the same GEMM on operands quantized ahead (the
+            # reference quantizer's, bit for bit the engine's), timed beside it. torchao, which has
+            # no GEMM of its own to call: cuBLAS's.
+            gemm_engine = engine if p["impl"] != "torchao" else engine_for(backend, mode, "auto", (m, k, n))[0]
+            gemm_alone = (lambda: gemm_engine.gemm(reference, w, mode, out),
+                          f"the GEMM alone ({gemm_engine.execution}) on operands quantized ahead")
         facts = {"execution": engine.execution, "activation_quantizer": engine.activation_quantizer(mode, state),
                  "saturated_pct": 100.0 * reference.saturated,
                  "scale_policy": mode.policy, "granularity": mode.granularity, **engine.notes(mode)}
@@ -200,10 +208,7 @@ class Fp8Gemm(Benchmark):
             working_set_bytes=m * k * (1 + (2 if p["stage"] != "gemm" else 0)) + weight_bytes + 2 * m * n,
             ceiling="matmul.fp8" if engine.native and p["stage"] == "gemm" else None,
             baseline_case=baseline, extra_metrics=error.metrics, facts=facts,
-            # What quantizing costs: this quantize+GEMM over the same mode's GEMM-only (torchao,
-            # which has no GEMM-only of its own: over cuBLAS's with the same scales).
-            time_ratios={"quant_cost": _case(p["mode"], "auto" if p["impl"] == "torchao" else p["impl"], "gemm",
-                                             p["dist"], (m, k, n)).case_id} if p["stage"] != "gemm" else {})
+            paired_ratios={"quant_cost": gemm_alone} if gemm_alone else {})
 
     def device_bytes(self, case: Case, backend: Backend) -> int:
         p = case.params
