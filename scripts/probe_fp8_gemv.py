@@ -1,8 +1,8 @@
-"""Probe: the decode FP8 GEMVs (accelbench/kernels/fp8_gemv.py) on one model's projection shapes:
+"""Probe: the decode FP8 GEMV (accelbench/kernels/fp8_gemv.py) on one model's projection shapes:
 each kernel's error against the fp64 product of the same FP8 values, and its GB/s of weights beside
 a bf16 matmul and cuBLAS FP8 (torch._scaled_mm) with the rows padded to 16, both ways round
-(activations x W^T, and W x activations^T: the weight as the wide operand). The tensor-core GEMV
-is timed autotuned and in each of its configurations alone, so one that fails to compile shows.
+(activations x W^T, and W x activations^T: the weight as the wide operand). The GEMV is timed
+autotuned and in each of its configurations alone, so one that fails to compile shows.
 Every call streams one of several copies of the weight (together over 2x the L2), as a step
 streams its layers.
 Usage: python3 scripts/probe_fp8_gemv.py [MODEL] [ROWS ...]"""
@@ -60,15 +60,12 @@ for name, (n, k) in shapes.items():
                 "TC GEMV (autotuned)": (lambda i: kernels.fp8_gemv_tc(qa.q, qw[i].q, qa.scale, qw[i].scale,
                                                                        torch.bfloat16), ref),
             }
-            if rows <= kernels.MAX_ROWS:
-                candidates["CUDA-core GEMV"] = (lambda i: kernels.fp8_gemv(qa.q, qw[i].q, qa.scale, qw[i].scale,
-                                                                            torch.bfloat16), ref)
-            for config_ in kernels._TC_CONFIGS:
+            for config_ in kernels._CONFIGS:
                 def call(i, c=config_):
                     out = torch.empty(rows, n, dtype=torch.bfloat16, device="cuda")
                     kernels._gemv_tc.fn[(-(-n // c.kwargs["BLOCK_N"]),)](
                         qa.q, qw[i].q, qa.scale.reshape(-1).float(), qw[i].scale.reshape(-1).float(), out, rows, n, k,
-                        int(not per_tensor), int(not per_tensor), ROWS=kernels.TC_ROWS,
+                        int(not per_tensor), int(not per_tensor), ROWS=kernels.MAX_ROWS,
                         num_warps=c.num_warps, num_stages=c.num_stages, **c.kwargs)
                     return out
                 candidates[f"TC {config_.kwargs['BLOCK_N']}x{config_.kwargs['BLOCK_K']} w{config_.num_warps} s{config_.num_stages}"] = (call, ref)

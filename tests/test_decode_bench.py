@@ -94,6 +94,29 @@ def test_fp8_decode_reports_its_accuracy_cost_against_the_unquantized_model(fp8,
     assert rec.facts["bytes_per_step"] < 0.5 * plain.facts["bytes_per_step"]
 
 
+def test_fp8_projections_run_the_chosen_kernel_only_at_the_rows_it_was_timed_at(cpu_backend):
+    import torch
+    from accelbench.e2e import fp8_linear
+    from accelbench.e2e.decode import TINY
+    from accelbench.e2e.llama import Llama
+    from accelbench.e2e.weights import synthetic_weights
+    assert fp8_linear.Fp8Linears._kernels(1) == [fp8_linear.ENGINE, fp8_linear.TENSOR_CORE]
+    assert fp8_linear.Fp8Linears._kernels(16) == [fp8_linear.ENGINE, fp8_linear.TENSOR_CORE]
+    assert fp8_linear.Fp8Linears._kernels(17) == [fp8_linear.ENGINE]
+    model = Llama(TINY, synthetic_weights(TINY, torch.float32, torch.device("cpu")))
+    linears = fp8_linear.Fp8Linears(model.w, TINY.layers, "row", False, cpu_backend)
+    # As choose_kernels leaves it where the tensor-core GEMV won gate/up at one row (it needs a GPU).
+    linears.chosen_rows, linears.kernel_for = 1, {"mlp.gate_up_proj": fp8_linear.TENSOR_CORE}
+    ran, engine = [], linears._multiply
+    linears._multiply = lambda kernel, qa, w, dtype: ran.append(kernel) or engine(fp8_linear.ENGINE, qa, w, dtype)
+    fp8_model = Llama(TINY, model.w, linear=linears)
+    fp8_model.forward(torch.zeros(1, 1, dtype=torch.long), torch.arange(1))  # a decode step: one row
+    assert ran.count(fp8_linear.TENSOR_CORE) == TINY.layers and ran.count(fp8_linear.ENGINE) == 3 * TINY.layers
+    ran.clear()
+    fp8_model.forward(torch.zeros(1, 5, dtype=torch.long), torch.arange(5))  # a prompt: the engine throughout
+    assert ran == [fp8_linear.ENGINE] * 4 * TINY.layers
+
+
 def test_tensor_parallel_decoder_generates_what_the_whole_model_does():
     import os
     import subprocess

@@ -10,10 +10,11 @@
   ordinary matmul: the model's FP8 accuracy at BF16 GEMM speed.
 - On CUDA, W8A8 at a decode step's few activation rows (the batch) with per-tensor or per-row
   scales may run instead as a Triton GEMV (kernels/fp8_gemv.py) that reads each FP8 weight byte
-  once without padding the rows in memory: on CUDA cores (at most 4 rows), or on tensor cores with
-  the operands swapped (at most 16 rows); the same numbers (FP8 operands, fp32 accumulation). No
-  kernel wins on every shape, so `choose_kernels` times each on each projection's shape before
-  the step is captured and keeps the fastest; `execution` says which ran, with the times.
+  once without padding the rows in memory, on tensor cores with the operands swapped (at most 16
+  rows); the same numbers (FP8 operands, fp32 accumulation). Neither it nor cuBLAS wins every
+  shape on every device (8B shape: on an H100 the GEMV won all four projections, on an H200 cuBLAS
+  won down), so `choose_kernels` times both on each projection's shape before the step is
+  captured and keeps the faster; `execution` says which ran, with the times.
 The embedding table and the output projection stay in the model's dtype, as is usual.
 """
 from __future__ import annotations
@@ -31,10 +32,8 @@ from accelbench.backends.base import Backend
 # their rows share the mode's weight scales where the scheme has one per tensor.
 PROJECTIONS = ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
 PAD_ROWS = 16
-GEMV_ROWS = 4  # the CUDA-core GEMV's limit
-TC_GEMV_ROWS = 16  # the tensor-core GEMV's
-ENGINE = "cuBLAS"  # choose_kernels' names: the engine's own (padded) GEMM, and the two GEMVs
-CUDA_CORE = "CUDA-core GEMV"
+GEMV_ROWS = 16  # the GEMV's limit (kernels/fp8_gemv.MAX_ROWS)
+ENGINE = "cuBLAS"  # choose_kernels' names: the engine's own (padded) GEMM, and the GEMV
 TENSOR_CORE = "tensor-core GEMV"
 
 
@@ -75,14 +74,13 @@ class Fp8Linears:
     @staticmethod
     def _kernels(rows: int) -> list[str]:
         """The kernels that can multiply `rows` activation rows."""
-        return [ENGINE] + [CUDA_CORE] * (rows <= GEMV_ROWS) + [TENSOR_CORE] * (rows <= TC_GEMV_ROWS)
+        return [ENGINE] + [TENSOR_CORE] * (rows <= GEMV_ROWS)
 
     def _multiply(self, kernel: str, qa: Quantized, w: Quantized, dtype: torch.dtype) -> torch.Tensor:
         if kernel == ENGINE:
             return self._padded_gemm(qa, w, dtype)
-        from accelbench.kernels import fp8_gemv as gemv  # Triton: only where gemv_capable chose a GEMV
-        multiply = gemv.fp8_gemv_tc if kernel == TENSOR_CORE else gemv.fp8_gemv
-        return multiply(qa.q, w.q, qa.scale, w.scale, dtype)
+        from accelbench.kernels.fp8_gemv import fp8_gemv_tc  # Triton: only where choose_kernels chose it
+        return fp8_gemv_tc(qa.q, w.q, qa.scale, w.scale, dtype)
 
     def choose_kernels(self, rows: int) -> None:
         """Before a step at `rows` activation rows is captured: per projection, time every kernel
