@@ -106,7 +106,9 @@ def test_fp8_projections_run_the_chosen_kernel_only_at_the_rows_it_was_timed_at(
     model = Llama(TINY, synthetic_weights(TINY, torch.float32, torch.device("cpu")))
     linears = fp8_linear.Fp8Linears(model.w, TINY.layers, "row", False, cpu_backend)
     # As choose_kernels leaves it where the tensor-core GEMV won gate/up at one row (it needs a GPU).
-    linears.chosen_rows, linears.kernel_for = 1, {"mlp.gate_up_proj": fp8_linear.TENSOR_CORE}
+    linears.chosen_rows = 1
+    linears.times_for = {"mlp.gate_up_proj": {fp8_linear.ENGINE: 48.3, fp8_linear.TENSOR_CORE: 41.4},
+                         "mlp.down_proj": {fp8_linear.ENGINE: 23.0, fp8_linear.TENSOR_CORE: 25.1}}
     ran, engine = [], linears._multiply
     linears._multiply = lambda kernel, qa, w, dtype: ran.append(kernel) or engine(fp8_linear.ENGINE, qa, w, dtype)
     fp8_model = Llama(TINY, model.w, linear=linears)

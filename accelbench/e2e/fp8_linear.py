@@ -49,8 +49,7 @@ class Fp8Linears:
         self.gemv_capable = backend.name == "cuda" and self.engine.native and not weight_only \
             and self.mode.granularity in ("tensor", "row") and self.mode.a.fmt.dtype == self.mode.b.fmt.dtype
         self.chosen_rows: Optional[int] = None  # the activation rows choose_kernels timed at
-        self.kernel_for: dict[str, str] = {}  # projection -> the kernel that runs it at chosen_rows
-        self.times_for: dict[str, dict[str, float]] = {}  # projection -> kernel -> us per call
+        self.times_for: dict[str, dict[str, float]] = {}  # projection -> kernel -> us per call, at chosen_rows
         self.left_out: dict[str, str] = {}  # kernel -> why choose_kernels did not consider it
         self.q = {f"model.layers.{i}.{p}": quantize(weights[f"model.layers.{i}.{p}.weight"].contiguous(),
                                                     weight_scheme(self.mode))
@@ -62,10 +61,10 @@ class Fp8Linears:
             text = "FP8 weights dequantized per call, then a matmul in the activation dtype"
         else:
             text = self.engine.execution + (f" ({self.emulated_because})" if self.emulated_because else "")
-        if self.kernel_for:
-            chosen = "; ".join(f"{p.split('.')[-1]} {kernel} (" + ", ".join(
-                f"{name} {us:.1f}" for name, us in sorted(self.times_for[p].items(), key=lambda x: x[1])) + " us)"
-                for p, kernel in self.kernel_for.items())
+        if self.times_for:
+            chosen = "; ".join(f"{p.split('.')[-1]} {self._kernel_for(p)} (" + ", ".join(
+                f"{name} {us:.1f}" for name, us in sorted(times.items(), key=lambda x: x[1])) + " us)"
+                for p, times in self.times_for.items())
             text += f"; at {self.chosen_rows} rows the fastest kernel timed per projection: {chosen}"
         if self.left_out:
             text += "; left out: " + "; ".join(f"{k} ({why})" for k, why in self.left_out.items())
@@ -75,6 +74,11 @@ class Fp8Linears:
     def _kernels(rows: int) -> list[str]:
         """The kernels that can multiply `rows` activation rows."""
         return [ENGINE] + [TENSOR_CORE] * (rows <= GEMV_ROWS)
+
+    def _kernel_for(self, projection: str) -> str:
+        """The fastest kernel choose_kernels timed on `projection` (the engine where it timed none)."""
+        times = self.times_for.get(projection)
+        return min(times, key=times.get) if times else ENGINE
 
     def _multiply(self, kernel: str, qa: Quantized, w: Quantized, dtype: torch.dtype) -> torch.Tensor:
         if kernel == ENGINE:
@@ -111,10 +115,9 @@ class Fp8Linears:
             # Each call on the next layer's weights, as the step streams them: one projection's
             # weights alone (16-117 MB) would stay in L2 from replay to replay and time too fast.
             layers = [self.q[key] for key in self.q if key.endswith(projection)]
-            times = {k: do_bench_cudagraph(lambda k=k: [self._multiply(k, qa, w, dtype) for w in layers])
-                     * 1e3 / len(layers) for k in agree}
-            self.times_for[projection] = times
-            self.kernel_for[projection] = min(times, key=times.get)
+            every_layer = {k: (lambda k=k: [self._multiply(k, qa, w, dtype) for w in layers]) for k in agree}
+            self.times_for[projection] = {k: do_bench_cudagraph(fn) * 1e3 / len(layers)  # ms per replay -> us a call
+                                          for k, fn in every_layer.items()}
 
     def _padded_gemm(self, qa, w, dtype: torch.dtype) -> torch.Tensor:
         rows = qa.q.shape[0]
@@ -142,7 +145,7 @@ class Fp8Linears:
         else:
             # The reference quantizer's torch ops, which a compiled step fuses; the engine's own Triton
             # quantizers broke torch.compile of the whole step (H100, torch 2.11).
-            kernel = self.kernel_for.get(name.split(".", 3)[-1], ENGINE) if a.shape[0] == self.chosen_rows else ENGINE
+            kernel = self._kernel_for(name.split(".", 3)[-1]) if a.shape[0] == self.chosen_rows else ENGINE
             y = self._multiply(kernel, quantize(a, self.mode.a), w, x.dtype)
         if bias is not None:
             y = y + bias

@@ -61,24 +61,26 @@ def _block_max(x_ptr, partial_ptr, n, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _max_of(p_ptr, n, BLOCK: tl.constexpr):
+    """The max of n partial maxima (fp32, non-negative) at p_ptr, by one program."""
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, n, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        acc = tl.maximum(acc, tl.load(p_ptr + cols, mask=cols < n, other=0.0))
+    return tl.max(acc, axis=0)
+
+
+@triton.jit
 def _max_rows(p_ptr, out_ptr, n_cols, BLOCK: tl.constexpr):
     """out[row] = max over a row of partial maxima (rows x n_cols, fp32, non-negative)."""
     row = tl.program_id(0)
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(0, n_cols, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        acc = tl.maximum(acc, tl.load(p_ptr + row.to(tl.int64) * n_cols + cols, mask=cols < n_cols, other=0.0))
-    tl.store(out_ptr + row, tl.max(acc, axis=0))
+    tl.store(out_ptr + row, _max_of(p_ptr + row.to(tl.int64) * n_cols, n_cols, BLOCK))
 
 
 @triton.jit
 def _scale_from_partials(p_ptr, s_ptr, n, fmax, ROUNDING: tl.constexpr, BLOCK: tl.constexpr):
     """Per tensor: the scale from the amax pass's partial maxima (n of them), in one program."""
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(0, n, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        acc = tl.maximum(acc, tl.load(p_ptr + cols, mask=cols < n, other=0.0))
-    amax = tl.max(acc, axis=0)
+    amax = _max_of(p_ptr, n, BLOCK)
     amax = tl.where(amax > 0, amax, 1.0)
     tl.store(s_ptr, _round_scale(tl.div_rn(amax, fmax), ROUNDING))
 
