@@ -4,7 +4,7 @@ import pytest
 
 from accelbench.backends.cpu import CpuBackend
 from accelbench.benchmark import Case
-from accelbench.e2e.decode import Decode, EagerEngine
+from accelbench.e2e.decode import TINY, Decode, EagerEngine
 from conftest import save_checkpoint
 
 
@@ -80,7 +80,7 @@ def test_the_floor_comes_from_the_runs_measured_bandwidth(tmp_path):
         assert run.cases[1].status != "ok" or run.cases[1].facts["memory_level"] == "cache"
 
 
-@pytest.mark.parametrize("fp8", ["w8a8-row", "w8-row"])
+@pytest.mark.parametrize("fp8", ["w8a8-row", "w8-row", "w8a8+head-row"])
 def test_fp8_decode_reports_its_accuracy_cost_against_the_unquantized_model(fp8, cpu_backend, make_runner):
     case = _case("eager")
     case = Case(f"tiny/eager/{fp8}", dict(case.params, fp8=fp8), matmul_dtypes=("fp32",))
@@ -92,6 +92,12 @@ def test_fp8_decode_reports_its_accuracy_cost_against_the_unquantized_model(fp8,
     plain = make_runner(cpu_backend).run_case(Decode(), _case("eager"))
     # Read per step: the FP8 projections' bytes replace their fp32 bytes (about a quarter).
     assert rec.facts["bytes_per_step"] < 0.5 * plain.facts["bytes_per_step"]
+    if "+head" in fp8:  # the output projection is read as FP8 too: 1 byte a weight instead of 4
+        projections = make_runner(cpu_backend).run_case(
+            Decode(), Case("tiny/eager/w8a8-row", dict(case.params, fp8="w8a8-row"), matmul_dtypes=("fp32",)))
+        saved = projections.facts["bytes_per_step"] - rec.facts["bytes_per_step"]
+        assert saved == pytest.approx(3 * TINY.vocab * TINY.hidden, rel=0.01)
+        assert "output projection" in rec.facts["fp8_execution"]
 
 
 def test_fp8_projections_run_the_chosen_kernel_only_at_the_rows_it_was_timed_at(cpu_backend):
@@ -100,8 +106,10 @@ def test_fp8_projections_run_the_chosen_kernel_only_at_the_rows_it_was_timed_at(
     from accelbench.e2e.decode import TINY
     from accelbench.e2e.llama import Llama
     from accelbench.e2e.weights import synthetic_weights
-    assert fp8_linear.Fp8Linears._kernels(1) == [fp8_linear.ENGINE, fp8_linear.TENSOR_CORE]
-    assert fp8_linear.Fp8Linears._kernels(16) == [fp8_linear.ENGINE, fp8_linear.TENSOR_CORE]
+    gemvs = list(fp8_linear.SPLIT_K)
+    assert gemvs[0] == fp8_linear.TENSOR_CORE and fp8_linear.SPLIT_K[fp8_linear.TENSOR_CORE] == 1
+    assert fp8_linear.Fp8Linears._kernels(1) == [fp8_linear.ENGINE, *gemvs]
+    assert fp8_linear.Fp8Linears._kernels(16) == [fp8_linear.ENGINE, *gemvs]
     assert fp8_linear.Fp8Linears._kernels(17) == [fp8_linear.ENGINE]
     model = Llama(TINY, synthetic_weights(TINY, torch.float32, torch.device("cpu")))
     linears = fp8_linear.Fp8Linears(model.w, TINY.layers, "row", False, cpu_backend)

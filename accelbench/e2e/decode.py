@@ -73,7 +73,8 @@ class Grid:
     batches: tuple[int, ...]
     prompts: tuple[int, ...]
     new_tokens: int
-    # "none", "w8a8-MODE" (FP8 weights and activations) or "w8-MODE" (FP8 weights only); fp8_linear.py
+    # "none", "w8a8-MODE" (FP8 weights and activations) or "w8-MODE" (FP8 weights only) of the decoder
+    # layers' projections; "w8a8+head-MODE": the output projection too. fp8_linear.py
     fp8: tuple[str, ...] = ("none",)
     engines: tuple[str, ...] = ENGINES
 
@@ -85,7 +86,8 @@ SUITES = {
     # Every engine at batch 1; the batch sweep and FP8 on the engines that scale (eager is
     # launch-bound at any batch a GPU serves).
     "standard": [Grid(("llama3.1-8b",), ("bf16",), (1,), (512,), 256),
-                 Grid(("llama3.1-8b",), ("bf16",), (1, 16), (512,), 256, ("w8a8-row", "w8a8-tensor", "w8-row"),
+                 Grid(("llama3.1-8b",), ("bf16",), (1, 16), (512,), 256,
+                      ("w8a8-row", "w8a8-tensor", "w8a8+head-tensor", "w8-row"),
                       engines=("graphs",)),
                  Grid(("llama3.1-8b",), ("bf16",), (4, 16, 64), (512,), 256, engines=("graphs", "hf")),
                  Grid(("llama3.2-1b", "llama3.2-3b", "qwen2.5-7b", "mistral-7b", "llama3.1-70b"), ("bf16",), (1,), (512,), 256)],
@@ -192,8 +194,9 @@ class Decode(Benchmark):
         score = TextScore(self.text_tokens, self.text_name)
         if p["fp8"] != "none":
             kind, _, mode = p["fp8"].partition("-")
+            head = reference_model.head if kind.endswith("+head") else None
             try:
-                fp8 = Fp8Linears(reference_model.w, config.layers, mode, kind == "w8", backend)
+                fp8 = Fp8Linears(reference_model.w, config.layers, mode, kind.split("+")[0] == "w8", backend, head)
             except ValueError as exc:
                 raise CaseSkipped(str(exc)) from None
             fp8.choose_kernels(rows=batch)  # a decode step multiplies `batch` rows

@@ -15,7 +15,9 @@
   shape on every device (8B shape: on an H100 the GEMV won all four projections, on an H200 cuBLAS
   won down), so `choose_kernels` times both on each projection's shape before the step is
   captured and keeps the faster; `execution` says which ran, with the times.
-The embedding table and the output projection stay in the model's dtype, as is usual.
+The embedding table stays in the model's dtype. So does the output projection, as serving recipes
+usually keep it, unless the variant is `w8a8+head` (`head` below): then it is quantized like the
+projections, as gpt-fast and torchao's `quantize_` do by default; its accuracy cost is in the KL.
 """
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ PAD_ROWS = 16
 GEMV_ROWS = 16  # the GEMV's limit (kernels/fp8_gemv.MAX_ROWS)
 ENGINE = "cuBLAS"  # choose_kernels' names: the engine's own (padded) GEMM, and the GEMV
 TENSOR_CORE = "tensor-core GEMV"
+# The GEMV with K cut in parts (kernels/fp8_gemv.py): the parts' sum fuses into the next kernel of
+# a compiled step; it fills SMs that a shape with few output rows leaves idle (down_proj).
+SPLIT_K = {TENSOR_CORE: 1, f"{TENSOR_CORE}, K in 2": 2, f"{TENSOR_CORE}, K in 4": 4}
 
 
 class Fp8Linears:
     def __init__(self, weights: dict[str, torch.Tensor], layers: int, mode_name: str, weight_only: bool,
-                 backend: Backend):
+                 backend: Backend, head: Optional[str] = None):
+        """`head`: the output projection's name, where it is quantized too."""
         self.mode = MODES[mode_name]
         if self.mode.policy != "current":
             raise ValueError(f"FP8 decode uses current scaling; mode {mode_name} scales by a {self.mode.policy} policy")
@@ -54,6 +60,9 @@ class Fp8Linears:
         self.q = {f"model.layers.{i}.{p}": quantize(weights[f"model.layers.{i}.{p}.weight"].contiguous(),
                                                     weight_scheme(self.mode))
                   for i in range(layers) for p in PROJECTIONS}
+        self.head = head
+        if head is not None:
+            self.q[head] = quantize(weights[f"{head}.weight"].contiguous(), weight_scheme(self.mode))
 
     @property
     def execution(self) -> str:
@@ -61,6 +70,8 @@ class Fp8Linears:
             text = "FP8 weights dequantized per call, then a matmul in the activation dtype"
         else:
             text = self.engine.execution + (f" ({self.emulated_because})" if self.emulated_because else "")
+        if self.head is not None:
+            text += f"; the output projection ({self.head}) in FP8 too"
         if self.times_for:
             chosen = "; ".join(f"{p.split('.')[-1]} {self._kernel_for(p)} (" + ", ".join(
                 f"{name} {us:.1f}" for name, us in sorted(times.items(), key=lambda x: x[1])) + " us)"
@@ -73,7 +84,7 @@ class Fp8Linears:
     @staticmethod
     def _kernels(rows: int) -> list[str]:
         """The kernels that can multiply `rows` activation rows."""
-        return [ENGINE] + [TENSOR_CORE] * (rows <= GEMV_ROWS)
+        return [ENGINE] + list(SPLIT_K) * (rows <= GEMV_ROWS)
 
     def _kernel_for(self, projection: str) -> str:
         """The fastest kernel choose_kernels timed on `projection` (the engine where it timed none)."""
@@ -81,10 +92,15 @@ class Fp8Linears:
         return min(times, key=times.get) if times else ENGINE
 
     def _multiply(self, kernel: str, qa: Quantized, w: Quantized, dtype: torch.dtype) -> torch.Tensor:
+        product = self._product(kernel, qa, w, dtype)
+        return product if product.dim() == 2 else product.sum(0).to(dtype)
+
+    def _product(self, kernel: str, qa: Quantized, w: Quantized, dtype: torch.dtype) -> torch.Tensor:
+        """What `kernel` writes: the product, or (K in parts) the parts' fp32 partial products."""
         if kernel == ENGINE:
             return self._padded_gemm(qa, w, dtype)
         from accelbench.kernels.fp8_gemv import fp8_gemv_tc  # Triton: only where choose_kernels chose it
-        return fp8_gemv_tc(qa.q, w.q, qa.scale, w.scale, dtype)
+        return fp8_gemv_tc(qa.q, w.q, qa.scale, w.scale, dtype, SPLIT_K[kernel])
 
     def choose_kernels(self, rows: int) -> None:
         """Before a step at `rows` activation rows is captured: per projection, time every kernel
@@ -96,9 +112,10 @@ class Fp8Linears:
             return
         from triton.testing import do_bench_cudagraph
         self.chosen_rows = rows
-        for projection in PROJECTIONS:
-            w = self.q[f"model.layers.0.{projection}"]
-            dtype = self.weights[f"model.layers.0.{projection}.weight"].dtype
+        for projection in dict.fromkeys(map(_projection, self.q)):
+            names = [name for name in self.q if _projection(name) == projection]  # every layer's
+            layers = [self.q[name] for name in names]
+            w, dtype = layers[0], self.weights[f"{names[0]}.weight"].dtype
             x = torch.randn(rows, w.q.shape[1], device=w.q.device, dtype=dtype)
             qa = quantize(x, self.mode.a)
             expected = self._multiply(ENGINE, qa, w, dtype)
@@ -114,8 +131,8 @@ class Fp8Linears:
                     self.left_out[k] = f"failed: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
             # Each call on the next layer's weights, as the step streams them: one projection's
             # weights alone (16-117 MB) would stay in L2 from replay to replay and time too fast.
-            layers = [self.q[key] for key in self.q if key.endswith(projection)]
-            every_layer = {k: (lambda k=k: [self._multiply(k, qa, w, dtype) for w in layers]) for k in agree}
+            # Partial products are timed as written: a compiled step sums them in the next kernel.
+            every_layer = {k: (lambda k=k: [self._product(k, qa, w, dtype) for w in layers]) for k in agree}
             self.times_for[projection] = {k: do_bench_cudagraph(fn) * 1e3 / len(layers)  # ms per replay -> us a call
                                           for k, fn in every_layer.items()}
 
@@ -145,11 +162,16 @@ class Fp8Linears:
         else:
             # The reference quantizer's torch ops, which a compiled step fuses; the engine's own Triton
             # quantizers broke torch.compile of the whole step (H100, torch 2.11).
-            kernel = self._kernel_for(name.split(".", 3)[-1]) if a.shape[0] == self.chosen_rows else ENGINE
+            kernel = self._kernel_for(_projection(name)) if a.shape[0] == self.chosen_rows else ENGINE
             y = self._multiply(kernel, quantize(a, self.mode.a), w, x.dtype)
         if bias is not None:
             y = y + bias
         return y.view(*x.shape[:-1], y.shape[-1])
+
+
+def _projection(name: str) -> str:
+    """A weight's name without its layer: what every layer's copy of it shares."""
+    return name.split(".", 3)[-1] if name.startswith("model.layers.") else name
 
 
 def kl_and_agreement(reference_logits: torch.Tensor, logits: torch.Tensor) -> tuple[float, float]:

@@ -87,7 +87,8 @@ class Llama:
             self._stack(f"model.layers.{i}.self_attn", ("q_proj", "k_proj", "v_proj"), "qkv_proj")
             self._stack(f"model.layers.{i}.mlp", ("gate_proj", "up_proj"), "gate_up_proj")
         self.inv_freq = rope_frequencies(config).to(weights["model.norm.weight"].device)
-        self.head_weight = "model.embed_tokens.weight" if config.tie_embeddings else "lm_head.weight"
+        self.head = "model.embed_tokens" if config.tie_embeddings else "lm_head"  # the output projection
+        self.head_weight = f"{self.head}.weight"
 
     def _stack(self, prefix: str, parts: tuple[str, ...], name: str) -> None:
         """Replace `parts` by one stacked weight (and bias), in the weights dict itself, so that the
@@ -153,7 +154,7 @@ class Llama:
             gate, up = self.linear(h, f"{p}.mlp.gate_up_proj").chunk(2, dim=-1)
             x = x + self.reduce(self.linear(F.silu(gate) * up, f"{p}.mlp.down_proj"))
         x = rms_norm(x if last is None else x[:, -last:], w["model.norm.weight"], c.rms_eps)
-        return F.linear(x, w[self.head_weight])
+        return self.linear(x, self.head)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, offset: int = 0,
