@@ -26,6 +26,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from accelbench import fused_quant
 from accelbench.fp8_engines import engine_for, weight_scheme
 from accelbench.quant import MODES, Quantized, quantize
 from accelbench.backends.base import Backend
@@ -147,6 +148,16 @@ class Fp8Linears:
         out = torch.empty(qa.q.shape[0], w.q.shape[0], dtype=dtype, device=qa.q.device)
         return self.engine.gemm(qa, w, self.mode, out)[:rows]
 
+    def _quantize_activations(self, a: torch.Tensor) -> Quantized:
+        """Inside a compiled step, the reference quantizer's torch ops, which Inductor fuses into
+        the kernels around them (the fused Triton quantizers broke torch.compile of the whole step:
+        H100, torch 2.11). Run eagerly (prefill, the eager engine), the fused quantizers: the same
+        values bit for bit (fused_quant.py), in one or two passes instead of a chain of torch ops,
+        which made FP8 prefill several times slower than BF16."""
+        if torch.compiler.is_compiling() or not fused_quant.covers(self.mode.a):
+            return quantize(a, self.mode.a)
+        return fused_quant.dynamic(a.contiguous(), self.mode.a)
+
     def fp8_bytes(self) -> int:
         """Bytes of the FP8 weights and their scales (what a step streams instead of the originals)."""
         return sum(q.q.numel() + q.scale.numel() * q.scale.element_size() for q in self.q.values())
@@ -160,10 +171,8 @@ class Fp8Linears:
         if self.weight_only:
             y = F.linear(a, w.dequantize(a.dtype))
         else:
-            # The reference quantizer's torch ops, which a compiled step fuses; the engine's own Triton
-            # quantizers broke torch.compile of the whole step (H100, torch 2.11).
             kernel = self._kernel_for(_projection(name)) if a.shape[0] == self.chosen_rows else ENGINE
-            y = self._multiply(kernel, quantize(a, self.mode.a), w, x.dtype)
+            y = self._multiply(kernel, self._quantize_activations(a), w, x.dtype)
         if bias is not None:
             y = y + bias
         return y.view(*x.shape[:-1], y.shape[-1])
