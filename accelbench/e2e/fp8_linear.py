@@ -14,7 +14,10 @@
   rows); the same numbers (FP8 operands, fp32 accumulation). Neither it nor cuBLAS wins every
   shape on every device (8B shape: on an H100 the GEMV won all four projections, on an H200 cuBLAS
   won down), so `choose_kernels` times both on each projection's shape before the step is
-  captured and keeps the faster; `execution` says which ran, with the times.
+  captured and keeps the faster; `execution` says which ran, with the times. The GEMV also runs
+  with K cut in 2 or 4 parts (more programs where the output rows alone leave SMs idle: on an
+  H100 qkv, o and down were 7-15 % faster so), its fp32 partial products summed by the compiled
+  step in the kernel that reads them next.
 The embedding table stays in the model's dtype. So does the output projection, as serving recipes
 usually keep it, unless the variant is `w8a8+head` (`head` below): then it is quantized like the
 projections, as gpt-fast and torchao's `quantize_` do by default; its accuracy cost is in the KL.
