@@ -127,6 +127,26 @@ def test_fp8_projections_run_the_chosen_kernel_only_at_the_rows_it_was_timed_at(
     assert ran == [fp8_linear.ENGINE] * 4 * TINY.layers
 
 
+def test_fp8_partial_products_are_summed_and_eager_activations_quantize_as_the_reference(cpu_backend):
+    import torch
+    from accelbench.e2e import fp8_linear
+    from accelbench.e2e.llama import Llama
+    from accelbench.e2e.weights import synthetic_weights
+    from accelbench.quant import quantize
+    model = Llama(TINY, synthetic_weights(TINY, torch.float32, torch.device("cpu")))
+    linears = fp8_linear.Fp8Linears(model.w, TINY.layers, "tensor", False, cpu_backend)
+    # A GEMV with K in parts writes fp32 partial products (parts x rows x N): the product is their sum.
+    parts = torch.randn(4, 2, 3)
+    linears._product = lambda kernel, qa, w, dtype: parts
+    y = linears._multiply(fp8_linear.TENSOR_CORE, None, None, torch.bfloat16)
+    assert y.shape == (2, 3) and y.dtype == torch.bfloat16 and torch.equal(y, parts.sum(0).to(torch.bfloat16))
+    # Eager calls quantize with the fused quantizers: the reference's values and scale, bit for bit.
+    a = torch.randn(5, TINY.hidden) * 3
+    fused, reference = linears._quantize_activations(a), quantize(a, linears.mode.a)
+    assert torch.equal(fused.q.view(torch.uint8), reference.q.view(torch.uint8))
+    assert torch.equal(fused.scale.reshape(-1), reference.scale.reshape(-1))
+
+
 def test_tensor_parallel_decoder_generates_what_the_whole_model_does():
     import os
     import subprocess
