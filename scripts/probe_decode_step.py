@@ -4,17 +4,17 @@ at the step's batch (GB/s), the whole compiled-and-captured step, and its kernel
 of that FP8 model, its kernels chosen as the benchmark chooses them.
 Usage: python3 scripts/probe_decode_step.py [MODEL] [BATCH] [CACHE_LEN] [FP8]"""
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
-from triton.testing import do_bench, do_bench_cudagraph
+from triton.testing import do_bench_cudagraph
 
 from accelbench.backends import resolve_backend
 from accelbench.e2e.decode import CONFIGS
 from accelbench.e2e.fp8_linear import Fp8Linears
-from accelbench.e2e.llama import KVCache, Llama, StaticStep
+from accelbench.e2e.llama import KVCache, Llama
 from accelbench.e2e.weights import synthetic_weights
+from decode_probe_step import captured_step, print_kernels, step_ms  # scripts/
 
 name, batch, cache_len, fp8_name = (sys.argv[1:] + ["llama3.1-8b", "1", "768", "none"][len(sys.argv) - 1:])[:4]
 batch, cache_len = int(batch), int(cache_len)
@@ -46,24 +46,9 @@ t = timed(lambda: F.linear(x, w))
 print(f"{'lm_head':20s} {tuple(w.shape)}: {t * 1e6:8.1f} us  {w.numel() * 2 / t / 1e9:7.0f} GB/s")
 
 cache = KVCache.empty(config, batch, cache_len, torch.bfloat16, backend.device)
-step = StaticStep(model, cache, batch)
-step.start(torch.zeros(batch, dtype=torch.long, device="cuda"), cache_len // 2)
-import torch._inductor.config as inductor  # noqa: E402
-
-for label, fn in (("eager step", step), ("compiled step", torch.compile(step, fullgraph=True, dynamic=False))):
-    t0 = time.perf_counter()
-    with inductor.patch(coordinate_descent_tuning=True):  # as the graphs engine compiles it
-        graph = backend.capture_graph(fn)
-    setup = time.perf_counter() - t0
-
-    def replay():
-        step.position.fill_(cache_len // 2)
-        graph.replay()
-    t = do_bench(replay, warmup=25, rep=200, return_mode="median") / 1e3  # a whole step: ms, not launch-bound
-    streamed = sum(v.numel() for k, v in model.w.items() if k != "model.embed_tokens.weight") * 2
+streamed = sum(v.numel() for k, v in model.w.items() if k != "model.embed_tokens.weight") * 2
+for label, compiled in (("eager step", False), ("compiled step", True)):
+    replay, setup = captured_step(backend, model, cache, batch, cache_len // 2, compiled)
+    t = step_ms(replay) / 1e3
     print(f"{label}, captured: {t * 1e3:.3f} ms/step, {streamed / t / 1e9:.0f} GB/s of weights (setup {setup:.0f} s)")
-with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-    for _ in range(10):
-        replay()
-    torch.cuda.synchronize()
-print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
+print_kernels(replay, rows=25)

@@ -12,20 +12,18 @@ PROFILE=VARIANT prints that variant's kernels by total time.
 Usage: python3 scripts/probe_decode_variants.py fp8-sdpa,bf16-sdpa[,...]"""
 import os
 import sys
-import time
 
 import torch
 import torch._dynamo
-import torch._inductor.config as inductor
 from torch.nn.attention.flex_attention import flex_attention
-from triton.testing import do_bench
 
 from accelbench.backends import resolve_backend
 from accelbench.e2e import llama
 from accelbench.e2e.decode import CONFIGS
 from accelbench.e2e.fp8_linear import Fp8Linears
-from accelbench.e2e.llama import KVCache, Llama, StaticStep
+from accelbench.e2e.llama import KVCache, Llama
 from accelbench.e2e.weights import synthetic_weights
+from decode_probe_step import captured_step, print_kernels, step_ms  # scripts/
 
 variants = sys.argv[1].split(",")
 backend = resolve_backend("cuda")
@@ -54,30 +52,15 @@ for variant in variants:
     precision, how = variant.split("-")
     llama.attention = flex if how == "flex" else sdpa
     torch._dynamo.reset()
-    step = StaticStep(models[precision], cache, batch)
-    step.start(torch.zeros(batch, dtype=torch.long, device="cuda"), cache_len // 2)
-    t0 = time.perf_counter()
     try:
-        with inductor.patch({"coordinate_descent_tuning": True, **options[how]}):
-            graph = backend.capture_graph(torch.compile(step, fullgraph=True, dynamic=False))
+        replay, setup = captured_step(backend, models[precision], cache, batch, cache_len // 2, **options[how])
     except Exception as exc:  # a variant this torch cannot compile is reported, not fatal
         print(f"{variant}: failed {str(exc)[:300]}", flush=True)
         continue
-    setup = time.perf_counter() - t0
-
-    def replay():
-        step.position.fill_(cache_len // 2)
-        graph.replay()
-    times = [do_bench(replay, warmup=25, rep=200, return_mode="median") for _ in range(3)]
-    results[variant] = min(times)
-    print(f"{variant}: {min(times):.4f} ms/step (repeats {', '.join(f'{t:.4f}' for t in times)}; setup {setup:.0f} s)",
-          flush=True)
+    results[variant] = step_ms(replay, repeats=3)
+    print(f"{variant}: {results[variant]:.4f} ms/step (best of 3 medians; setup {setup:.0f} s)", flush=True)
     if variant == os.environ.get("PROFILE", ""):
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            for _ in range(10):
-                replay()
-            torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=16, max_name_column_width=60), flush=True)
+        print_kernels(replay)
 for how in options:
     if f"bf16-{how}" in results and f"fp8-{how}" in results:
         print(f"{how}: bf16 / fp8 = {results[f'bf16-{how}'] / results[f'fp8-{how}']:.3f}")

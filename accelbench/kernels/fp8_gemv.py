@@ -11,7 +11,7 @@ projection on an H100 and an H200, and was removed. cuBLAS, the rows padded to 1
 some shapes on some devices; the decode's kernel choice (e2e/fp8_linear.py) times both.
 
 Exposed as a torch custom op, so a compiled decode step calls it as one opaque kernel and a CUDA
-graph captures it; it is autotuned per (M, N, K) on first use, outside any capture.
+graph captures it; it is autotuned per (M, N, K, K parts) on first use, outside any capture.
 """
 from __future__ import annotations
 
