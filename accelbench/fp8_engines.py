@@ -72,16 +72,28 @@ class EmulatedEngine:
         return out.copy_(qa.dequantize() @ w.dequantize().t())
 
 
+TRITON_BLOCK_GEMM = "Triton block-scaled GEMM"
+GLUON_BLOCK_GEMM = "Triton (Gluon) warp-specialized block-scaled GEMM"
+
+
 class CudaEngine(EmulatedEngine):
-    """torch._scaled_mm (cuBLAS) for tensor-, row- and 1x128/128x128 block-wise scaling, the
-    Triton block-scaled kernel for impl=triton, Triton fused quantizers for dynamic scaling."""
+    """torch._scaled_mm (cuBLAS) for tensor-, row- and 1x128/128x128 block-wise scaling; for
+    impl=triton a Triton block-scaled kernel: on Hopper the warp-specialized Gluon one
+    (kernels/fp8_block_ws.py), elsewhere the single-partition one (kernels/fp8.py). Triton fused
+    quantizers for dynamic scaling."""
 
     native = True
 
     def __init__(self, backend: Backend, impl: str):
         super().__init__(backend)
         self.impl = impl
-        self.execution = "Triton block-scaled GEMM" if impl == "triton" else "torch._scaled_mm (cuBLAS)"
+        self.warp_specialized = impl == "triton" and backend.supports("wgmma")
+        if impl != "triton":
+            self.execution = "torch._scaled_mm (cuBLAS)"
+        elif self.warp_specialized:
+            self.execution = GLUON_BLOCK_GEMM
+        else:
+            self.execution = TRITON_BLOCK_GEMM
 
     def unsupported(self, mode: ScalingMode, impl: str, shape: Optional[tuple[int, int, int]] = None) -> Optional[str]:
         if impl == "const":
@@ -90,7 +102,11 @@ class CudaEngine(EmulatedEngine):
             return "this GPU has no FP8 tensor cores (needs compute capability 8.9 or newer)"
         grain = mode.granularity
         if impl == "triton":
-            return None if grain == "block" else "the Triton kernel does 1x128 x 128x128 block scaling only"
+            if grain != "block":
+                return "the Triton kernel does 1x128 x 128x128 block scaling only"
+            if self.warp_specialized and shape is not None and shape[2] % 8:
+                return "the warp-specialized kernel's TMA store needs N a multiple of 8 (16-byte bf16 rows)"
+            return None
         if grain == "mx":
             return "MX (E8M0, 1x32) block scaling has no Hopper tensor-core path (Blackwell has one)"
         if mode.a.fmt.dtype == torch.float8_e5m2 and mode.b.fmt.dtype == torch.float8_e5m2:
@@ -125,6 +141,9 @@ class CudaEngine(EmulatedEngine):
 
     def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
         b = w.q.t()  # K x N, column-major
+        if self.warp_specialized:
+            from accelbench.kernels.fp8_block_ws import block_scaled_gemm_ws
+            return block_scaled_gemm_ws(qa.q, w.q, qa.scale, w.scale, out)
         if self.impl == "triton":
             from accelbench.kernels.fp8 import block_scaled_gemm
             return block_scaled_gemm(qa.q, b, qa.scale, w.scale.t(), out)

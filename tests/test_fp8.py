@@ -203,3 +203,19 @@ def test_cublas_block_scaling_is_not_used_where_it_was_seen_wrong():
     assert engine.unsupported(block, "auto", (16384, 3584, 8192)) is None  # K/128 = 28
     assert engine.unsupported(block, "triton", (256, 256, 256)) is None  # the Triton kernel has no such limit
     assert engine.unsupported(MODES["tensor"], "auto", (256, 256, 256)) is None
+
+
+def test_triton_block_gemm_is_the_warp_specialized_one_on_hopper_only():
+    import types
+    from accelbench.fp8_engines import GLUON_BLOCK_GEMM, TRITON_BLOCK_GEMM, CudaEngine
+    hopper = types.SimpleNamespace(supports=lambda f: f in ("fp8", "wgmma"), name="cuda")
+    ada = types.SimpleNamespace(supports=lambda f: f == "fp8", name="cuda")
+    block = MODES["block"]
+    on_hopper, elsewhere = CudaEngine(hopper, "triton"), CudaEngine(ada, "triton")
+    assert on_hopper.warp_specialized and on_hopper.execution == GLUON_BLOCK_GEMM
+    assert not elsewhere.warp_specialized and elsewhere.execution == TRITON_BLOCK_GEMM
+    assert not CudaEngine(hopper, "auto").warp_specialized  # cuBLAS cases stay cuBLAS
+    # Its TMA store needs 16-byte output rows: N a multiple of 8 (bf16); the other kernel has no such limit.
+    assert "multiple of 8" in on_hopper.unsupported(block, "triton", (4096, 4096, 4100))
+    assert on_hopper.unsupported(block, "triton", (4096, 4096, 4096)) is None
+    assert elsewhere.unsupported(block, "triton", (4096, 4096, 4100)) is None

@@ -110,6 +110,8 @@ class CudaBackend(Backend):
             feats.add("tf32")
         if (major, minor) >= (8, 9):
             feats.add("fp8")
+        if major == 9:  # Hopper's warpgroup MMA and tensor memory accelerator (not in Blackwell's form)
+            feats.add("wgmma")
         return feats - {""}
 
     def capture_graph(self, fn: Callable[[], Any]) -> Optional[CapturedGraph]:
