@@ -16,6 +16,7 @@ import triton.testing
 from accelbench.kernels import fp8 as single
 from accelbench.kernels import fp8_block_ws as ws
 from accelbench.quant import E4M3, OperandScheme, quantize
+from probe_block_gemm import cublas_block_wise, cublas_tensor_wise  # scripts/, this file's folder
 
 
 def operands(m: int, n: int, k: int):
@@ -53,12 +54,8 @@ def main(n: int) -> None:
         ms = triton.testing.do_bench(fn, warmup=100, rep=500, return_mode="median")
         print(f"{name:44s} {flops / ms / 1e9:7.0f} TFLOP/s  rel.err {err:.1e}", flush=True)
 
-    report("cuBLAS tensor-wise", lambda: torch._scaled_mm(ta.q, tw.q.t(), scale_a=ta.scale.reshape(()),
-                                                          scale_b=tw.scale.reshape(()), out_dtype=torch.bfloat16,
-                                                          out=out), tensor_exact)
-    report("cuBLAS block-wise", lambda: torch._scaled_mm(qa.q, qw.q.t(), scale_a=qa.scale.t().contiguous().t(),
-                                                         scale_b=qw.scale.t(), out_dtype=torch.bfloat16, out=out),
-           exact)
+    report("cuBLAS tensor-wise", lambda: cublas_tensor_wise(ta, tw, out), tensor_exact)
+    report("cuBLAS block-wise", lambda: cublas_block_wise(qa, qw, out), exact)
     report("Triton single-partition (kernels/fp8.py)",
            lambda: single.block_scaled_gemm(qa.q, qw.q.t(), qa.scale, qw.scale.t(), out), exact)
     for name, cfg in ws.CONFIGS.items():
@@ -67,9 +64,7 @@ def main(n: int) -> None:
                    lambda name=name: ws.block_scaled_gemm_ws(qa.q, qw.q, qa.scale, qw.scale, out, config=name), exact)
         except Exception as exc:  # a probe: say which configuration failed and go on
             print(f"Gluon {name}: failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
-    report("cuBLAS tensor-wise (again)", lambda: torch._scaled_mm(ta.q, tw.q.t(), scale_a=ta.scale.reshape(()),
-                                                                  scale_b=tw.scale.reshape(()),
-                                                                  out_dtype=torch.bfloat16, out=out), tensor_exact)
+    report("cuBLAS tensor-wise (again)", lambda: cublas_tensor_wise(ta, tw, out), tensor_exact)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ DeepGEMM:
 Every 128-deep partial product is rescaled into fp32, as in the single-partition kernel: the same
 arithmetic, the same results up to the order of fp32 additions.
 
-Measured (scripts/probe_block_gemm_ws.py, H200, 8192^3): 192x128 tiles ran at 1043 TFLOP/s
-against cuBLAS tensor-wise 1262 and block-wise 1123. What is left: the warpgroups share the
-tensor cores and start each step on the same stage, so their rescales still coincide in part;
+Measured (scripts/probe_block_gemm_ws.py, H200, 8192^3): 192x128 tiles ran at 1027-1057
+TFLOP/s against cuBLAS tensor-wise 1219-1289 and block-wise 1115-1134 (0.80-0.84x tensor-wise).
+What is left: the warpgroups share the tensor cores and start each step on the same stage, so
+their rescales still coincide in part;
 overlapping a warpgroup's own rescale with its next MMA needs a second scratch accumulator, which
-ptxas spilled (128x128 tiles, 384 TFLOP/s), and wider tiles do not fit the register file
-(128x256: spilled, 497 TFLOP/s).
+ptxas spilled (128x128 tiles, 384 TFLOP/s); starting each warpgroup one MMA after the one before
+did not help (1037 against 1056); and wider tiles do not fit the register file (128x256: spilled,
+497 TFLOP/s). Probes: results/crosschecks/h200-gluon-block-gemm.txt.
 
 Scales are dequantization multipliers (x ~ q * scale), as in accelbench.quant.
 """
@@ -209,8 +211,8 @@ class TileConfig:
         return 65536 // ((self.consumers + 1) * 128) // 8 * 8
 
 
-# Probed on an H200 at 8192^3 (scripts/probe_block_gemm_ws.py): 192x128 1043 TFLOP/s, 128x128
-# 964 (cuBLAS tensor-wise 1262). Three consumers fill the 64K registers (160 a thread); a fourth
+# Probed on an H200 at 8192^3 (scripts/probe_block_gemm_ws.py): 192x128 1027-1057 TFLOP/s,
+# 128x128 964-985. Three consumers fill the 64K registers (160 a thread); a fourth
 # (256 rows) would leave 122, less than an accumulator and a scratch one need.
 CONFIGS = {
     "192x128": TileConfig(consumers=3, stages=4, consumer_regs=160),
