@@ -140,10 +140,10 @@ class CudaEngine(EmulatedEngine):
         return super().activation_quantizer(mode, scaling)
 
     def gemm(self, qa: Quantized, w: Quantized, mode: ScalingMode, out: torch.Tensor) -> torch.Tensor:
-        b = w.q.t()  # K x N, column-major
-        if self.warp_specialized:
+        if self.warp_specialized:  # takes W itself (N x K, K contiguous): what its TMA boxes read
             from accelbench.kernels.fp8_block_ws import block_scaled_gemm_ws
             return block_scaled_gemm_ws(qa.q, w.q, qa.scale, w.scale, out)
+        b = w.q.t()  # K x N, column-major
         if self.impl == "triton":
             from accelbench.kernels.fp8 import block_scaled_gemm
             return block_scaled_gemm(qa.q, b, qa.scale, w.scale.t(), out)

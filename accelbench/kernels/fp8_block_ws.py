@@ -244,6 +244,7 @@ def block_scaled_gemm_ws(a: torch.Tensor, w: torch.Tensor, scale_a: torch.Tensor
     _block_scaled_gemm_ws[(min(sms, tiles),)](
         _descriptor(a, [WARPGROUP_ROWS.value, GROUP.value]), _descriptor(w, [GROUP.value, GROUP.value]),
         _descriptor(out, [WARPGROUP_ROWS.value, GROUP.value]), scale_a, scale_w, M, N, K, scale_a.stride(0),
-        scale_a.stride(1), scale_w.stride(0), scale_w.stride(1), CONSUMERS=cfg.consumers, GROUP_M=cfg.group_m, STAGES=cfg.stages,
-        CONSUMER_REGS=cfg.consumer_regs, PRODUCER_REGS=cfg.producer_regs, num_warps=4, maxnreg=cfg.maxnreg)
+        scale_a.stride(1), scale_w.stride(0), scale_w.stride(1), CONSUMERS=cfg.consumers, GROUP_M=cfg.group_m,
+        STAGES=cfg.stages, CONSUMER_REGS=cfg.consumer_regs, PRODUCER_REGS=cfg.producer_regs, num_warps=4,
+        maxnreg=cfg.maxnreg)
     return out
