@@ -29,7 +29,11 @@ their rescales still coincide in part;
 overlapping a warpgroup's own rescale with its next MMA needs a second scratch accumulator, which
 ptxas spilled (128x128 tiles, 384 TFLOP/s); starting each warpgroup one MMA after the one before
 did not help (1037 against 1056); and wider tiles do not fit the register file (128x256: spilled,
-497 TFLOP/s). Probes: results/crosschecks/h200-gluon-block-gemm.txt.
+497 TFLOP/s), nor can a tile be 192 columns wide (Gluon shapes are powers of two). Overlapping a
+warpgroup's own rescale by splitting its columns into two 64-wide MMAs ran slower (923-1007),
+with A in registers too (904-1019): ptxas serializes wgmma when one stays in flight across the
+rescale of another, so each step still ends waiting for all of its MMAs, and the narrower MMAs
+cost more than the overlap they bought. An H100 gives the same ratio (0.80x). Probes: results/crosschecks/h200-gluon-block-gemm.txt.
 
 Scales are dequantization multipliers (x ~ q * scale), as in accelbench.quant.
 """
