@@ -5,10 +5,12 @@ autotune configurations timed alone at M = K = N (default 8192) with triton.test
 the dequantized operands first. Not part of the suite: it says which tile shape wins and by how
 much the kernel trails cuBLAS.
 
-Two candidate restructurings are timed beside it, defined here until one earns its place in the
-kernel module: (1) a persistent kernel whose operand tiles arrive by TMA (tensor descriptors),
-with and without Triton's automatic warp specialization; (2) the main loop software-pipelined by
-hand, so each tile's MMA is issued before the previous tile's partial product is rescaled.
+Two restructurings in plain Triton are timed beside it, kept here as the record of what did not
+help (results/crosschecks/h100-triton-block-gemm-restructured.txt; on Hopper the warp-specialized
+Gluon kernel, kernels/fp8_block_ws.py and scripts/probe_block_gemm_ws.py, replaced the kernel):
+(1) a persistent kernel whose operand tiles arrive by TMA (tensor descriptors), with and without
+Triton's automatic warp specialization; (2) the main loop software-pipelined by hand, so each
+tile's MMA is issued before the previous tile's partial product is rescaled.
 
 Usage: python3 scripts/probe_block_gemm.py [N]
 """
