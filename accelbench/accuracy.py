@@ -1,4 +1,4 @@
-"""Comparing a result with its higher-precision reference (design.md §3).
+"""Comparing a result with its higher-precision reference (docs/method.md).
 
 A check bounds two things: the relative Frobenius error ||out-ref|| / ||ref|| (the overall
 quality of the result) and the largest element-wise error (so one missing tile, one stale
@@ -140,7 +140,8 @@ def exact_check(result: torch.Tensor, expected_at: Callable[[torch.Tensor], torc
         count = int(bad.sum())
         if count:
             wrong += count
-            diff = (got.double() - want.double()).abs()
+            # In fp64 on the host: a device without fp64 (Gaudi) would compute it in fp32.
+            diff = (got[bad].to("cpu", torch.float64) - want[bad].to("cpu", torch.float64)).abs()
             worst = math.inf if bool(diff.isnan().any()) else max(worst, float(diff.max()))
     return Accuracy(wrong == 0, wrong / max(flat.numel(), 1), worst if math.isfinite(worst) else None, None, 0.0,
                     f"{reference} (error: share of wrong elements, {wrong} of {flat.numel()})")

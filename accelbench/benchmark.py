@@ -1,22 +1,28 @@
-"""The benchmark interface (design.md §1) and the registry of benchmarks.
+"""The benchmark interface and the registry of benchmarks (docs/extending.md).
 
 A benchmark declares its cases, builds a `Workload` for one case on one backend (inputs, the
 work to time, the check against a reference, the work count) and never times anything
 itself. Every `Benchmark` subclass in a module of `accelbench.microbench` or `accelbench.e2e`
-is registered: a new benchmark is one new file.
+is registered, and so is one in a `.py` file of a folder named in ACCELBENCH_PLUGINS (folders
+separated as in PATH): a new benchmark is one new file, in the package or beside it.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import pkgutil
+import sys
+from pathlib import Path
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar, Optional
 
 from accelbench.backends.base import Backend
 from accelbench.errors import UsageError
-from accelbench.records import Accuracy, Metric
+from accelbench.records import Accuracy, CaseRecord, Ceiling, Metric, RooflineWork
 from accelbench.stats import SampleStats
+from accelbench.view import OverviewRow, Plot, TableView
 
 SUITES = ("quick", "standard", "full")
 
@@ -57,7 +63,7 @@ class Workload:
     # capture hangs or desynchronizes ranks on some library versions.
     graphs_on_request: bool = False
     # Kernels one call launches, where many: the case then reports the share of its time that is
-    # launch overhead (design.md §2: a figure that includes launch overhead says so).
+    # launch overhead (docs/method.md: a figure that includes launch overhead says so).
     launches_per_call: Optional[int] = None
     ceiling: Optional[str] = None  # e.g. "matmul.bf16": the run keeps the best FLOP/s (or B/s) per key
     # The harness flushes the cache when the working set fits in it, unless the case measures
@@ -72,7 +78,7 @@ class Workload:
     # over the GEMM alone: what quantizing costs.
     paired_ratios: dict[str, tuple[Callable[[], Any], str]] = field(default_factory=dict)
     # Restores the inputs a call overwrites in place (an in-place all-reduce), before each call
-    # whose output is checked; where None, the output is poisoned instead (see harness.poison).
+    # whose output is checked; where None, the output is poisoned instead (see call_choice.poison).
     reset: Optional[Callable[[], None]] = None
     # Overrides of the suite's timing policy for this case (TimingPolicy field -> value): one decode
     # call of hundreds of steps needs fewer samples and a longer per-call budget than one GEMM.
@@ -86,6 +92,52 @@ class Benchmark(ABC):
     # under torchrun / srun. A run of one process leaves such benchmarks out, and a run of several
     # ranks runs only them.
     distributed: ClassVar[bool] = False
+    # The metrics a case is known by, the first with a value wins: its line in `bench run`'s
+    # summary, the figure `bench compare` and `bench history` compare (higher is better; a case
+    # with none of them is compared on its time). Recorded in each case (`CaseRecord.headline`).
+    headline_metrics: ClassVar[tuple[str, ...]] = ("tflops", "gbps", "tokens_per_s")
+
+    # The parameters that group its cases in `bench run`'s closing summary (one best figure per group).
+    summary_groups: ClassVar[tuple[str, ...]] = ("dtype",)
+    # The `bench run` options it takes beyond every benchmark's (decode: "weights", "text"), each
+    # handed to `configure` before cases are planned; a run option no chosen benchmark takes is refused.
+    run_options: ClassVar[tuple[str, ...]] = ()
+
+    def configure(self, option: str, value: Any) -> None:
+        """Take the value of one of `run_options`."""
+        raise UsageError(f"{self.name} takes no --{option}")
+
+    # Its rows of the report's overview (accelbench.view.OverviewRow), in the order they are shown.
+    overview: ClassVar[tuple[OverviewRow, ...]] = ()
+    plots: ClassVar[tuple[Plot, ...]] = ()  # its plots in the report (accelbench.view.Plot)
+    table: ClassVar[TableView] = TableView()  # its tables' columns in the report
+
+    @classmethod
+    def roofline_work(cls, params: dict[str, Any], facts: dict[str, Any]) -> Optional[RooflineWork]:
+        """The case's point on the roofline (FLOPs over the device-memory bytes they need), from
+        its parameters and the facts found preparing it; None where it has none."""
+        return None
+
+    @classmethod
+    def derived_metrics(cls, case: CaseRecord, ceilings: dict[str, Ceiling], spec: dict[str, Any]) -> list[Metric]:
+        """Figures of a finished case that need the whole run (its measured `ceilings`, the
+        datasheet `spec`): derived whenever the run is read, so they use the run's final ceilings."""
+        return []
+
+    @classmethod
+    def view(cls) -> dict[str, Any]:
+        """What reports need to show this benchmark, as plain data for run.json's `views`. Overview
+        rows are the class's own: a variant registered under another name (a subclass naming
+        itself) would otherwise repeat its parent's rows for figures it does not have."""
+        rows = vars(cls).get("overview", ())
+        return {"headline_metrics": list(cls.headline_metrics),
+                "overview": [replace(row, benchmark=cls.name).as_json() for row in rows],
+                "plots": [plot.as_json() for plot in cls.plots], "table": cls.table.as_json()}
+
+    def headline_of(self, metrics: list[Metric]) -> str:
+        """The first of `headline_metrics` that `metrics` has a value for, else "time"."""
+        have = {m.name for m in metrics if m.value is not None}
+        return next((name for name in self.headline_metrics if name in have), "time")
 
     @abstractmethod
     def cases(self, suite: str) -> list[Case]:
@@ -103,6 +155,7 @@ class Benchmark(ABC):
 
 
 _PACKAGES = ("accelbench.microbench", "accelbench.e2e")
+PLUGINS_ENV = "ACCELBENCH_PLUGINS"
 
 
 def benchmark_classes() -> dict[str, type[Benchmark]]:
@@ -111,7 +164,26 @@ def benchmark_classes() -> dict[str, type[Benchmark]]:
         for info in pkgutil.iter_modules(package.__path__):
             if not info.name.startswith("_"):
                 importlib.import_module(f"{package_name}.{info.name}")
+    for folder in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
+        _import_plugins(Path(folder))
     return {cls.name: cls for cls in _concrete(Benchmark)}
+
+
+def _import_plugins(folder: Path) -> None:
+    if not folder.is_dir():
+        raise UsageError(f"{PLUGINS_ENV}: {folder} is not a folder")
+    for path in sorted(folder.glob("*.py")):
+        module_name = f"accelbench_plugin_{path.stem}"
+        if path.name.startswith("_") or module_name in sys.modules:
+            continue
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # a user's file: say which and why, in one line
+            del sys.modules[module_name]
+            raise UsageError(f"{PLUGINS_ENV}: {path} failed to import: {type(exc).__name__}: {exc}") from None
 
 
 def _concrete(cls: type) -> list[type]:

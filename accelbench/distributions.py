@@ -1,4 +1,4 @@
-"""Named input distributions: for numerical-accuracy cases (design.md §4, FP8), and the input values
+"""Named input distributions: for numerical-accuracy cases (docs/metrics.md, FP8), and the input values
 of the GEMM group that shows how data moves a power-capped figure (`VALUE_KINDS`)."""
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def draw(name: str, shape: tuple[int, int], generator: torch.Generator, device: 
         return z / torch.sqrt(chi2 / STUDENT_T_DF)
     if name == "outliers":
         cols = shape[1]
-        picked = torch.randperm(cols, generator=generator, device=device)[: max(1, int(cols * OUTLIER_CHANNEL_FRACTION))]
+        # Drawn where the generator lives (on Gaudi a CPU generator serves the device), then moved.
+        picked = torch.randperm(cols, generator=generator, device=generator.device)[
+            : max(1, int(cols * OUTLIER_CHANNEL_FRACTION))].to(device)
         z[:, picked] *= OUTLIER_GAIN
         return z
     raise ValueError(f"unknown distribution {name!r}; choose from {DISTRIBUTIONS}")

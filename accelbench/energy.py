@@ -1,4 +1,4 @@
-"""Energy windows (design.md §4, Energy).
+"""Energy windows (docs/method.md, Energy; docs/metrics.md).
 
 After a case's latency samples, the same work is repeated, exactly as it was timed (same call,
 graph or not, same cache flushes, each call between device events), for at least `window_s`

@@ -202,6 +202,13 @@ class HpuEngine(EmulatedEngine):
                     "its Gaudi 2 counterpart is the gaudi2 mode")
         return None
 
+    def reference_modes(self, mode: ScalingMode) -> list[ScalingMode]:
+        """cast_to_fp8_v2 multiplies by the reciprocal scale in the input's dtype: the reference
+        quantizes the activations the same way (quant.CASTS), so a value on an FP8 rounding tie
+        lands where the hardware puts it. Weights go through the reference quantizer itself."""
+        from dataclasses import replace
+        return [replace(mode, a=replace(mode.a, cast="reciprocal"))]
+
     def notes(self, mode: ScalingMode) -> dict[str, str]:
         if self.generation == 2 and torch.float8_e5m2 in (mode.a.fmt.dtype, mode.b.fmt.dtype):
             return {"hardware_scaling": "E5M2 on Gaudi 2: scale not hardware-accelerated (only scale 1 is)"}
@@ -224,7 +231,7 @@ class HpuEngine(EmulatedEngine):
         else:
             scale = scaling
         if self.constant_scales:
-            q, _amax = torch.ops.hpu.cast_to_fp8_v2.scalar(a, 1.0 / float(scale), mode.stochastic_rounding, False,
+            q, _amax = torch.ops.hpu.cast_to_fp8_v2.scalar(a, float(1.0 / scale), mode.stochastic_rounding, False,
                                                          s.fmt.dtype)
             return Quantized(q, scale.reshape(1, 1), s.block)
         scale = scale.reshape((1,) if per_tensor else (-1, 1))

@@ -175,5 +175,6 @@ def reference_quantize(x: torch.Tensor, scheme: OperandScheme, scaling: Optional
         amax = block_amax(x, scheme.block)
         used = scaling.used_amax() if scaling.filled else amax
         scaling.record(amax)
-        return quantize_with_scale(x, scale_from_amax(used, scheme.fmt, scheme.rounding), scheme.block, scheme.fmt)
-    return quantize_with_scale(x, scaling, scheme.block, scheme.fmt)
+        return quantize_with_scale(x, scale_from_amax(used, scheme.fmt, scheme.rounding), scheme.block, scheme.fmt,
+                                   scheme.cast)
+    return quantize_with_scale(x, scaling, scheme.block, scheme.fmt, scheme.cast)

@@ -1,5 +1,7 @@
 """The runner: the one place that checks, warms up, times, measures energy, isolates failures
-and writes results, for every benchmark on every backend (design.md §1-3).
+and writes results, for every benchmark on every backend (docs/method.md). Whether a case may run
+and whether its call fits the budget is admission.py's; graphs and cache flushing, call_choice.py's;
+the timing loops, timing.py's.
 
 A multi-rank run (collectives, tensor parallelism) runs this same code on every rank in
 lock-step (`distributed.Group`): what a rank finds while admitting and preparing a case, and
@@ -9,17 +11,16 @@ others wait inside a collective) and ends the run through the group's abort."""
 from __future__ import annotations
 
 import gc
-import math
 import socket
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Optional, Protocol
 
-import torch
-
+from accelbench.admission import Admission
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Workload
+from accelbench.call_choice import cache_decision, choose_call
 from accelbench.distributed import SOLO, Group
 from accelbench.energy import PowerSampler, energy_window
 from accelbench.errors import CaseSkipped
@@ -27,8 +28,7 @@ from accelbench.metrics import clock_metrics, energy_metrics, launch_overhead_me
 from accelbench.records import THROTTLE_REASONS, Accuracy, CaseRecord, Metric, TimingMethod
 from accelbench.stats import SampleStats
 from accelbench.store import RunWriter, utc_now
-from accelbench.timing import (PAIRED_ROUNDS, REGIMES, Regime, TimingPolicy, cool_down, glance, paired_ratio, sample,
-                               timed_call, warm_up)
+from accelbench.timing import PAIRED_ROUNDS, REGIMES, Regime, TimingPolicy, cool_down, paired_ratio, sample, warm_up
 
 
 @dataclass(frozen=True)
@@ -41,31 +41,6 @@ class RunOptions:
     skip_emulated: bool = False  # leave out cases whose matmuls the device runs in software
     regimes: tuple[Regime, ...] = (REGIMES["sustained"],)  # each case is measured in each, in this order
     flush_always: bool = False  # flush the cache before every call whatever the working set (as do_bench)
-
-
-# Graphs remove launch gaps, which only matter for calls of a few milliseconds or less: above
-# this, auto mode does not try them.
-GRAPH_TRY_BELOW_S = 2e-3
-GRAPH_STEADIER_WITHIN = 0.05
-NEXT_SUITE = {"quick": "standard", "standard": "full", "full": "full"}
-# A case predicted to exceed its per-call budget this many times over is skipped without running
-# one call. Rates grow with size, so a prediction from smaller cases errs long: the margin keeps
-# cases near the budget measured rather than predicted.
-PREDICTION_MARGIN = 4.0
-
-
-def gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
-
-
-def seconds(t: float) -> str:
-    return f"{t * 1e6:.1f} µs" if t < 1e-3 else f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
-
-
-def poison(output: Any) -> None:
-    """Fill a float output with NaN, so an element a replay forgets to write fails the check."""
-    if isinstance(output, torch.Tensor) and output.is_floating_point():
-        output.fill_(math.nan)
 
 
 class Progress(Protocol):
@@ -102,10 +77,8 @@ class Runner:
         self.telemetry = backend.telemetry()
         self.spec = backend.spec()
         self._medians: dict[str, float] = {}  # case id -> median seconds, for speed-ups
-        self._emulated = backend.emulated_matmul_dtypes()
         self._flush_joules: Optional[float] = None
-        # Best rate one call reached so far per (benchmark, dtype or "bytes"): (rate, case id).
-        self._rates: dict[tuple[str, str], tuple[float, str]] = {}
+        self.admission = Admission(backend, options.suite, options.skip_emulated, group)
 
     def run(self, plan: list[tuple[Benchmark, Case]], repeats: int = 1) -> RunSummary:
         """Every case of the plan in every regime, `repeats` times interleaved (A, B, ..., then
@@ -155,6 +128,8 @@ class Runner:
             if workload is not None:
                 self.group.phase(f"{bench.name} {case.case_id}: measuring")
                 self._measure(workload, record, regime)
+                record.headline = bench.headline_of(record.metrics)
+                record.roofline = bench.roofline_work(record.params, record.facts)
         except CaseSkipped as exc:
             record.status, record.reason = "skipped", str(exc)
         except Exception as exc:  # one case's failure never stops the run
@@ -181,7 +156,7 @@ class Runner:
         the case does not go on to be measured."""
         workload, outcome = None, ("ok", None)
         try:
-            self._admit(bench, case, record)
+            self.admission.admit(bench, case, record)
             workload = bench.prepare(case, self.backend)
             record.ceiling = workload.ceiling
             record.facts.update(workload.facts)
@@ -208,26 +183,10 @@ class Runner:
         where = f" on rank{'s' if len(wrong) > 1 else ''} {', '.join(map(str, wrong))}" if wrong and len(results) > 1 else ""
         return results[wrong[0] if wrong else 0], where
 
-    def _admit(self, bench: Benchmark, case: Case, record: CaseRecord) -> None:
-        """Decide, before anything is allocated, whether the case may run here."""
-        emulated = [self._emulated[d] for d in case.matmul_dtypes if d in self._emulated]
-        if emulated:
-            if self.options.skip_emulated:
-                raise CaseSkipped(f"{'; '.join(emulated)}: left out of the {self.options.suite} suite "
-                                  f"(run it with --suite {NEXT_SUITE[self.options.suite]})")
-            record.facts["emulated"] = "; ".join(emulated)
-        need = bench.device_bytes(case, self.backend)
-        if need:
-            record.facts["device_bytes_needed"] = need
-            free = self.backend.free_memory_bytes()
-            if free is not None and need > free:
-                raise CaseSkipped(f"needs {gib(need)} of device memory, {gib(free)} free")
-
     def _measure(self, workload: Workload, record: CaseRecord, regime: Regime) -> None:
         backend, opts = self.backend, self.options
-        rate_key, amount = self._work_amount(record.benchmark, workload)
         policy = replace(opts.policy, **workload.timing) if workload.timing else opts.policy
-        output, first_s = self._first_call(workload, policy, rate_key, amount)
+        output, first_s = self.admission.first_call(record.benchmark, workload, policy)
         # Correctness first: a wrong result never produces a figure.
         record.accuracy, where = self._agreed_check(workload, output)
         del output
@@ -240,8 +199,10 @@ class Runner:
         record.state_before = self.telemetry.state()
         backend.reset_peak_memory()
         warm_iters, warm_s = warm_up(backend, workload.run, policy, group)
-        flush, cache_note = self._cache_decision(workload)
-        call, graphs, graph_choice, graph_checked = self._choose_call(workload, flush, warm_s / warm_iters)
+        flush, cache_note = cache_decision(workload, backend.cache_bytes(), opts.flush_always)
+        call, graphs, graph_choice, graph_checked = choose_call(
+            backend, workload, opts.graphs, flush, warm_s / warm_iters, group,
+            lambda output: self._agreed_check(workload, output))
         if call is None:  # the replayed graph computed something else than the checked call
             record.status = "failed"
             record.reason = "wrong result from the replayed graph: " + describe_failure(graph_checked)
@@ -278,9 +239,7 @@ class Runner:
                                                          record.stats.median, graphs))
         record.metrics += workload.extra_metrics(record.stats)
         self._medians[record.case_id] = record.stats.median
-        best = self._rates.get(rate_key)
-        if amount and (best is None or amount / record.stats.median > best[0]):
-            self._rates[rate_key] = (amount / record.stats.median, record.case_id)
+        self.admission.measured(record.benchmark, workload, record.stats.median, record.case_id)
         if workload.baseline_case:
             baseline = regime.case_id(workload.baseline_case)  # in the same regime
             base = self._medians.get(baseline)
@@ -313,104 +272,6 @@ class Runner:
             per_s, unit = (workload.work.flops, "FLOP/s") if workload.work.flops else (workload.work.bytes, "B/s")
             self.writer.offer_ceiling(workload.ceiling, per_s / record.stats.median, unit, record.case_id)
 
-    def _first_call(self, workload: Workload, policy: TimingPolicy, rate_key: tuple[str, str],
-                    amount: float) -> tuple[Any, float]:
-        """The correctness call and its time, within the suite's per-call budget: a case predicted
-        far over it is skipped without a call; one whose call (and a second, past any compiling
-        or autotuning of the first) is over it is skipped with that time."""
-        budget = policy.call_budget_s
-        predicted = self._predicted_call_s(rate_key, amount)
-        if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
-            # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
-            raise self._over_budget(f"one call would take about {predicted[0]:.3g} s (at the best rate a case "
-                                    f"of this kind reached in this run, {predicted[1]}'s)", budget)
-        output, first_s = timed_call(self.backend, workload.run, self.group)
-        if budget and first_s > budget:
-            del output
-            if workload.reset:
-                workload.reset()
-            output, again_s = timed_call(self.backend, workload.run, self.group)
-            if again_s > budget:
-                raise self._over_budget(f"one call took {again_s:.3g} s", budget)
-        return output, first_s
-
-    def _over_budget(self, what: str, budget: float) -> CaseSkipped:
-        opts = self.options
-        return CaseSkipped(f"{what}, over the {opts.suite} suite's per-call budget of {budget:g} s "
-                           f"(run it with --suite {NEXT_SUITE[opts.suite]}, or --call-budget 0)")
-
-    @staticmethod
-    def _work_amount(benchmark: str, workload: Workload) -> tuple[tuple[str, str], float]:
-        work = workload.work
-        if work.flops:
-            return (benchmark, work.flops_dtype or "flops"), work.flops
-        return (benchmark, "bytes"), work.bytes
-
-    def _predicted_call_s(self, key: tuple[str, str], amount: float) -> Optional[tuple[float, str]]:
-        """(seconds, the case whose rate it is) for one call of `amount` at the best steady rate
-        (work over median) a case of the same benchmark and dtype reached in this run; None before
-        the first. Rates grow with size, so this errs long."""
-        best = self._rates.get(key)
-        if not amount or best is None:
-            return None
-        return amount / best[0], best[1]
-
-    def _choose_call(self, workload: Workload, flush: bool, per_call_s: float
-                     ) -> tuple[Optional[Callable[[], Any]], bool, Optional[str], Any]:
-        """(call to time, graphs?, how it was chosen, the graph check's Accuracy). Graphs are
-        chosen by measurement: the eager call is glanced at under the timed regime; where it is
-        short (under GRAPH_TRY_BELOW_S) or launch-bound (its host enqueue time is at least half
-        its device time), the replayed graph is glanced at too and the faster is kept (within
-        5%, the steadier). A graph's output is checked once against the reference before it may
-        be kept; a wrong one returns call None."""
-        backend, mode, group = self.backend, self.options.graphs, self.group
-        if mode == "off" or not workload.graph_safe or not backend.supports("graphs"):
-            return workload.run, False, None, None
-        eager = glance(backend, workload.run, flush, per_call_s, group)
-        launch_bound = eager.host_s >= 0.5 * eager.median_s
-        if workload.graphs_on_request and mode != "on":
-            return workload.run, False, (
-                f"eager, graphs only with --graphs on; eager {seconds(eager.median_s)} per call, host "
-                f"{seconds(eager.host_s)}" + (": launch-bound, the figure includes launch overhead" if launch_bound else "")), None
-        if mode == "auto" and eager.median_s > GRAPH_TRY_BELOW_S and not launch_bound:
-            return workload.run, False, (f"eager {seconds(eager.median_s)} per call, not launch-bound (host "
-                                         f"{seconds(eager.host_s)}): graphs not tried"), None
-        captured, failure = None, None
-        try:
-            captured = backend.capture_graph(workload.run)
-        except Exception as exc:  # some work cannot be captured (a host sync, a host-to-device copy)
-            backend.synchronize()
-            failure = f"graph capture failed, eager: {str(exc).splitlines()[0][:160]}"
-        failures = [f for f in group.gather(failure) if f]  # every rank replays, or none
-        if failures:
-            return workload.run, False, failures[0], None
-        if captured is None:
-            return workload.run, False, None, None
-        # One eager call first: whatever per-call state the work has (fresh inputs, a step
-        # counter) moves on, so a graph that replays stale captured state fails the check.
-        workload.run()
-        backend.mark_step()
-        if workload.reset:  # in-place work: its output is its input, to be restored, not poisoned
-            workload.reset()
-        else:
-            poison(captured.output)
-        captured.replay()
-        backend.mark_step()
-        backend.synchronize()
-        checked, _ = self._agreed_check(workload, captured.output)
-        if not checked.passed:
-            return None, False, None, checked
-        graph = glance(backend, captured.replay, flush, eager.median_s, group)
-        choice = (f"graph {seconds(graph.median_s)} (CV {graph.cv:.3f}) vs eager {seconds(eager.median_s)} "
-                  f"(CV {eager.cv:.3f}, host {seconds(eager.host_s)}) per call")
-        # The faster wins; within GRAPH_STEADIER_WITHIN of each other, the steadier: launch jitter
-        # in eager calls shows as spread before it shows in the median.
-        close = abs(graph.median_s - eager.median_s) <= GRAPH_STEADIER_WITHIN * eager.median_s
-        graph_wins = graph.cv < eager.cv if close else graph.median_s < eager.median_s
-        if mode == "on" or graph_wins:
-            return captured.replay, True, choice, checked
-        return workload.run, False, choice, checked
-
     def _flush_energy(self) -> Optional[float]:
         """Joules of one cache flush, measured once per run on flushes alone."""
         if self._flush_joules is None:
@@ -419,22 +280,6 @@ class Runner:
                                     self.options.energy_window_s, 1e-4, None, group=self.group, board=self._board)
             self._flush_joules = flushes.joules / flushes.iterations if flushes else 0.0
         return self._flush_joules
-
-    def _cache_decision(self, workload: Workload) -> tuple[bool, str]:
-        working_set, cache = workload.working_set_bytes, self.backend.cache_bytes()
-        if workload.measures_cache:
-            return False, "not flushed: this case measures cache-resident data on purpose"
-        if workload.no_flush_reason:
-            return False, f"not flushed: {workload.no_flush_reason}"
-        if self.options.flush_always:
-            return True, "flushed before each call (--flush always, whatever the working set)"
-        if cache is None:
-            return False, "not flushed: cache size unknown"
-        ratio = working_set / cache
-        if working_set < cache:  # it would fit: repeated calls would measure the cache
-            return True, f"flushed before each call (working set {ratio:.2g}x last-level cache)"
-        return False, f"not flushed (working set {ratio:.2g}x last-level cache)"
-
 
 def describe_failure(accuracy) -> str:
     if accuracy.tolerance == 0:  # an exact check (collectives, copies): the error is the share of wrong elements

@@ -1,4 +1,4 @@
-"""Figures derived from a case's timing, work count and energy (design.md §4), in one place.
+"""Figures derived from a case's timing, work count and energy (docs/metrics.md), in one place.
 
 Units: TFLOP/s = 1e12 FLOP/s; GB/s = 1e9 bytes/s; MFU and bandwidth utilization in % of the
 datasheet peak; efficiency as TFLOP/s per W (= TFLOP/J), GB/s per W (= GB/J), tokens/J.
@@ -47,7 +47,7 @@ def performance_metrics(work: Work, stats: SampleStats, spec: Optional[DeviceSpe
 
 
 def launch_overhead_metric(launches: int, per_launch_s: float, median_s: float, replayed: bool) -> Metric:
-    """The share of a many-launch call's median that its launches cost (design.md §2: a figure
+    """The share of a many-launch call's median that its launches cost (docs/method.md: a figure
     that includes launch overhead says so)."""
     share = min(1.0, launches * per_launch_s / median_s)
     return Metric("launch_overhead_share", 100.0 * share, "%",

@@ -44,7 +44,7 @@ class ModelConfig:
 
     def streamed_parameters(self) -> int:
         """Weights a decode step must read: all but the embedding table, which is only gathered
-        (design.md §4); a tied table is read whole as the output projection."""
+        (docs/metrics.md); a tied table is read whole as the output projection."""
         return self.parameters() - (0 if self.tie_embeddings else self.vocab * self.hidden)
 
     def kv_bytes_per_token(self, element_bytes: int) -> int:

@@ -11,16 +11,10 @@ from accelbench.benchmark import Case
 from accelbench.records import CaseRecord
 
 
-# The figure a case is known by, first found wins (a collective's busbw before its algbw).
-HEADLINE_METRICS = ("tflops", "busbw", "gbps", "tokens_per_s")
-
-
 def headline(record: CaseRecord) -> str:
-    for name in HEADLINE_METRICS:
-        m = record.metric(name)
-        if m is not None and m.value is not None:
-            return f"{m.value:.4g} {m.unit}"
-    return record.reason or ""
+    """The figure the case is known by (its benchmark's declaration), else why it has none."""
+    m = record.headline_metric()
+    return f"{m.value:.4g} {m.unit}" if m is not None else record.reason or ""
 
 
 class CaseProgress:

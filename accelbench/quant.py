@@ -108,13 +108,31 @@ class Quantized:
         """Fraction of elements clamped to the format's max."""
         return 0.0 if self.clamped is None else self.clamped.item() / self.q.numel()
 
-    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return self.q.to(dtype) * expand_blocks(self.scale.to(dtype), tuple(self.q.shape), self.block)
+    def dequantize(self, dtype: torch.dtype = torch.float32, device: Optional[torch.device] = None) -> torch.Tensor:
+        """The values q * scale in `dtype`, computed on `device` (default: where q is). fp64 on a
+        device without fp64 (Gaudi computes it as fp32) is never asked for: pass the host."""
+        q, scale = (self.q, self.scale) if device is None else (self.q.to(device), self.scale.to(device))
+        return q.to(dtype) * expand_blocks(scale.to(dtype), tuple(q.shape), self.block)
 
 
-def quantize_with_scale(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], fmt: Fp8Format) -> Quantized:
+# How a cast applies the scale. divide: x / scale, correctly rounded in fp32 (the reference's
+# definition, and what the CUDA quantizers match bit for bit). reciprocal: x * (1 / scale) with the
+# reciprocal rounded to x's dtype and the product rounded to x's dtype before the FP8 cast, which is
+# how Gaudi's cast_to_fp8_v2 computes (the bridge's bit-exact test models it as
+# `input * scale.to(input.dtype)`); on a bf16 input a value on an FP8 rounding tie can land one FP8
+# step away from the divide rule's.
+CASTS = ("divide", "reciprocal")
+
+
+def quantize_with_scale(x: torch.Tensor, scale: torch.Tensor, block: tuple[int, int], fmt: Fp8Format,
+                        cast: str = "divide") -> Quantized:
     full = expand_blocks(scale, tuple(x.shape), block)
-    scaled = x.float() / full
+    if cast == "divide":
+        scaled = x.float() / full
+    elif cast == "reciprocal":
+        scaled = (x * (1.0 / full).to(x.dtype)).float()
+    else:
+        raise ValueError(f"unknown cast {cast!r}; choose from {CASTS}")
     # Above max by more than rounding of the division: those values really are clamped.
     clamped = (scaled.abs() > fmt.max_value * (1 + 2**-10)).sum()
     q = scaled.clamp(-fmt.max_value, fmt.max_value).to(fmt.dtype)
@@ -190,12 +208,14 @@ class OperandScheme:
     fmt: Fp8Format
     block: tuple[int, int]
     rounding: str = "exact"
+    cast: str = "divide"  # how the scale is applied (CASTS)
 
 
 def quantize(x: torch.Tensor, scheme: OperandScheme, policy=None) -> Quantized:
     policy = policy or CurrentScaling()
     amax = policy.amax(block_amax(x, scheme.block))
-    return quantize_with_scale(x, scale_from_amax(amax, scheme.fmt, scheme.rounding), scheme.block, scheme.fmt)
+    return quantize_with_scale(x, scale_from_amax(amax, scheme.fmt, scheme.rounding), scheme.block, scheme.fmt,
+                               scheme.cast)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The records a run writes (design.md §5), as dataclasses with a strict JSON round trip.
+"""The records a run writes (docs/results-format.md), as dataclasses with a strict JSON round trip.
 
 `to_json_dict` / `from_json_dict` are the only (de)serializers: the store and the loader
 both go through them, so a field added here is written and validated in one place.
@@ -105,6 +105,24 @@ class TimingMethod:
 
 
 @dataclass
+class RooflineWork:
+    """A case's place on the roofline, counted by its benchmark (Benchmark.roofline_work): `flops`
+    done while `bytes` of device memory must move. Arithmetic intensity = flops / bytes. The
+    achieved FLOP/s comes from the case's metric `per`: a time (unit s: "time" for one call, "tpot"
+    for one decode step) that the flops take, or a bandwidth (unit GB/s) at which the bytes move."""
+
+    kind: str  # the legend's name for such cases (gemm, fp8, bandwidth, decode)
+    flops: float
+    bytes: float
+    per: str = "time"
+
+
+# Runs written before a case recorded its headline (before method version 1): the order every
+# reader used then, kept here so that old runs compare exactly as they did.
+LEGACY_HEADLINES = ("tflops", "busbw", "gbps", "decode_tokens_per_s", "tokens_per_s")
+
+
+@dataclass
 class CaseRecord:
     benchmark: str
     case_id: str
@@ -130,9 +148,22 @@ class CaseRecord:
     peak_memory_bytes: Optional[int] = None
     facts: dict[str, Any] = field(default_factory=dict)  # found while preparing, e.g. l2_bytes
     repeat: Optional[int] = None  # with --repeat N: which round (1..N) of the interleaved repeats
+    # The metric the case is known by (its summary line, `bench compare`, `bench history`), as its
+    # benchmark declares it (`Benchmark.headline_metrics`); "time" where none of them has a value.
+    headline: Optional[str] = None
+    roofline: Optional[RooflineWork] = None  # where the case has a point on the roofline
 
     def metric(self, name: str) -> Optional[Metric]:
         return next((m for m in self.metrics if m.name == name), None)
+
+    def headline_metric(self) -> Optional[Metric]:
+        """The figure the case is known by: its recorded headline, or in a run that recorded none,
+        the first of LEGACY_HEADLINES it has. None where it has no figure (failed, skipped, or a
+        case known by its time: compare it on its samples)."""
+        if self.headline == "time":
+            return None
+        names = (self.headline,) if self.headline is not None else LEGACY_HEADLINES
+        return next((m for n in names if (m := self.metric(n)) is not None and m.value is not None), None)
 
 
 @dataclass
@@ -173,6 +204,10 @@ class RunInfo:
     regime: str = "sustained"  # the timing regime of every case (--regime)
     repeats: int = 1  # --repeat N: every case ran N times, interleaved (A, B, ..., then A, B, ... again)
     flush_always: bool = False  # --flush always: the cache was flushed before every call
+    method_version: int = 0  # accelbench.METHOD_VERSION of the code that measured; 0: before it was recorded
+    # Per benchmark the suite had (run or not), how reports show it (Benchmark.view: headline
+    # metrics, overview rows, plots, tables).
+    views: dict[str, Any] = field(default_factory=dict)
 
 
 def to_json_dict(record: Any) -> dict[str, Any]:

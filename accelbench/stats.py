@@ -1,4 +1,4 @@
-"""Summary statistics of per-iteration timing samples (design.md §2).
+"""Summary statistics of per-iteration timing samples (docs/method.md).
 
 Percentiles use linear interpolation between closest ranks (the same as numpy's default),
 so p10/p90/IQR agree with what a reader recomputes from the stored samples.

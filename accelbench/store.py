@@ -1,4 +1,4 @@
-"""The results store (design.md §5): results/<run_id>/run.json + cases.jsonl.
+"""The results store: results/<run_id>/run.json + cases.jsonl (the format: docs/results-format.md).
 
 Writing: run.json is replaced atomically (write a temporary file, fsync, rename); each finished
 case is one line appended to cases.jsonl and flushed to disk before the next case starts, so a
@@ -6,10 +6,12 @@ crash or Ctrl-C leaves every finished case readable. A run whose run.json still 
 "running" was killed before it could say otherwise; the loader reports it as incomplete.
 
 Reading: the schema version is checked, every line is validated, and any bad file or line is
-reported by name and line number; rows are never dropped silently.
+reported by name and line number; rows are never dropped silently. A run kept as evidence in a
+repository may have its cases gzipped (cases.jsonl.gz, `gzip -9 cases.jsonl`): every reader takes either.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -23,11 +25,12 @@ import pandas as pd
 
 from accelbench import SCHEMA_VERSION
 from accelbench.errors import ResultsError
-from accelbench.records import CaseRecord, Ceiling, RunInfo, from_json_dict, to_json_dict
+from accelbench.records import CaseRecord, Ceiling, RooflineWork, RunInfo, from_json_dict, to_json_dict
 from accelbench.stats import RepeatSpread
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
+CASES_ARCHIVE = CASES_FILE + ".gz"
 INCOMPLETE_STATUSES = ("running", "interrupted", "crashed", "aborted")
 
 
@@ -162,10 +165,40 @@ class LoadedRun:
     def status_text(self) -> str:
         return self.info.status if self.complete else f"incomplete ({self.info.status})"
 
+    # A run from before its benchmarks' views and roofline work were recorded (method version 0)
+    # is shown as the benchmarks of this version declare themselves: what they declare was then
+    # kept in the reports, and said the same. The loaded records stay as written.
+    @property
+    def views(self) -> dict[str, dict]:
+        """Per benchmark, how reports show it (Benchmark.view)."""
+        if self.info.views:
+            return self.info.views
+        return {name: cls.view() for name, cls in sorted(_registry().items())}
+
+    def roofline_of(self, case: CaseRecord) -> Optional[RooflineWork]:
+        if case.roofline is not None or self.info.method_version > 0 or case.status != "ok":
+            return case.roofline
+        declared = _registry().get(case.benchmark)
+        try:
+            return declared.roofline_work(case.params, case.facts) if declared else None
+        except (KeyError, TypeError, ZeroDivisionError):  # a record older than the parameters it needs
+            return None
+
+
+def _registry() -> dict:
+    from accelbench.benchmark import benchmark_classes  # the benchmarks' declarations, read not run
+    return benchmark_classes()
+
+
+def cases_file(run_folder: Path | str) -> Path:
+    """The folder's cases file: cases.jsonl, or its gzipped archive where only that exists."""
+    plain, archive = Path(run_folder) / CASES_FILE, Path(run_folder) / CASES_ARCHIVE
+    return archive if archive.is_file() and not plain.exists() else plain
+
 
 def load_run(path: Path | str) -> LoadedRun:
     path = Path(path)
-    run_file, cases_file = path / RUN_FILE, path / CASES_FILE
+    run_file, cases = path / RUN_FILE, cases_file(path)
     if not run_file.is_file():
         raise ResultsError(f"{run_file}: not found (is {path} a run folder?)")
     try:
@@ -181,14 +214,20 @@ def load_run(path: Path | str) -> LoadedRun:
         info = from_json_dict(RunInfo, data)
     except ValueError as exc:
         raise ResultsError(f"{run_file}: {exc}") from None
-    cases, warnings = _load_cases(cases_file, incomplete=info.status in INCOMPLETE_STATUSES)
-    return LoadedRun(path, info, cases, warnings)
+    records, warnings = _load_cases(cases, incomplete=info.status in INCOMPLETE_STATUSES)
+    return LoadedRun(path, info, records, warnings)
 
 
 def _load_cases(cases_file: Path, incomplete: bool) -> tuple[list[CaseRecord], list[str]]:
     if not cases_file.is_file():
         raise ResultsError(f"{cases_file}: not found")
-    raw = cases_file.read_bytes().decode("utf-8", errors="replace")
+    data = cases_file.read_bytes()
+    if cases_file.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise ResultsError(f"{cases_file}: not a readable gzip file ({exc})") from None
+    raw = data.decode("utf-8", errors="replace")
     lines = raw.split("\n")
     cases, warnings = [], []
     for number, line in enumerate(lines, start=1):
@@ -214,8 +253,11 @@ def load_runs(paths: Iterable[Path | str]) -> list[LoadedRun]:
 # --- tidy table ------------------------------------------------------------------------------
 # One row per case x metric (long format). A case with no metrics (failed, skipped) still has
 # one row, with metric/value/unit empty, so no case disappears from a table.
+# `headline`: the metric the case is known by (CaseRecord.headline_metric), "time" where none;
+# `roofline_*`: the case's roofline work (records.RooflineWork), empty where it has none.
+ROOFLINE_COLUMNS = ["roofline_kind", "roofline_flops", "roofline_bytes", "roofline_per"]
 FRAME_COLUMNS = ["run_id", "label", "device", "backend", "benchmark", "case_id", "status",
-                 "reason", "throttled", "metric", "value", "unit"]
+                 "reason", "throttled", "headline", *ROOFLINE_COLUMNS, "metric", "value", "unit"]
 
 
 def repeat_spreads(cases: list[CaseRecord]) -> dict[tuple[str, str], RepeatSpread]:
@@ -238,6 +280,9 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
             # name, the parameter (what was asked for) is what the table shows.
             head = {**base, **case.facts, **case.params, "benchmark": case.benchmark, "case_id": case.case_id,
                     "status": case.status, "reason": case.reason, "throttled": case.throttled,
+                    "headline": headline.name if (headline := case.headline_metric()) is not None else "time",
+                    **dict(zip(ROOFLINE_COLUMNS, (roofline.kind, roofline.flops, roofline.bytes, roofline.per)
+                               if (roofline := run.roofline_of(case)) else (None,) * 4)),
                     "regime": case.method.regime if case.method else None, "repeat": case.repeat}
             metrics = [(m.name, m.value, m.unit) for m in case.metrics]
             metrics += _derived_metrics(run, case)
@@ -254,31 +299,18 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=FRAME_COLUMNS)
     params = [c for c in frame.columns if c not in FRAME_COLUMNS]
-    return frame[FRAME_COLUMNS[:9] + params + FRAME_COLUMNS[9:]]
+    return frame[FRAME_COLUMNS[:-3] + params + FRAME_COLUMNS[-3:]]
 
 
 def _derived_metrics(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
     """Figures that need the whole run: MAMF utilization (achieved over the best FLOP/s this run
-    measured for the same key) and a decode step's fraction of the memory-bandwidth floor."""
+    measured for the same key), and what the case's benchmark derives from the run's measured
+    ceilings (decode: a step's fraction of the memory-bandwidth floor)."""
     if case.status != "ok":
         return []
-    return _mamf(run, case) + _floor_fraction(run, case)
-
-
-def _floor_fraction(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
-    """Floor time (bytes a step must read / bandwidth) over the measured time per step, with the
-    run's measured device-memory ceiling where it has one, else the datasheet; the metric's
-    name says which."""
-    tpot, step_bytes = case.metric("tpot"), case.facts.get("bytes_per_step")
-    if tpot is None or not tpot.value or not step_bytes or case.facts.get("memory_level", "device") != "device":
-        return []  # a step served from the cache is no share of memory bandwidth
-    measured = run.info.ceilings.get("membw.device")
-    if measured is not None:
-        return [("floor_fraction_measured_bw", 100.0 * step_bytes / measured.value / tpot.value, "%")]
-    datasheet = (run.info.spec or {}).get("mem_bandwidth_Bps")
-    if datasheet:
-        return [("floor_fraction_datasheet_bw", 100.0 * step_bytes / datasheet / tpot.value, "%")]
-    return []
+    declared = _registry().get(case.benchmark)  # the benchmark's own derivation
+    derived = declared.derived_metrics(case, run.info.ceilings, run.info.spec or {}) if declared else []
+    return _mamf(run, case) + [(m.name, m.value, m.unit) for m in derived]
 
 
 def _mamf(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:

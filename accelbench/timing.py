@@ -1,4 +1,4 @@
-"""How a case is timed (design.md §2). The method, in one place:
+"""How a case is timed (docs/method.md). The method, in one place:
 
 1. Warm up: call the work until at least `warmup_s` has passed and `warmup_min_iters` calls
    were made, so compilation, autotuning, handle creation and clock ramp-up are behind us.
@@ -61,7 +61,7 @@ SUITE_POLICIES = {
 
 @dataclass(frozen=True)
 class Regime:
-    """Which state of the device a figure describes (design.md §2).
+    """Which state of the device a figure describes (docs/method.md).
 
     sustained: samples follow the warm-up back to back, the steady state of a long job (on a
     power-capped GPU, at the capped clock). burst: after the usual warm-up (compilation and

@@ -95,7 +95,20 @@ def save_checkpoint(directory, config, weights):
     """A Hugging Face style checkpoint folder: config.json and one model.safetensors."""
     import json
     from safetensors.torch import save_file
-    from accelbench.e2e.weights import hf_config_dict
+    from accelbench.e2e.decode.weights import hf_config_dict
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(hf_config_dict(config)))
     save_file({k: v.contiguous() for k, v in weights.items()}, str(directory / "model.safetensors"))
+
+
+# Tests of the device code (tests/gpu/: the Triton and Gluon kernels) are marked `gpu`: run them on a
+# GPU machine with `python -m pytest -m gpu`. Without a CUDA device they are skipped, saying why.
+GPU_TESTS = REPO / "tests" / "gpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(GPU_TESTS):
+            item.add_marker(pytest.mark.gpu)
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU: run `python -m pytest -m gpu` on one"))

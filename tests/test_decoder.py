@@ -4,9 +4,9 @@ and Hugging Face transformers generates the same greedy tokens from the same wei
 import pytest
 import torch
 
-from accelbench.e2e.llama import (KVCache, Llama, StaticStep, decode_eager, generate_eager, generate_without_cache,
+from accelbench.e2e.decode.model import (KVCache, Llama, StaticStep, decode_eager, generate_eager, generate_without_cache,
                                   prefill, rope_frequencies)
-from accelbench.e2e.weights import expected_shapes, hf_config_dict, load_checkpoint, synthetic_weights, tiny_config
+from accelbench.e2e.decode.weights import expected_shapes, hf_config_dict, load_checkpoint, synthetic_weights, tiny_config
 from accelbench.errors import UsageError
 from conftest import save_checkpoint
 from accelbench.models import MODELS, ModelConfig

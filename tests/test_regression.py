@@ -220,3 +220,13 @@ def test_the_nightly_workflow_passes_actionlint():
     assert out.returncode == 0, out.stdout + out.stderr
     text = workflow.read_text()
     assert "bench compare" in text and "self-hosted" in text and "upload-artifact" in text
+
+
+def test_a_case_skipped_in_both_runs_is_skipped_not_missing(tmp_path):
+    skipped = lambda: gemm_record(4096, 0, status="skipped", reason="one call took 9 s, over the budget")
+    a = write_synthetic_run(tmp_path / "a", "Dev", [gemm_record(256, 100.0), skipped()])
+    b = write_synthetic_run(tmp_path / "b", "Dev", [gemm_record(256, 100.0), skipped()])
+    result = compare_runs(load_run(a), load_run(b))
+    verdicts = {c.case_id: c.verdict for c in result.cases}
+    assert verdicts == {"bf16/square/256": "unchanged", "bf16/square/4096": "skipped"}
+    assert result.count("missing") == 0 and result.exit_code == 0 and "1 skipped" in result.summary()

@@ -116,15 +116,16 @@ def test_side_by_side_benchmark_table_has_the_figure_per_device_and_the_ratio(tm
 def test_procurement_arithmetic_on_a_worked_example():
     # $2.00/h rented, 500 W measured, PUE 1.5, $0.10/kWh: energy = 0.5 kW x 1.5 x 0.10 = $0.075/h;
     # $2.075/h buys 1000 tokens/s x 3600 s = 3.6 M tokens: $0.5764 per million, 1.735 M tokens per USD.
-    row = cost_row("X", 1000.0, 500.0, Prices(per_hour={"X": 2.0}, energy_usd_per_kwh=0.10, pue=1.5), decode=True)
+    row = cost_row("X", 1000.0, 500.0, Prices(per_hour={"X": 2.0}, energy_usd_per_kwh=0.10, pue=1.5),
+                   work=("decode tokens", "tokens"))
     assert row.energy_usd_per_hour == pytest.approx(0.075) and row.usd_per_hour == pytest.approx(2.075)
     assert row.cost == pytest.approx(2.075 / 3.6) and row.perf_per_dollar == pytest.approx(3.6e6 / 2.075)
     assert row.perf_per_watt == pytest.approx(2.0) and row.cost_unit == "USD per million tokens"
     # Bought for $26,280 over 3 years of 8760 h: $1.00/h; no energy price: 500 TFLOP/s = 1800 PFLOP per hour.
-    owned = cost_row("X", 500.0, 400.0, Prices(capex={"X": 26280.0}, years=3), decode=False)
+    owned = cost_row("X", 500.0, 400.0, Prices(capex={"X": 26280.0}, years=3), work=("bf16 GEMM", "TFLOP"))
     assert owned.usd_per_hour == pytest.approx(1.0) and owned.cost == pytest.approx(1.0 / 1800)
     assert owned.cost_unit == "USD per PFLOP" and any("3 years" in a for a in owned.assumptions)
-    assert cost_row("Y", 500.0, 400.0, Prices(per_hour={"X": 1.0}), decode=False) is None  # no price for Y
+    assert cost_row("Y", 500.0, 400.0, Prices(per_hour={"X": 1.0}), work=("bf16 GEMM", "TFLOP")) is None  # no price for Y
 
 
 def test_procurement_view_uses_each_devices_measured_decode_rate_and_power(tmp_path):

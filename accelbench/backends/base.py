@@ -1,4 +1,4 @@
-"""The backend interface: everything device-specific, and nothing else (design.md §1).
+"""The backend interface: everything device-specific, and nothing else (docs/extending.md).
 
 A backend adapts one device family to what the harness needs: a device handle, synchronize,
 a device-clock timer, memory stats, a cache flush, graph replay, the datasheet entry, a
@@ -76,13 +76,19 @@ class Backend(ABC):
 
     @classmethod
     def select_device(cls, device_index: int) -> None:
-        """Choose the device before the backend's software is first imported, for frameworks
-        that fix it at import (Gaudi's bridge reads HABANA_VISIBLE_MODULES once)."""
+        """Choose the device before the backend's software first uses it, for frameworks that fix
+        it then (Gaudi's bridge reads HLS_MODULE_ID / HABANA_VISIBLE_MODULES when it takes its card)."""
 
     @classmethod
     def device_for_rank(cls, local_rank: int) -> int:
         """The device index a rank of a multi-rank run uses: its local rank, one device each."""
         return local_rank
+
+    @classmethod
+    def rank_environment(cls) -> dict[str, str]:
+        """Variables each rank of a multi-rank run needs before its framework loads (the launcher
+        sets them where the user has not)."""
+        return {}
 
     # --- device ------------------------------------------------------------------------------
     @property
@@ -150,6 +156,26 @@ class Backend(ABC):
         """Where fp64 references are computed: the device itself if it does fp64, else CPU."""
         return self.device if self.supports("fp64") else torch.device("cpu")
 
+    # --- how benchmarks meet the device: inputs, host memory, compilation ----------------------
+    def generator(self, seed: int) -> torch.Generator:
+        """A seeded generator that draws random inputs on this device (`torch.randn(...,
+        generator=g, device=backend.device)`): on the device where the framework has device
+        generators, else the framework's own choice (Gaudi's random ops take a CPU generator)."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def pin(self, host: torch.Tensor) -> torch.Tensor:
+        """`host` in page-locked memory, for asynchronous copies to and from this device."""
+        return host.pin_memory()
+
+    def compile_backend(self) -> Optional[str]:
+        """The torch.compile backend that compiles a step for this device where it has no graph
+        replay (None: none, or graphs are the way)."""
+        return None
+
+    def graph_collectives_unavailable(self) -> Optional[str]:
+        """Why a collective cannot run inside a captured graph on this device, or None."""
+        return None
+
     # --- shared mechanics --------------------------------------------------------------------
     def flush_cache(self) -> None:
         """Evict the last-level cache by writing a buffer twice its size."""
@@ -209,6 +235,8 @@ class Backend(ABC):
         next one run out of memory."""
 
     def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether `exc` says the device ran out of memory (a case that does not fit is skipped
+        with its numbers, not failed)."""
         return isinstance(exc, torch.OutOfMemoryError)
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ DeepGEMM:
 Every 128-deep partial product is rescaled into fp32, as in the single-partition kernel: the same
 arithmetic, the same results up to the order of fp32 additions.
 
-Measured (scripts/probe_block_gemm_ws.py, H200, 8192^3): 192x128 tiles ran at 1027-1057
+Measured (scripts/probe_block_gemm_ws.py in commit 72ec61a, H200, 8192^3): 192x128 tiles ran at 1027-1057
 TFLOP/s against cuBLAS tensor-wise 1219-1289 and block-wise 1115-1134 (0.80-0.84x tensor-wise).
 What is left: the warpgroups share the tensor cores and start each step on the same stage, so
 their rescales still coincide in part;
@@ -215,7 +215,7 @@ class TileConfig:
         return 65536 // ((self.consumers + 1) * 128) // 8 * 8
 
 
-# Probed on an H200 at 8192^3 (scripts/probe_block_gemm_ws.py): 192x128 1027-1057 TFLOP/s,
+# Probed on an H200 at 8192^3 (scripts/probe_block_gemm_ws.py in commit 72ec61a): 192x128 1027-1057 TFLOP/s,
 # 128x128 964-985. Three consumers fill the 64K registers (160 a thread); a fourth
 # (256 rows) would leave 122, less than an accumulator and a scratch one need.
 CONFIGS = {

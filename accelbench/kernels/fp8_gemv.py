@@ -8,7 +8,7 @@ paced by converting every weight to fp32 and multiplying there, not by memory. O
 streamed the 8B projections at 1.5-2.3 TB/s on an H100, this one at 1.8-2.9
 (results/crosschecks/h100-fp8-decode-gemv-probe.txt); it lost to this one or to cuBLAS on every
 projection on an H100 and an H200, and was removed. cuBLAS, the rows padded to 16 in memory, wins
-some shapes on some devices; the decode's kernel choice (e2e/fp8_linear.py) times both.
+some shapes on some devices; the decode's kernel choice (e2e/decode/fp8_linear.py) times both.
 
 Exposed as a torch custom op, so a compiled decode step calls it as one opaque kernel and a CUDA
 graph captures it; it is autotuned per (M, N, K, K parts) on first use, outside any capture.
@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 MAX_ROWS = 16  # the tensor-core kernel's activation rows: one MMA N tile
-# Probed on an H100 on the Llama-3.1-8B projections at 1 and 16 rows (scripts/probe_fp8_gemv.py):
+# Probed on an H100 on the Llama-3.1-8B projections at 1 and 16 rows (scripts/probe_fp8_gemv.py, in commit 72ec61a):
 # 64-row weight tiles lead on every shape; 128 rows on the widest; 32 x 256 and 16 x 256 never led.
 _CONFIGS = [triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
                for n, k, w, s in ((16, 512, 4, 3), (32, 512, 4, 3), (64, 128, 4, 6), (64, 256, 4, 4),

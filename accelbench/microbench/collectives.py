@@ -1,4 +1,4 @@
-"""Collectives over torch.distributed, in nccl-tests' conventions (design.md §4, Collectives).
+"""Collectives over torch.distributed, in nccl-tests' conventions (docs/metrics.md, Collectives).
 
 Each operation below is a small declaration on one common harness, as in nccl-tests: its
 per-rank buffers for a message of S bytes, its bus-bandwidth factor, the call, and the value
@@ -34,6 +34,7 @@ from accelbench.microbench.membw import human_bytes, pow2_range
 from accelbench.accuracy import EXACT_CHUNK, exact_check
 from accelbench.records import Accuracy, Metric
 from accelbench.stats import SampleStats
+from accelbench.view import OverviewRow, Plot, TableView
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SIZES = {"quick": (2**10, 2**16, 2**22), "standard": pow2_range(10, 30, 1), "full": pow2_range(10, 30, 1)}
@@ -185,6 +186,14 @@ PAIRS = ("intra", "inter")  # sendrecv: a peer on rank 0's node, or on the next 
 
 
 class Collectives(Benchmark):
+    headline_metrics = ("busbw",)
+    summary_groups = ("op", "dtype")
+    overview = (OverviewRow("all_reduce bus bandwidth (largest size)", "busbw", (("op", "all_reduce"),),
+                            largest="bytes", order=60),)
+    table = TableView(("busbw", "algbw", "link_util", "time"))
+    plots = (Plot("Collectives: bus bandwidth vs message size (nccl-tests conventions; t = slowest rank)", x="bytes",
+                  y=("busbw",), series=("dtype",), panels="op", marks=("link_bandwidth",),
+                  x_label="message size S (bytes)", y_labels=("busbw (GB/s)",)),)
     name = "collectives"
     description = ("all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send/recv across ranks: "
                    "algbw and busbw (nccl-tests conventions)")
@@ -261,13 +270,16 @@ class Collectives(Benchmark):
                                    f"of the datasheet's {spec.link} per direction"))
             return out_
 
+        # A device whose graphs cannot hold a collective (Gaudi lazy mode without lazy collectives) times it eagerly.
+        graphs_refused = backend.graph_collectives_unavailable()
         return Workload(run=run, check=check, work=Work(bytes=size_bytes, memory="interconnect"),
                         working_set_bytes=(n_in + n_out) * dtype.itemsize, reset=reset if op.in_place else None,
-                        graphs_on_request=True,
+                        graphs_on_request=True, graph_safe=graphs_refused is None,
                         no_flush_reason="collectives are timed back to back, as nccl-tests times them",
                         extra_metrics=bus_metrics,
                         facts={"ranks": world, "nodes": nodes, "bus_factor": factor, "message_bytes": size_bytes,
-                               **({"peer": lay.peer} if lay.peer is not None else {})})
+                               **({"peer": lay.peer} if lay.peer is not None else {}),
+                               **({"graphs_refused": graphs_refused} if graphs_refused else {})})
 
 
 def _peer(pair: str, world: int) -> Optional[int]:

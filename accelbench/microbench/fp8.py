@@ -23,7 +23,8 @@ from accelbench.errors import CaseSkipped
 from accelbench.fp8_engines import EmulatedEngine, engine_for, policy_scale, policy_state, weight_scheme
 from accelbench.models import PUBLISHED_70B_SHAPES
 from accelbench.quant import MODES, quantize
-from accelbench.records import Accuracy, Metric
+from accelbench.records import Accuracy, Metric, RooflineWork
+from accelbench.view import OverviewRow, Plot, TableView
 
 STAGES = ("gemm", "quant+gemm")
 CONSTANT_SCALE_MODES = ("tensor", "gaudi2", "tensor-static")
@@ -90,6 +91,28 @@ def _case(mode: str, impl: str, stage: str, dist: str, shape: tuple[int, int, in
 
 class Fp8Gemm(Benchmark):
     name = "fp8"
+    summary_groups = ("mode", "impl", "stage")
+    overview = (OverviewRow("GEMM FP8 (GEMM only)", "tflops", (("stage", "gemm"),), order=20),
+                OverviewRow("GEMM FP8 MFU", "mfu", (("stage", "gemm"),), of_best="tflops", order=21))
+    table = TableView(("tflops", "quant_cost", "quant_rel_error", "mfu", "sqnr", "time"), more=("mamf_util",),
+                      names=(("quant_rel_error", "rel. error"), ("quant_cost", "quantize+GEMM ÷ GEMM"),
+                             ("mamf_util", "of MAMF")),
+                      lower_is_better=("quant_rel_error", "time"),
+                      facts=(("execution", "GEMM"), ("activation_quantizer", "quantizer")))
+    # One point per mode and implementation, GEMM-only on normal inputs, at the largest shape measured.
+    plots = (Plot("FP8 scaling modes: speed vs error", x="quant_rel_error", y=("tflops",), series=("mode", "impl"),
+                  where=(("stage", "gemm"), ("dist", "normal")), scatter=True, largest=("m", "k", "n"),
+                  unnamed=("auto", "torch"), x_log=10,
+                  x_label="relative Frobenius error vs fp64 of unquantized inputs", y_labels=("TFLOP/s (GEMM only)",)),)
+
+    @classmethod
+    def roofline_work(cls, params, facts):
+        """2·M·N·K FLOPs over the FP8 operands (bf16 for the baseline) and the bf16 output, once each."""
+        if not {"m", "n", "k"} <= params.keys():  # a variant of other parameters
+            return None
+        m, n, k = params["m"], params["n"], params["k"]
+        element = 2 if params.get("mode") == "bf16" else 1
+        return RooflineWork("fp8", 2.0 * m * n * k, float((m * k + k * n) * element + m * n * 2))
     description = "FP8 GEMM scaling modes: GEMM-only and quantize+GEMM time, error vs fp64, speed-up over bf16"
 
     def cases(self, suite: str) -> list[Case]:
@@ -114,7 +137,7 @@ class Fp8Gemm(Benchmark):
     def prepare(self, case: Case, backend: Backend) -> Workload:
         p = case.params
         m, k, n = p["m"], p["k"], p["n"]
-        gen = torch.Generator(device=backend.device).manual_seed((m * 7919 + k * 104729 + n) % 2**31)
+        gen = backend.generator((m * 7919 + k * 104729 + n) % 2**31)
         a = draw(p["dist"], (m, k), gen, backend.device).to(torch.bfloat16)
         b = torch.randn(k, n, generator=gen, device=backend.device).to(torch.bfloat16)
         # Poisoned: an output tile the kernel never writes stays NaN and fails the check.
@@ -156,7 +179,7 @@ class Fp8Gemm(Benchmark):
             """fp64 product of the operands as the reference quantizes them under `candidate`."""
             qa = reference if candidate == checked_as else EmulatedEngine(backend).quantize_activations(a, candidate, scale)
             qw = w if candidate.b == checked_as.b else quantize(b.t().contiguous(), weight_scheme(candidate))
-            return qa.dequantize(torch.float64).to(ref_dev) @ qw.dequantize(torch.float64).to(ref_dev).t()
+            return qa.dequantize(torch.float64, ref_dev) @ qw.dequantize(torch.float64, ref_dev).t()
 
         first_exact = quantized_exact(checked_as)
 

@@ -1,13 +1,13 @@
 """GEMM: achieved TFLOP/s, MFU and MAMF utilization for fp32, tf32, fp16 and bf16.
 
-FLOPs = 2*M*N*K (design.md §4). A (M x K) and B (K x N) are drawn from a seeded standard
+FLOPs = 2*M*N*K (docs/metrics.md). A (M x K) and B (K x N) are drawn from a seeded standard
 normal distribution in the case's dtype; the output is checked against the fp64 product of
 the same (already rounded) inputs before anything is timed.
 
 The "values" group runs the same squares on other input data (distributions.VALUE_KINDS: zeros,
 small-range uniform, normal, full-range): on a power-capped GPU the data moves the figure through
 the power it draws, and the group shows by how much (its TFLOP/s, W and average clock). Zeros are
-the one input that design.md §3 keeps out of every other case: their check can only prove that
+the one input that docs/method.md keeps out of every other case: their check can only prove that
 every output element was written (exactly zero), not that it was computed.
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.distributions import VALUE_KINDS, draw_values
 from accelbench.errors import CaseSkipped
 from accelbench.models import GEMM_MODELS, PUBLISHED_70B_SHAPES
+from accelbench.records import RooflineWork
+from accelbench.view import OverviewRow, Plot, TableView
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,27 @@ def gemm_case(group: str, dtype: str, m: int, k: int, n: int, name: str, values:
 
 class Gemm(Benchmark):
     name = "gemm"
+    overview = (
+        OverviewRow("GEMM bf16", "tflops", (("dtype", "bf16"),), order=10, priced=("bf16 GEMM", "TFLOP")),
+        OverviewRow("GEMM bf16 MFU", "mfu", (("dtype", "bf16"),), of_best="tflops", order=11),
+        OverviewRow("GEMM fp16", "tflops", (("dtype", "fp16"),), order=12),
+        OverviewRow("GEMM fp16 MFU", "mfu", (("dtype", "fp16"),), of_best="tflops", order=13),
+        OverviewRow("MAMF bf16 (best matmul measured)", "tflops", (("dtype", "bf16"),), ceiling="matmul.bf16",
+                    order=30),
+        OverviewRow("GEMM bf16 energy efficiency", "tflops_per_w", (("dtype", "bf16"),), order=90),
+    )
+    table = TableView(("tflops", "mfu", "time"), more=("mamf_util",), names=(("mamf_util", "of MAMF"),))
+    plots = (Plot("GEMM throughput vs size (square)", x="n", y=("tflops",), series=("dtype",),
+                  where=(("group", "square"),), x_label="M = N = K", y_labels=("TFLOP/s (FLOPs = 2·M·N·K)",)),)
+
+    @classmethod
+    def roofline_work(cls, params, facts):
+        """2·M·N·K FLOPs over A, B and C moved once each in the case's dtype."""
+        if not {"m", "n", "k"} <= params.keys():  # a variant of other parameters
+            return None
+        m, n, k = params["m"], params["n"], params["k"]
+        element = DTYPES[params["dtype"]].torch_dtype.itemsize if params.get("dtype") in DTYPES else 2
+        return RooflineWork("gemm", 2.0 * m * n * k, float((m * k + k * n + m * n) * element))
     description = "Dense matrix multiply C = A @ B: TFLOP/s, MFU, MAMF utilization (FLOPs = 2*M*N*K)"
 
     def cases(self, suite: str) -> list[Case]:
@@ -119,7 +142,7 @@ class Gemm(Benchmark):
         if spec.feature and not backend.supports(spec.feature):
             raise CaseSkipped(f"{p['dtype']} matmul is not supported by the {backend.name} backend")
         m, k, n = p["m"], p["k"], p["n"]
-        gen = torch.Generator(device=backend.device).manual_seed((m * 1_000_003 + k * 1_009 + n) % 2**31)
+        gen = backend.generator((m * 1_000_003 + k * 1_009 + n) % 2**31)
         # Drawn on the device in fp32, then rounded to the case's dtype.
         values = p.get("values", "normal")
         a = draw_values(values, (m, k), gen, backend.device).to(spec.torch_dtype)

@@ -21,7 +21,8 @@ from accelbench.accuracy import UNIT_ROUNDOFF, ErrorMeter, reduction_tolerance
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.errors import CaseSkipped
-from accelbench.records import Accuracy
+from accelbench.records import Accuracy, RooflineWork
+from accelbench.view import OverviewRow, Plot, TableView
 
 SCALAR = 0.4  # BabelStream's start scalar
 # A small array's kernel runs for a few microseconds, less than its own launch and ramp-up, so
@@ -40,19 +41,20 @@ DEVICE_MEMORY_FACTOR = 4  # a working set at least this many times the last-leve
 class StreamKernel:
     reads: int  # arrays read
     writes: int  # arrays written
+    flops: int  # floating-point operations per element (BabelStream: mul 1, add 1, triad 2, dot 2)
     # In fp64, from inputs a and b: the output element-wise, or for a reduction the terms it sums.
     reference: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     reduces: bool = False
 
 
 KERNELS = {
-    "copy": StreamKernel(1, 1, lambda a, b: a),
-    "mul": StreamKernel(1, 1, lambda a, b: SCALAR * a),
-    "add": StreamKernel(2, 1, lambda a, b: a + b),
-    "triad": StreamKernel(2, 1, lambda a, b: a + SCALAR * b),
-    "dot": StreamKernel(2, 0, lambda a, b: a * b, reduces=True),
-    "read": StreamKernel(1, 0, lambda a, b: a, reduces=True),
-    "write": StreamKernel(0, 1, lambda a, b: torch.full_like(a, SCALAR)),
+    "copy": StreamKernel(1, 1, 0, lambda a, b: a),
+    "mul": StreamKernel(1, 1, 1, lambda a, b: SCALAR * a),
+    "add": StreamKernel(2, 1, 1, lambda a, b: a + b),
+    "triad": StreamKernel(2, 1, 2, lambda a, b: a + SCALAR * b),
+    "dot": StreamKernel(2, 0, 2, lambda a, b: a * b, reduces=True),
+    "read": StreamKernel(1, 0, 0, lambda a, b: a, reduces=True),
+    "write": StreamKernel(0, 1, 0, lambda a, b: torch.full_like(a, SCALAR)),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # Element-wise results are rounded once (twice for triad's scaled term); sums are checked by
@@ -96,6 +98,22 @@ def human_bytes(n: int) -> str:
 
 class MemoryBandwidth(Benchmark):
     name = "membw"
+    summary_groups = ("kernel", "impl", "dtype")
+    overview = (OverviewRow("device memory bandwidth", "gbps", (("memory_level", "device"),), order=40),)
+    table = TableView(("gbps", "bw_util", "time"), names=(("bw_util", "of datasheet bw"),))
+    plots = (Plot("Memory bandwidth vs working set", x="working_set_bytes", y=("gbps",), series=("impl", "dtype"),
+                  panels="kernel", columns=4, marks=("memory_bandwidth", "cache"), x_label="working set (bytes)",
+                  y_labels=("GB/s (1e9 B/s)",)),)
+
+    @classmethod
+    def roofline_work(cls, params, facts):
+        """A kernel with FLOPs on device memory: its FLOPs over the bytes it moves, one pass, at its GB/s."""
+        kernel = KERNELS.get(params.get("kernel"))
+        if kernel is None or not kernel.flops or facts.get("memory_level") != "device" or "array_bytes" not in params:
+            return None
+        element = DTYPES[params["dtype"]].itemsize if params.get("dtype") in DTYPES else 4
+        n = params["array_bytes"] // element
+        return RooflineWork("bandwidth", float(kernel.flops * n), float(bytes_moved(params["kernel"], n, element)), "gbps")
     description = "STREAM kernels (copy, mul, add, triad, dot, read, write) over a size sweep: GB/s, % of datasheet"
 
     def cases(self, suite: str) -> list[Case]:
@@ -125,7 +143,7 @@ class MemoryBandwidth(Benchmark):
         if p["impl"] == "triton" and not backend.supports("triton"):
             raise CaseSkipped(f"the Triton kernels need a GPU backend with triton; {backend.name} has none")
         n = p["array_bytes"] // dtype.itemsize
-        gen = torch.Generator(device=backend.device).manual_seed(n % 2**31)
+        gen = backend.generator(n % 2**31)
         # Uniform in [-1, 1): zero mean and random signs, so a sum is about sqrt(n) times one term
         # and a kernel that skips data, halves it or guesses cannot land near the right answer.
         # Drawn on the device, in place (drawing gigabytes on the host would dominate the case).

@@ -16,6 +16,7 @@ from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.errors import CaseSkipped
 from accelbench.microbench.membw import human_bytes, pow2_range
 from accelbench.accuracy import exact_check
+from accelbench.view import OverviewRow, Plot, TableView
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ SIZES = {"quick": pow2_range(20, 26, 6), "standard": pow2_range(20, 30, 2), "ful
 
 class Transfer(Benchmark):
     name = "transfer"
+    summary_groups = ("direction", "host_memory")
+    overview = (OverviewRow("pinned host-to-device copy", "gbps", (("direction", "h2d"), ("pinned", True)), order=50),)
+    table = TableView(("gbps", "bw_util", "time"), names=(("bw_util", "of datasheet bw"),))
+    plots = (Plot("Host-device transfers", x="bytes", y=("gbps",), series=("direction", "host_memory"),
+                  x_label="buffer size (bytes)", y_labels=("GB/s",)),)
     description = "Host<->device copies (pinned, pageable) and device-to-device: GB/s"
 
     def cases(self, suite: str) -> list[Case]:
@@ -54,9 +60,13 @@ class Transfer(Benchmark):
         pinned = p["host_memory"] == "pinned"
         gen = torch.Generator(device="cpu").manual_seed(p["bytes"] % 2**31)
         source = torch.randint(0, 256, (p["bytes"],), dtype=torch.uint8, generator=gen)
-        src = source.to(backend.device) if d.src_on_device else (source.pin_memory() if pinned else source)
-        dst_device = backend.device if d.dst_on_device else torch.device("cpu")
-        dst = torch.empty(p["bytes"], dtype=torch.uint8, device=dst_device, pin_memory=pinned and not d.dst_on_device)
+        # Pinned through the backend: how a device pins host memory is its own (Gaudi names the HPU).
+        src = source.to(backend.device) if d.src_on_device else (backend.pin(source) if pinned else source)
+        if d.dst_on_device:
+            dst = torch.empty(p["bytes"], dtype=torch.uint8, device=backend.device)
+        else:
+            dst = torch.empty(p["bytes"], dtype=torch.uint8)
+            dst = backend.pin(dst) if pinned else dst
         # Poisoned with the source's complement: every byte a copy leaves unwritten differs.
         dst.copy_(torch.bitwise_not(source))
         # Pinned copies are asynchronous DMA; pageable ones the runtime stages through a

@@ -16,7 +16,7 @@ Method (asv's, on the samples every case keeps):
 - verdict, with `gain` = the ratio turned so that above 1 is better:
   |gain - 1| < threshold -> unchanged; otherwise significant -> regressed (gain < 1) or improved;
   otherwise noisy. Cases only in the candidate are new, only in the baseline (or skipped now) missing,
-  failed in the candidate failed-now.
+  skipped in both runs skipped (counted apart: no figure was lost), failed in the candidate failed-now.
 - A run made with --repeat N holds N records of each case: they are pooled in run order (`pooled`),
   so the blocks span the repeats, and a shift between repeats (the between-run noise one run alone
   cannot show) makes the runs' blocks overlap instead of passing for a regression.
@@ -38,9 +38,7 @@ from accelbench.reports.fingerprint import differences
 from accelbench.stats import COMPARE_THRESHOLD
 from accelbench.store import RUN_FILE, LoadedRun, load_run
 
-# Higher is better for these; the first a case has is its headline. Anything else compares its time.
-THROUGHPUT_METRICS = ("tflops", "busbw", "gbps", "decode_tokens_per_s", "tokens_per_s")
-VERDICTS = ("regressed", "failed-now", "improved", "noisy", "new", "missing", "unchanged")
+VERDICTS = ("regressed", "failed-now", "improved", "noisy", "new", "missing", "skipped", "unchanged")
 DEFAULT_THRESHOLD = COMPARE_THRESHOLD
 DEFAULT_ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 999
@@ -105,12 +103,10 @@ class Comparison:
 
 
 def headline_metric(record: CaseRecord) -> tuple[str, str, bool]:
-    """(metric, unit, higher_is_better) a case is compared on."""
-    for name in THROUGHPUT_METRICS:
-        m = record.metric(name)
-        if m is not None and m.value is not None:
-            return name, m.unit, True
-    return "time", "s", False
+    """(metric, unit, higher_is_better) a case is compared on: the figure it is known by (its
+    benchmark's declaration, recorded in the case; higher is better), else its time."""
+    m = record.headline_metric()
+    return (m.name, m.unit, True) if m is not None else ("time", "s", False)
 
 
 def metric_samples(record: CaseRecord, metric: str) -> np.ndarray:
@@ -144,6 +140,9 @@ def compare_case(base: Optional[CaseRecord], cand: Optional[CaseRecord], thresho
         out.verdict, out.note = "failed-now", cand.reason or "failed"
         if base is not None and base.status == "failed":
             out.note += " (failed in the baseline too)"
+        return out
+    if base is not None and base.status == "skipped" and cand.status == "skipped":
+        out.verdict, out.note = "skipped", f"skipped in both runs: {cand.reason or ''}".rstrip(": ")
         return out
     if base is None or base.status != "ok":
         out.verdict = "new" if cand.status == "ok" else "missing"

@@ -23,7 +23,7 @@ def _change(c: CaseComparison) -> str:
 
 
 def rows(comparison: Comparison, everything: bool) -> list[list[str]]:
-    shown = [c for c in comparison.cases if everything or c.verdict != "unchanged"]
+    shown = [c for c in comparison.cases if everything or c.verdict not in ("unchanged", "skipped")]
     return [[c.verdict, c.benchmark, c.case_id,
              f"{c.metric} ({c.unit}, {'higher' if c.higher_is_better else 'lower'} is better)" if c.metric else "—",
              format_value(c.baseline), format_value(c.candidate), _change(c),

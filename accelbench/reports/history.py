@@ -20,17 +20,17 @@ import pandas as pd
 
 from accelbench import __version__
 from accelbench.errors import ResultsError
-from accelbench.records import CaseRecord, Metric
-from accelbench.reports.compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, THROUGHPUT_METRICS, compare_case
+from accelbench.records import LEGACY_HEADLINES, CaseRecord, Metric
+from accelbench.store import RUN_FILE, cases_file
+from accelbench.reports.compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, compare_case
 from accelbench.reports.templating import template
 
-_HEADLINES = (*THROUGHPUT_METRICS, "time")
 
 # Named, not inferred: inference over thousands of files would hold a buffer per file.
 _RUN_COLUMNS = ("{run_id: 'VARCHAR', started_at: 'VARCHAR', device_name: 'VARCHAR', backend: 'VARCHAR', "
                 "host: 'VARCHAR', commit: 'VARCHAR', label: 'VARCHAR'}")
 _CASE_COLUMNS = ("{benchmark: 'VARCHAR', case_id: 'VARCHAR', status: 'VARCHAR', throttled: 'BOOLEAN', "
-                 "metrics: 'STRUCT(name VARCHAR, value DOUBLE, unit VARCHAR)[]', "
+                 "headline: 'VARCHAR', metrics: 'STRUCT(name VARCHAR, value DOUBLE, unit VARCHAR)[]', "
                  "stats: 'STRUCT(median DOUBLE, p10 DOUBLE, p90 DOUBLE)'}")
 
 
@@ -45,11 +45,16 @@ def _files(dirs: list[Path], name: str) -> list[str]:
 def load_points(dirs: list[Path], since: Optional[str] = None, device: Optional[str] = None,
                 case: Optional[str] = None) -> pd.DataFrame:
     """One row per (run, case) with a figure: run facts, headline metric and its p10-p90 band."""
-    run_files, case_files = _files(dirs, "run.json"), _files(dirs, "cases.jsonl")
+    run_files = _files(dirs, RUN_FILE)
+    case_files = [str(cases_file(Path(f).parent)) for f in run_files if cases_file(Path(f).parent).is_file()]
     if not run_files or not case_files:
         return pd.DataFrame()
-    pick = "".join(f"WHEN list_filter(metrics, lambda m: m.name = '{n}' AND m.value IS NOT NULL) <> [] THEN '{n}' "
-                   for n in _HEADLINES)
+    # The case's recorded headline (CaseRecord.headline_metric); in runs that recorded none, the
+    # first of the legacy order it has; else its time.
+    legacy = "".join(f"WHEN list_filter(metrics, lambda m: m.name = '{n}' AND m.value IS NOT NULL) <> [] THEN '{n}' "
+                     for n in LEGACY_HEADLINES)
+    pick = ("WHEN headline IS NOT NULL AND headline <> 'time' AND list_filter(metrics, lambda m: m.name = headline "
+            "AND m.value IS NOT NULL) <> [] THEN headline WHEN headline IS NOT NULL THEN 'time' " + legacy + "ELSE 'time'")
     where = ["c.status = 'ok'", "c.stats IS NOT NULL"]
     params: list = []
     if since:
@@ -156,7 +161,7 @@ def _samples(rows: pd.DataFrame) -> dict[tuple[str, str, str], list[float]]:
     """The samples of just these (folder, benchmark, case) rows."""
     if rows.empty:
         return {}
-    files = sorted({str(Path(f) / "cases.jsonl") for f in rows["folder"]})
+    files = sorted({str(cases_file(f)) for f in rows["folder"]})
     wanted = pd.DataFrame({"folder": rows["folder"], "benchmark": rows["benchmark"], "case_id": rows["case_id"]})
     con = duckdb.connect()
     con.register("wanted", wanted)

@@ -21,6 +21,7 @@ from accelbench.reports.procurement import CostRow, Prices, procurement
 from accelbench.reports.regimes import regime_table
 from accelbench.reports.roofline import roofline_plot
 from accelbench.reports.tables import Table, compact_table, full_table, problems_table
+from accelbench.view import table_of
 from accelbench.reports.templating import template
 from accelbench.store import LoadedRun, cases_frame
 
@@ -102,7 +103,7 @@ class Report:
               prices: Optional[Prices] = None) -> "Report":
         frame = cases_frame(runs)
         prices = prices or Prices()
-        return cls(title, runs, frame, build_overview(frame, runs, baseline), procurement(frame, devices_of(runs), prices),
+        return cls(title, runs, frame, build_overview(frame, runs, baseline), procurement(frame, runs, devices_of(runs), prices),
                    prices)
 
     def sections(self) -> list[BenchmarkSection]:
@@ -117,9 +118,11 @@ class Report:
             for col in ("label", "reason", "metric", "value", "unit", "throttled"):
                 if col not in rows:
                     rows[col] = None
-            out.append(BenchmarkSection(str(bench), compact_table(rows, devices, self.overview.baseline),
-                                        full_table(rows, multi), problems_table(rows),
-                                        plots_for(str(bench), rows, multi, infos),
+            views = next((r.views for r in self.runs if str(bench) in r.views), {})
+            table = table_of(views, str(bench))
+            out.append(BenchmarkSection(str(bench), compact_table(rows, devices, self.overview.baseline, table),
+                                        full_table(rows, multi, table), problems_table(rows),
+                                        plots_for(str(bench), rows, multi, infos, views),
                                         rows.drop_duplicates(["run_id", "case_id"]).shape[0]))
         return out
 

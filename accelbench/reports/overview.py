@@ -1,6 +1,7 @@
 """The overview: a column per device, a row per headline figure, each beside its ratio to a
 baseline device. A device's figure is its best over every run of that device in the report; a
-figure that is missing says why (not run, skipped, failed)."""
+figure that is missing says why (not run, skipped, failed). The rows are the benchmarks' own
+declarations (`accelbench.view.OverviewRow`), read from the runs' `views`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,46 +11,7 @@ import pandas as pd
 
 from accelbench.reports.numbers import DASH, quantity, ratio
 from accelbench.store import LoadedRun
-
-
-@dataclass(frozen=True)
-class Headline:
-    name: str
-    benchmark: str
-    metric: str
-    where: tuple[tuple[str, object], ...] = ()  # (parameter, value) the cases must have
-    higher_is_better: bool = True
-    # Reported from the case that is best in this other metric (MFU of the fastest GEMM).
-    of_best: Optional[str] = None
-    largest: Optional[str] = None  # only the cases with the largest value of this parameter
-    # Parameters two devices' cases must share for a ratio (decode: the same model), shown with the figure.
-    same: tuple[str, ...] = ()
-    ceiling: Optional[str] = None  # read from the runs' measured ceiling of this key instead of their cases
-
-
-GEMM_BF16 = Headline("GEMM bf16", "gemm", "tflops", (("dtype", "bf16"),))
-DECODE_ANY_BATCH = Headline("decode tokens/s, any batch, unquantized", "decode", "decode_tokens_per_s",
-                            (("fp8", "none"),), same=("model",))
-HEADLINES = [
-    GEMM_BF16,
-    Headline("GEMM bf16 MFU", "gemm", "mfu", (("dtype", "bf16"),), of_best="tflops"),
-    Headline("GEMM fp16", "gemm", "tflops", (("dtype", "fp16"),)),
-    Headline("GEMM fp16 MFU", "gemm", "mfu", (("dtype", "fp16"),), of_best="tflops"),
-    Headline("GEMM FP8 (GEMM only)", "fp8", "tflops", (("stage", "gemm"),)),
-    Headline("GEMM FP8 MFU", "fp8", "mfu", (("stage", "gemm"),), of_best="tflops"),
-    Headline("MAMF bf16 (best matmul measured)", "gemm", "tflops", (("dtype", "bf16"),), ceiling="matmul.bf16"),
-    Headline("device memory bandwidth", "membw", "gbps", (("memory_level", "device"),)),
-    Headline("pinned host-to-device copy", "transfer", "gbps", (("direction", "h2d"), ("pinned", True))),
-    Headline("all_reduce bus bandwidth (largest size)", "collectives", "busbw", (("op", "all_reduce"),),
-             largest="bytes"),
-    Headline("decode tokens/s, batch 1, unquantized", "decode", "decode_tokens_per_s", (("batch", 1), ("fp8", "none")),
-             same=("model",)),
-    Headline("decode TPOT, batch 1, unquantized (lower is better)", "decode", "tpot", (("batch", 1), ("fp8", "none")),
-             higher_is_better=False, of_best="decode_tokens_per_s", same=("model",)),
-    DECODE_ANY_BATCH,
-    Headline("GEMM bf16 energy efficiency", "gemm", "tflops_per_w", (("dtype", "bf16"),)),
-    Headline("decode energy efficiency", "decode", "tokens_per_j", same=("model",)),
-]
+from accelbench.view import OverviewRow, overview_rows
 
 
 @dataclass
@@ -79,8 +41,10 @@ class Cell:
 
 
 @dataclass
-class OverviewRow:
-    headline: Headline
+class OverviewLine:
+    """One row of the overview as shown: the declared row, each device's cell, the ratios."""
+
+    headline: OverviewRow
     cells: list[Cell]
     ratios: list[Optional[float]]  # each non-baseline device ÷ the baseline
 
@@ -93,7 +57,7 @@ class OverviewRow:
 class Overview:
     devices: list[str]
     baseline: str
-    rows: list[OverviewRow] = field(default_factory=list)
+    rows: list[OverviewLine] = field(default_factory=list)
 
     @property
     def others(self) -> list[str]:
@@ -125,12 +89,21 @@ def resolve_baseline(runs: list[LoadedRun], baseline: Optional[str]) -> str:
     raise ValueError(f"--baseline {baseline!r} names none of the runs (give a run id, label, folder or device name)")
 
 
+def declared_rows(runs: list[LoadedRun]) -> list[OverviewRow]:
+    """The overview rows the runs' benchmarks declare, each once, in their declared order."""
+    rows: dict[tuple[str, str], OverviewRow] = {}
+    for run in runs:
+        for row in overview_rows(run.views):
+            rows.setdefault((row.benchmark, row.name), row)
+    return sorted(rows.values(), key=lambda r: r.order)
+
+
 def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optional[str] = None) -> Overview:
     devices = devices_of(runs)
     base = resolve_baseline(runs, baseline)
     overview = Overview(devices, base)
     emulated = {(r.info.run_id, dtype) for r in runs for dtype in r.info.emulated_matmul}
-    for headline in HEADLINES:
+    for headline in declared_rows(runs):
         cells = []
         for device in devices:
             rows = frame[frame["device"] == device] if not frame.empty else frame
@@ -141,7 +114,7 @@ def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optiona
         base_cell = cells[devices.index(base)]
         ratios = [None if c.value is None or not base_cell.value or c.same != base_cell.same else c.value / base_cell.value
                   for d, c in zip(devices, cells) if d != base]
-        overview.rows.append(OverviewRow(headline, cells, ratios))
+        overview.rows.append(OverviewLine(headline, cells, ratios))
     return overview
 
 
@@ -154,7 +127,7 @@ def _measured_ceiling(runs: list[LoadedRun], device: str, key: str) -> Optional[
     return Cell(ceiling.value / 1e12, "TFLOP/s", ceiling.case_id, run.info.label or run.info.run_id)
 
 
-def matching(rows: pd.DataFrame, headline: Headline) -> pd.DataFrame:
+def matching(rows: pd.DataFrame, headline: OverviewRow) -> pd.DataFrame:
     """The rows of the headline's benchmark whose parameters match its `where`."""
     if rows.empty or "benchmark" not in rows:
         return rows
@@ -166,7 +139,7 @@ def matching(rows: pd.DataFrame, headline: Headline) -> pd.DataFrame:
     return rows
 
 
-def best_cell(rows: pd.DataFrame, headline: Headline, emulated: frozenset = frozenset()) -> Cell:
+def best_cell(rows: pd.DataFrame, headline: OverviewRow, emulated: frozenset = frozenset()) -> Cell:
     """The best case's figure; `emulated` holds the (run id, dtype) pairs whose matmuls ran in software."""
     candidates = matching(rows, headline)
     ok = candidates[candidates["status"] == "ok"] if not candidates.empty else candidates
@@ -196,7 +169,7 @@ def _run_name(row: pd.Series) -> str:
     return str(label) if isinstance(label, str) and label else str(row["run_id"])
 
 
-def _missing(rows: pd.DataFrame, headline: Headline) -> Cell:
+def _missing(rows: pd.DataFrame, headline: OverviewRow) -> Cell:
     candidates = matching(rows, headline)
     if candidates.empty:
         ran = not rows.empty and (rows["benchmark"] == headline.benchmark).any()

@@ -1,12 +1,15 @@
-"""Plots embedded in reports as base64 PNG. Each function takes one benchmark's rows of the
-tidy frame (reports never import benchmarks) and returns a PNG or None if nothing to plot."""
+"""Plots embedded in reports as base64 PNG, drawn from the plots each benchmark declares
+(`accelbench.view.Plot`, recorded in run.json's `views`) and one benchmark's rows of the tidy frame:
+reports never import a benchmark, and nothing here knows one."""
 from __future__ import annotations
 
 import base64
 import io
-from typing import Callable, Optional
+from typing import Optional
 
 from accelbench.records import RunInfo
+from accelbench.view import Plot, plots_of
+from accelbench.reports.tables import emulated_rows
 
 import matplotlib
 
@@ -26,205 +29,147 @@ def device_name(runs: dict[str, RunInfo], run_id: str) -> str:
     """What a legend calls a run: its device, and its label too where another run has the same device."""
     info = runs[run_id]
     shared = sum(1 for other in runs.values() if other.device_name == info.device_name) > 1
-    return f"{info.device_name} ({info.label or info.run_id})" if shared else info.device_name
+    ranks = f" x{len(info.ranks)}" if info.ranks else ""
+    return f"{info.device_name}{ranks} ({info.label or info.run_id})" if shared else f"{info.device_name}{ranks}"
 
 
-def gemm_tflops_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
-    data = rows[(rows["metric"] == "tflops") & (rows["status"] == "ok") & (rows["group"] == "square")]
-    if data.empty:
+
+MARK_NOTES = {"cache": "shaded: under 4x the last-level cache, i.e. cache bandwidth, not device memory; dotted: cache size",
+              "memory_bandwidth": "dashed: datasheet memory bandwidth"}
+
+
+def selected(plot: Plot, rows: pd.DataFrame) -> pd.DataFrame:
+    """The ok rows the plot draws: its `where`, its series' defaults, its largest work."""
+    data = rows[rows["status"] == "ok"]
+    for column, value in plot.defaults:
+        data = data.assign(**{column: data[column].fillna(value) if column in data else value})
+    for column, value in plot.where:
+        if column not in data:
+            return data.iloc[0:0]
+        data = data[data[column] == value]
+    if plot.largest and not data.empty and all(c in data for c in plot.largest):
+        work = pd.Series(1.0, index=data.index)
+        for column in plot.largest:
+            work = work * pd.to_numeric(data[column], errors="coerce")
+        data = data[work == work.max()]
+    missing = [c for c in (*plot.series, *([plot.panels] if plot.panels else [])) if c not in data]
+    return data.iloc[0:0] if missing else data
+
+
+def label(plot: Plot, values: tuple, run_id: str, multi_run: bool, runs: dict[str, RunInfo]) -> str:
+    formats = dict(plot.formats)
+    shown = [formats.get(name, "{}").format(int(v) if isinstance(v, float) and v.is_integer() else v)
+             for name, v in zip(plot.series, values) if v not in plot.unnamed]
+    text = " ".join(shown)
+    return f"{device_name(runs, run_id)}: {text}" if multi_run else text
+
+
+def draw(plot: Plot, rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    data = selected(plot, rows)
+    if data.empty or not data["metric"].isin(plot.y).any():
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, series in data.groupby(["run_id", "dtype"]):
-        series = series.sort_values("n")
-        label = f"{device_name(runs, key[0])} {key[1]}" if multi_run else str(key[1])
-        ax.plot(series["n"], series["value"], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("M = N = K")
-    ax.set_ylabel("TFLOP/s (FLOPs = 2·M·N·K)")
-    ax.set_title("GEMM throughput vs size (square)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return to_png(fig)
+    return _scatter(plot, data, multi_run, runs) if plot.scatter else _lines(plot, data, multi_run, runs)
 
 
-def membw_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
-    """One panel per kernel: GB/s vs working set (log x), torch and Triton side by side, with the
-    datasheet bandwidth and the last-level cache size marked."""
-    data = rows[(rows["metric"] == "gbps") & (rows["status"] == "ok")]
-    if data.empty:
+def _lines(plot: Plot, data: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    if plot.x not in data:
         return None
-    kernels = list(dict.fromkeys(data["kernel"]))
+    data = data[data["metric"].isin(plot.y)].assign(_x=pd.to_numeric(data[plot.x], errors="coerce"))
+    # Axes: one per panel value (of the first metric), else one per metric, side by side.
+    cells = ([(plot.y[0], v) for v in dict.fromkeys(data[plot.panels])] if plot.panels else
+             [(metric, None) for metric in plot.y if (data["metric"] == metric).any()])
+    cols = min(plot.columns if plot.panels else len(cells), len(cells))
+    nrows = (len(cells) + cols - 1) // cols
+    size = (4.2 * cols, 3.3 * nrows) if plot.panels else (5.5 * cols if cols > 1 else 7, 4)
+    fig, axes = plt.subplots(nrows, cols, figsize=size, squeeze=False, sharey=bool(plot.panels))
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colors: dict[tuple, str] = {}
-    cols = min(4, len(kernels))
-    fig, axes = plt.subplots((len(kernels) + cols - 1) // cols, cols, figsize=(4 * cols, 3.2 * ((len(kernels) + cols - 1) // cols)),
-                             squeeze=False, sharey=True)
-    for ax, kernel in zip(axes.flat, kernels):
-        for key, series in data[data["kernel"] == kernel].groupby(["run_id", "impl", "dtype"]):
-            series = series.sort_values("working_set_bytes")
-            run_id, impl, dtype = key
-            label = f"{device_name(runs, run_id)} {impl} {dtype}" if multi_run else f"{impl} {dtype}"
+    for ax, (metric, panel) in zip(axes.flat, cells):
+        scale = plot.y_scales[plot.y.index(metric)] if plot.y_scales else 1.0
+        mine = data[data["metric"] == metric]
+        if plot.panels:
+            mine = mine[mine[plot.panels] == panel]
+            ax.set_title(str(panel))
+        for key, series in mine.groupby(["run_id", *plot.series], sort=False):
+            series = series.sort_values("_x")
             color = colors.setdefault(key, palette[len(colors) % len(palette)])
-            ax.plot(series["working_set_bytes"], series["value"], marker=".", label=label, color=color)
-        for run_id in data["run_id"].unique():
-            spec = runs[run_id].spec or {}
-            if spec.get("mem_bandwidth_Bps"):
-                ax.axhline(spec["mem_bandwidth_Bps"] / 1e9, color="k", ls="--", lw=0.8)
-            cache = data[data["run_id"] == run_id]["cache_bytes"].dropna() if "cache_bytes" in data else pd.Series()
+            ax.plot(series["_x"], series["value"] * scale, marker="o" if not plot.panels else ".", color=color,
+                    label=label(plot, key[1:], key[0], multi_run, runs))
+        _marks(plot, ax, mine, runs)
+        if plot.x_log:
+            ax.set_xscale("log", base=plot.x_log)
+        ax.set_xlabel(plot.x_label or plot.x)
+        if plot.y_labels and (not plot.panels or ax in axes[:, 0]):
+            ax.set_ylabel(plot.y_labels[plot.y.index(metric)])
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    # One legend for the figure, under it: the series are the same in every panel, and a legend
+    # inside an axes covers the lines.
+    handles = {}
+    for ax in axes.flat[:len(cells)]:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7,
+                   ncol=max(1, min(3, len(handles) // 4 + 1)), frameon=False)
+    notes = "; ".join(MARK_NOTES[m] for m in plot.marks if m in MARK_NOTES)
+    title = plot.title + (f" ({notes})" if notes else "")
+    if len(cells) > 1:
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        fig.suptitle(title, fontsize=9)
+    else:
+        axes[0][0].set_title(title, fontsize=9)
+    return to_png(fig)
+
+
+def _marks(plot: Plot, ax, rows: pd.DataFrame, runs: dict[str, RunInfo]) -> None:
+    """Reference lines from the run files: datasheet bandwidths, the last-level cache."""
+    for run_id in rows["run_id"].unique():
+        spec = runs[run_id].spec or {}
+        if "memory_bandwidth" in plot.marks and spec.get("mem_bandwidth_Bps"):
+            ax.axhline(spec["mem_bandwidth_Bps"] / 1e9, color="k", ls="--", lw=0.8)
+        if "link_bandwidth" in plot.marks and spec.get("link_bandwidth_Bps"):
+            ax.axhline(spec["link_bandwidth_Bps"] / 1e9, color="k", ls="--", lw=0.8,
+                       label=f"datasheet link per direction ({spec['link_bandwidth_Bps'] / 1e9:.0f} GB/s)")
+        if "cache" in plot.marks and "cache_bytes" in rows:
+            cache = rows[rows["run_id"] == run_id]["cache_bytes"].dropna()
             if not cache.empty:
                 ax.axvline(float(cache.iloc[0]), color="gray", ls=":", lw=0.8)
-                # Below 4x the cache the figures are cache bandwidth, not device memory's.
-                ax.axvspan(float(data["working_set_bytes"].min()) / 2, 4 * float(cache.iloc[0]),
-                           color="gold", alpha=0.12, lw=0)
-        ax.set_xscale("log", base=2)
-        ax.set_title(kernel)
-        ax.set_xlabel("working set (bytes)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in axes.flat[len(kernels):]:
-        ax.set_visible(False)
-    axes[0][0].set_ylabel("GB/s (1e9 B/s)")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.suptitle("Memory bandwidth vs working set (shaded: under 4x the last-level cache, i.e. cache bandwidth, "
-                 "not device memory; dotted: cache size; dashed: datasheet memory bandwidth)", fontsize=9)
-    return to_png(fig)
+                ax.axvspan(float(rows["_x"].min()) / 2, 4 * float(cache.iloc[0]), color="gold", alpha=0.12, lw=0)
 
 
-def transfer_gbps_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
-    data = rows[(rows["metric"] == "gbps") & (rows["status"] == "ok")]
-    if data.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, series in data.groupby(["run_id", "direction", "host_memory"]):
-        series = series.sort_values("bytes")
-        prefix = f"{device_name(runs, key[0])} " if multi_run else ""
-        ax.plot(series["bytes"], series["value"], marker="o", label=f"{prefix}{key[1]} {key[2]}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("buffer size (bytes)")
-    ax.set_ylabel("GB/s")
-    ax.set_title("Host-device transfers")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    return to_png(fig)
-
-
-def fp8_speed_vs_error(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
-    """One point per mode (and implementation): TFLOP/s against relative error vs fp64, for
-    GEMM-only cases on normal inputs at the largest shape measured."""
-    ok = rows[(rows["status"] == "ok") & (rows["stage"] == "gemm") & (rows["dist"] == "normal")]
-    if ok.empty:
-        return None
-    flops = ok["m"] * ok["k"] * ok["n"]
-    ok = ok[flops == flops.max()]
-    emulated = ok["execution"].fillna("").str.startswith("emulated") if "execution" in ok else False
-    ok = ok.assign(emulated=emulated)
-    wide = ok.pivot_table(index=["run_id", "mode", "impl", "emulated"], columns="metric", values="value",
-                          aggfunc="first")
-    if "tflops" not in wide or "quant_rel_error" not in wide:
+def _scatter(plot: Plot, data: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
+    """One point per series value: metric `x` against metric `y[0]`; emulated points hollow."""
+    data = data.assign(_emulated=emulated_rows(data))
+    wide = data.pivot_table(index=["run_id", *plot.series, "_emulated"], columns="metric", values="value",
+                            aggfunc="first")
+    if plot.x not in wide or plot.y[0] not in wide:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (run_id, mode, impl, software), row in wide.iterrows():
-        label = mode if impl in ("auto", "torch") else f"{mode} ({impl})"
-        if multi_run:
-            label = f"{device_name(runs, run_id)}: {label}"
-        err = row.get("quant_rel_error")
-        if not err or not err > 0:
+    for key, row in wide.iterrows():
+        run_id, values, software = key[0], key[1:-1], key[-1]
+        x, y = row.get(plot.x), row.get(plot.y[0])
+        if not x or not x > 0 or pd.isna(y):
             continue
-        if software:  # an emulated figure is not set beside native ones unmarked
-            label += " (emulated)"
-        ax.scatter([err], [row["tflops"]], facecolors="none" if software else None,
-                   edgecolors="C7" if software else None)
-        ax.annotate(label, (err, row["tflops"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    m, k, n = (int(ok[c].iloc[0]) for c in ("m", "k", "n"))
-    ax.set_xscale("log")
-    ax.set_xlabel("relative Frobenius error vs fp64 of unquantized inputs")
-    ax.set_ylabel("TFLOP/s (GEMM only)")
-    ax.set_title(f"FP8 scaling modes: speed vs error, M={m} K={k} N={n}" +
-                 ("\n(hollow: emulated in software, not a native figure)" if ok["emulated"].any() else ""))
+        shown = [str(v) for v in values if v not in plot.unnamed]
+        text = shown[0] + (f" ({', '.join(shown[1:])})" if len(shown) > 1 else "") if shown else ""
+        text = f"{device_name(runs, run_id)}: {text}" if multi_run else text
+        ax.scatter([x], [y], facecolors="none" if software else None, edgecolors="C7" if software else None)
+        ax.annotate(text + (" (emulated)" if software else ""), (x, y), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    if plot.x_log:
+        ax.set_xscale("log", base=plot.x_log)
+    ax.set_xlabel(plot.x_label or plot.x)
+    ax.set_ylabel(plot.y_labels[0] if plot.y_labels else plot.y[0])
+    shape = " ".join(f"{c.upper()}={int(pd.to_numeric(data[c]).iloc[0])}" for c in plot.largest if c in data)
+    ax.set_title(plot.title + (f", {shape}" if shape else "") +
+                 ("\n(hollow: emulated in software, not a native figure)" if data["_emulated"].any() else ""))
     ax.grid(True, alpha=0.3)
     return to_png(fig)
 
 
-def collectives_busbw_vs_size(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
-    """One panel per operation: busbw against message size (log x), one line per dtype (and
-    device), the datasheet link bandwidth per direction dashed where the spec table knows it."""
-    data = rows[(rows["metric"] == "busbw") & (rows["status"] == "ok")]
-    if data.empty:
-        return None
-    ops = list(dict.fromkeys(data["op"]))
-    cols = min(3, len(ops))
-    nrows = (len(ops) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.3 * nrows), squeeze=False)
-    for ax, op in zip(axes.flat, ops):
-        for (run_id, dtype), series in data[data["op"] == op].groupby(["run_id", "dtype"]):
-            series = series.sort_values("bytes")
-            info = runs[run_id]
-            ranks = f" x{len(info.ranks)}" if info.ranks else ""
-            label = f"{device_name(runs, run_id)}{ranks} {dtype}" if multi_run else str(dtype)
-            ax.plot(series["bytes"], series["value"], marker=".", label=label)
-        for run_id in data["run_id"].unique():
-            spec = runs[run_id].spec or {}
-            if spec.get("link_bandwidth_Bps"):
-                ax.axhline(spec["link_bandwidth_Bps"] / 1e9, color="k", ls="--", lw=0.8,
-                           label=f"datasheet link per direction ({spec['link_bandwidth_Bps'] / 1e9:.0f} GB/s)")
-        ax.set_xscale("log", base=2)
-        ax.set_title(op)
-        ax.set_xlabel("message size S (bytes)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="center left")  # busbw is near zero on the left: that side stays clear
-    for ax in axes.flat[len(ops):]:
-        ax.set_visible(False)
-    for row in axes:
-        row[0].set_ylabel("busbw (GB/s)")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.suptitle("Collectives: bus bandwidth vs message size (nccl-tests conventions; t = slowest rank)", fontsize=9)
-    return to_png(fig)
-
-
-def decode_vs_batch(rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> Optional[str]:
-    """Per model and prompt: decode tokens/s and TPOT against batch, one line per engine and precision."""
-    data = rows[(rows["status"] == "ok") & rows["metric"].isin(["decode_tokens_per_s", "tpot"])]
-    if data.empty or "batch" not in data:
-        return None
-    data = data.assign(fp8=data["fp8"].fillna("none") if "fp8" in data else "none")  # runs from before FP8 decode
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, series in data.groupby(["run_id", "model", "prompt", "engine", "dtype", "fp8"]):
-        run_id, model, prompt, engine, dtype, fp8 = key
-        label = f"{model} p{int(prompt)} {engine} {dtype if fp8 == 'none' else f'{dtype} {fp8}'}"
-        if multi_run:
-            label = f"{device_name(runs, run_id)}: {label}"
-        for ax, metric, scale in ((left, "decode_tokens_per_s", 1.0), (right, "tpot", 1e3)):
-            points = series[series["metric"] == metric].sort_values("batch")
-            if not points.empty:
-                ax.plot(points["batch"], points["value"] * scale, marker="o", label=label)
-    left.set_ylabel("decode tokens/s (batch / TPOT)")
-    right.set_ylabel("TPOT (ms)")
-    for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch")
-        ax.grid(True, alpha=0.3)
-    right.legend(fontsize=7)
-    fig.suptitle("LLM decode: throughput and time per output token vs batch", fontsize=9)
-    fig.tight_layout()
-    return to_png(fig)
-
-
-PlotFn = Callable[[pd.DataFrame, bool, dict[str, RunInfo]], Optional[str]]
-PLOTS: dict[str, list[PlotFn]] = {
-    "gemm": [gemm_tflops_vs_size],
-    "membw": [membw_gbps_vs_size],
-    "transfer": [transfer_gbps_vs_size],
-    "fp8": [fp8_speed_vs_error],
-    "collectives": [collectives_busbw_vs_size],
-    "decode": [decode_vs_batch],
-    "decode-tp": [decode_vs_batch],
-}
-
-
-def plots_for(benchmark: str, rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo]) -> list[str]:
-    out = []
-    for plot in PLOTS.get(benchmark, []):
-        png = plot(rows, multi_run, runs)
-        if png:
-            out.append(png)
-    return out
+def plots_for(benchmark: str, rows: pd.DataFrame, multi_run: bool, runs: dict[str, RunInfo],
+              views: dict[str, dict]) -> list[str]:
+    """The benchmark's declared plots (`views`: a run's, LoadedRun.views), drawn."""
+    return [png for plot in plots_of(views, benchmark) if (png := draw(plot, rows, multi_run, runs))]

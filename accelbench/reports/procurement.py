@@ -1,6 +1,7 @@
-"""The procurement view: performance per dollar and per watt, and the cost of a million decode
-tokens (or of a PFLOP of bf16 GEMM work where no decode ran), per device, from measured figures
-and the prices the reader gives. Every assumption is returned beside the figures.
+"""The procurement view: performance per dollar and per watt, and the cost of a million tokens or of
+a PFLOP of work, per device and kind of work a benchmark declares priced (an overview row's
+`priced`), from measured figures and the prices the reader gives. Every assumption is returned
+beside the figures.
 
 Cost of one device-hour = its price per hour (rented), or its purchase price spread over the given
 years of round-the-clock use (owned); plus energy: the power measured during the case × PUE ×
@@ -12,7 +13,8 @@ from typing import Optional
 
 import pandas as pd
 
-from accelbench.reports.overview import DECODE_ANY_BATCH, GEMM_BF16, best_cell
+from accelbench.reports.overview import best_cell, declared_rows
+from accelbench.store import LoadedRun
 
 HOURS_PER_YEAR = 24 * 365
 
@@ -42,7 +44,7 @@ class Prices:
 @dataclass
 class CostRow:
     device: str
-    work: str  # "decode tokens" or "bf16 GEMM"
+    work: str  # what the work is called, as its benchmark declares it
     case_id: str
     rate: float  # tokens/s or TFLOP/s
     rate_unit: str
@@ -62,9 +64,11 @@ class CostRow:
         return self.device_usd_per_hour + (self.energy_usd_per_hour or 0.0)
 
 
-def cost_row(device: str, rate: float, power_w: Optional[float], prices: Prices, decode: bool,
+def cost_row(device: str, rate: float, power_w: Optional[float], prices: Prices, work: tuple[str, str],
              case_id: str = "") -> Optional[CostRow]:
-    """The arithmetic, on one device's measured rate (tokens/s or TFLOP/s) and power (W)."""
+    """The arithmetic, on one device's measured rate (tokens/s or TFLOP/s) and power (W); `work` is
+    (what the work is called, "tokens" or "TFLOP")."""
+    per_token = work[1] == "tokens"  # else TFLOP
     price = prices.device_usd_per_hour(device)
     if price is None or rate <= 0:
         return None
@@ -79,33 +83,34 @@ def cost_row(device: str, rate: float, power_w: Optional[float], prices: Prices,
         assumptions.append("no power measured for this case: energy cost left out")
     total = hourly + (energy or 0.0)
     per_hour_work = rate * 3600  # tokens, or TFLOP
-    if decode:
+    if per_token:
         cost, cost_unit, per_dollar_unit, per_watt_unit = total / per_hour_work * 1e6, "USD per million tokens", \
             "tokens per USD", "tokens/J"
     else:  # 1 PFLOP = 1000 TFLOP
         cost, cost_unit, per_dollar_unit, per_watt_unit = total / per_hour_work * 1000, "USD per PFLOP", \
             "TFLOP per USD", "TFLOP/s per W"
-    assumptions.append(f"{rate:,.4g} {'tokens/s' if decode else 'TFLOP/s'} sustained, every hour at full load")
-    return CostRow(device, "decode tokens" if decode else "bf16 GEMM", case_id, rate,
-                   "tokens/s" if decode else "TFLOP/s", power_w, hourly, energy, per_hour_work / total, per_dollar_unit,
+    assumptions.append(f"{rate:,.4g} {'tokens/s' if per_token else 'TFLOP/s'} sustained, every hour at full load")
+    return CostRow(device, work[0], case_id, rate,
+                   "tokens/s" if per_token else "TFLOP/s", power_w, hourly, energy, per_hour_work / total, per_dollar_unit,
                    rate / power_w if power_w else None, per_watt_unit, cost, cost_unit, assumptions)
 
 
-def procurement(frame: pd.DataFrame, devices: list[str], prices: Prices) -> list[CostRow]:
-    """A row per priced device and kind of work it ran: decode (its best tokens/s case) and bf16
-    GEMM (its best TFLOP/s case), each with the power measured during that case."""
+def procurement(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], prices: Prices) -> list[CostRow]:
+    """A row per priced device and kind of work it ran (the overview rows a benchmark declares
+    `priced`), from its best case, with the power measured during that case."""
     if frame.empty or not prices.given:
         return []
+    priced = [row for row in declared_rows(runs) if row.priced]
     out = []
     for device in devices:
         rows = frame[frame["device"] == device]
-        for headline, decode in ((DECODE_ANY_BATCH, True), (GEMM_BF16, False)):
+        for headline in sorted(priced, key=lambda r: r.priced[1] != "tokens"):  # tokens first: the usual question
             cell = best_cell(rows, headline)
             if cell.value is None:
                 continue
             power = rows[(rows["case_id"] == cell.case_id) & (rows["metric"] == "avg_power")]["value"].dropna()
-            row = cost_row(device, cell.value, float(power.iloc[0]) if not power.empty else None, prices, decode,
-                           cell.case_id)
+            row = cost_row(device, cell.value, float(power.iloc[0]) if not power.empty else None, prices,
+                           headline.priced, cell.case_id)
             if row is not None:
                 out.append(row)
     return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from accelbench.reports.compare import THROUGHPUT_METRICS
 from accelbench.reports.numbers import DASH, quantity, ratio
 from accelbench.reports.tables import Table
 from accelbench.timing import base_case_id
@@ -19,7 +18,7 @@ def regime_table(frame: pd.DataFrame) -> Table:
     """One row per (run, case) measured in two or more regimes; empty where no case was."""
     if frame.empty or "regime" not in frame:
         return Table([], [])
-    ok = frame[(frame["status"] == "ok") & frame["metric"].isin((*THROUGHPUT_METRICS, *CLOCK_METRICS))
+    ok = frame[(frame["status"] == "ok") & ((frame["metric"] == frame["headline"]) | frame["metric"].isin(CLOCK_METRICS))
                & frame["regime"].notna()]
     if ok.empty:
         return Table([], [])
@@ -40,7 +39,7 @@ def regime_table(frame: pd.DataFrame) -> Table:
         found = {index[3]: row for index, row in per_regime.iterrows()}
         if len(found) < 2:
             continue
-        headline = next((m for m in THROUGHPUT_METRICS if m in per_regime and per_regime[m].notna().any()), None)
+        headline = next((m for m in per_regime.columns if m not in CLOCK_METRICS and per_regime[m].notna().any()), None)
         row, figures = [bench, case], []
         for regime in regimes:
             got = found.get(regime, pd.Series(dtype=float))

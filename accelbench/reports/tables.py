@@ -1,6 +1,7 @@
 """Display tables from the tidy results frame (plain strings, escaped by the template): a compact
 table per benchmark with the figures that matter first and devices side by side, and the full
-per-case data."""
+per-case data. Which figures matter, their short titles and the facts shown beside them are the
+benchmark's declaration (`accelbench.view.TableView`, from the run files)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,32 +9,22 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from accelbench.reports.numbers import DASH, plain, quantity, ratio
+from accelbench.store import FRAME_COLUMNS
+from accelbench.view import TableView
 
-BASE_COLUMNS = ["run_id", "label", "device", "backend", "benchmark", "case_id", "status", "reason",
-                "throttled", "metric", "value", "unit"]
-# The figures that matter, in this order where present; a compact table shows the first three.
-KEY_METRICS = ["tflops", "quant_cost", "quant_rel_error", "mfu", "busbw", "algbw", "gbps", "bw_util",
-               "decode_tokens_per_s", "tpot", "floor_fraction_measured_bw", "floor_fraction_datasheet_bw", "kl_vs_unquantized",
-               "sqnr", "link_util", "tokens_per_s", "time"]
-# Every other metric of the full table follows these, then alphabetically.
-METRIC_ORDER = KEY_METRICS + ["mamf_util", "ttft", "tpot_p90", "achieved_bw", "avg_power", "idle_power",
-                              "energy_per_call", "tflops_per_w", "gbps_per_w", "tokens_per_j"]
-SHORT_NAMES = {"decode_tokens_per_s": "tokens/s", "floor_fraction_measured_bw": "of floor (measured bw)",
-               "floor_fraction_datasheet_bw": "of floor (datasheet bw)", "kl_vs_unquantized": "KL vs unquantized",
-               "quant_rel_error": "rel. error", "mamf_util": "of MAMF", "bw_util": "of datasheet bw",
-               "quant_cost": "quantize+GEMM ÷ GEMM"}
+# The harness's own figures (energy, clocks: accelbench.metrics), in the full table after a
+# benchmark's declared ones and before the rest, alphabetically.
+HARNESS_METRICS = ["avg_power", "idle_power", "energy_per_call", "tflops_per_w", "gbps_per_w", "tokens_per_j"]
 
 
-# Facts naming what executed a case, shown in the compact table beside its figures.
-WHAT_RAN = {"execution": "GEMM", "activation_quantizer": "quantizer"}
-
-
-def _emulated(frame: pd.DataFrame) -> pd.Series:
+def emulated_rows(frame: pd.DataFrame) -> pd.Series:
     """Rows of cases whose work ran emulated in software (a mode or dtype without a native path)."""
     flags = pd.Series(False, index=frame.index)
     for col in ("emulated", "emulated_because"):
         if col in frame:
             flags |= frame[col].notna() & (frame[col] != "")
+    if "execution" in frame:
+        flags |= frame["execution"].fillna("").astype(str).str.startswith("emulated")
     return flags
 
 
@@ -54,8 +45,8 @@ def cell(value, unit) -> str:
     return quantity(value, None)
 
 
-def header(metric: str, unit) -> str:
-    name = SHORT_NAMES.get(metric, metric)
+def header(metric: str, unit, view: TableView) -> str:
+    name = dict(view.names).get(metric, metric)
     return name if unit in ("s", "%", "B", "", None) or not isinstance(unit, str) else f"{name} [{unit}]"
 
 
@@ -63,9 +54,9 @@ def metric_units(frame: pd.DataFrame) -> dict[str, str]:
     return frame.dropna(subset=["metric"]).groupby("metric")["unit"].first().to_dict()
 
 
-def key_metrics(frame: pd.DataFrame, count: int = 3) -> list[str]:
+def key_metrics(frame: pd.DataFrame, view: TableView, count: int = 3) -> list[str]:
     present = set(frame.loc[frame["value"].notna(), "metric"].dropna())
-    return [m for m in KEY_METRICS if m in present][:count]
+    return [m for m in view.key if m in present][:count]
 
 
 def wide_figures(frame: pd.DataFrame) -> pd.DataFrame:
@@ -77,16 +68,16 @@ def wide_figures(frame: pd.DataFrame) -> pd.DataFrame:
                           sort=False)
 
 
-def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str) -> Table:
+def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str, view: TableView) -> Table:
     """The ok cases: with one device, its key figures per case; with several, each key figure per
     device side by side and the first figure's ratio to the baseline device. A case run on a
     device more than once shows its best run."""
-    metrics = key_metrics(frame)
+    metrics = key_metrics(frame, view)
     wide = wide_figures(frame)
     if wide.empty or not metrics:
         return Table([], [])
     units = metric_units(frame)
-    lower_better = metrics[0] in ("tpot", "time", "quant_rel_error")
+    lower_better = metrics[0] in view.lower_is_better
     wide = wide.reset_index().sort_values(metrics[0], ascending=lower_better, na_position="last")
     order = pd.Index(list(dict.fromkeys(frame.loc[frame["status"] == "ok", "case_id"])))
     here = [d for d in devices if d in set(wide["device"])]
@@ -95,14 +86,14 @@ def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str) -> Tab
     if len(here) == 1:
         figures = per_device[here[0]]
         throttled = set(frame.loc[frame["throttled"].fillna(False).astype(bool), "case_id"])
-        emulated = set(frame.loc[_emulated(frame), "case_id"])
+        emulated = set(frame.loc[emulated_rows(frame), "case_id"])
         columns = [[cell(v, units.get(m)) for v in figures[m]] for m in metrics]
         notes = [", ".join(n for n, flagged in (("emulated in software, not a native figure", case in emulated),
                                                  ("throttled", case in throttled)) if flagged) for case in order]
-        # What ran, where a benchmark records it (FP8: the GEMM and the activation quantizer).
+        # The facts the benchmark shows beside its figures (FP8: the GEMM and the activation quantizer).
         facts = {title: frame.drop_duplicates("case_id").set_index("case_id")[col].reindex(order)
-                 for col, title in WHAT_RAN.items() if col in frame and frame[col].notna().any()}
-        return Table(["case"] + [header(m, units.get(m)) for m in metrics] + list(facts) + ["note"],
+                 for col, title in view.facts if col in frame and frame[col].notna().any()}
+        return Table(["case"] + [header(m, units.get(m), view) for m in metrics] + list(facts) + ["note"],
                      [list(row) for row in zip(order, *columns, *([plain(v) for v in f] for f in facts.values()),
                                                notes)])
     base = baseline if baseline in here else here[0]
@@ -111,7 +102,7 @@ def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str) -> Tab
     headers, short, groups, columns = ["case"], ["case"], [("", 1)], []
     # The first figure per device, then its ratios to the baseline, then the second figure.
     for m, devices_here in ((first, here), (None, others), *((m, here) for m in metrics[1:2])):
-        title = header(m, units.get(m)) if m else f"{SHORT_NAMES.get(first, first)} ÷ {base}"
+        title = header(m, units.get(m), view) if m else f"{dict(view.names).get(first, first)} ÷ {base}"
         groups.append((title, len(devices_here)))
         for d in devices_here:
             headers.append(f"{title} — {d}")
@@ -125,15 +116,16 @@ def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str) -> Tab
 
 
 def param_columns(frame: pd.DataFrame) -> list[str]:
-    cols = [c for c in frame.columns if c not in BASE_COLUMNS]
+    cols = [c for c in frame.columns if c not in FRAME_COLUMNS]
     return [c for c in cols if frame[c].notna().any()]
 
 
-def full_table(frame: pd.DataFrame, multi_run: bool) -> Table:
+def full_table(frame: pd.DataFrame, multi_run: bool, view: TableView) -> Table:
     """Every case, failed and skipped included: figures first, then the parameters."""
     params = param_columns(frame)
     units = metric_units(frame)
-    metrics = sorted(units, key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else 99, m))
+    order = [*view.key, *view.more, *HARNESS_METRICS]
+    metrics = sorted(units, key=lambda m: (order.index(m) if m in order else len(order), m))
     firsts = frame.drop_duplicates(["run_id", "case_id"]).set_index(["run_id", "case_id"])
     wide = frame.dropna(subset=["metric"]).pivot_table(index=["run_id", "case_id"], columns="metric", values="value",
                                                        aggfunc="first").reindex(firsts.index)
@@ -147,7 +139,7 @@ def full_table(frame: pd.DataFrame, multi_run: bool) -> Table:
     columns += [[cell(v, units[m]) for v in wide[m]] if m in wide else [DASH] * len(firsts) for m in metrics]
     columns += [[plain(v) for v in firsts[p]] for p in params]
     headers = (["run"] if multi_run else []) + ["case", "status", "throttled"]
-    headers += [header(m, units[m]) for m in metrics] + params
+    headers += [header(m, units[m], view) for m in metrics] + params
     return Table(headers, [list(row) for row in zip(*columns)], [str(x) for x in firsts["status"]])
 
 

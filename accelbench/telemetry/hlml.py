@@ -175,9 +175,17 @@ class HlSmiTelemetry(Telemetry):
                 "module_id": row.get("module_id")}
 
 
-def hlml_handle_for_module(hlml: Any, module_id: int) -> Any:
+UNKNOWN_CARD = ("which card this process's Gaudi bridge took is unknown (several cards, and neither HLS_MODULE_ID "
+                "nor a one-module HABANA_VISIBLE_MODULES says): pass --device N or set HLS_MODULE_ID")
+
+
+def hlml_handle_for_module(hlml: Any, module_id: Optional[int]) -> Any:
     """The HLML handle of the card with this module ID (HLML's own indices are not module IDs);
-    by index where this HLML has no module-ID call."""
+    by index where this HLML has no module-ID call; with no module ID, the only card, if one."""
+    if module_id is None:
+        if hlml.hlmlDeviceGetCount() == 1:
+            return hlml.hlmlDeviceGetHandleByIndex(0)
+        raise LookupError(UNKNOWN_CARD)
     if hasattr(hlml, "hlmlDeviceGetModuleID"):
         for index in range(hlml.hlmlDeviceGetCount()):
             handle = hlml.hlmlDeviceGetHandleByIndex(index)
@@ -187,15 +195,25 @@ def hlml_handle_for_module(hlml: Any, module_id: int) -> Any:
     return hlml.hlmlDeviceGetHandleByIndex(module_id)
 
 
-def open_gaudi_telemetry(module_id: int = 0) -> Telemetry:
+def open_gaudi_telemetry(module_id: Optional[int]) -> Telemetry:
+    """The telemetry of the card with `module_id` (None: the bridge did not say which card; then
+    only a machine with a single card can be read)."""
     try:
         import pyhlml
         pyhlml.hlmlInit()
-        return HlmlTelemetry(pyhlml, hlml_handle_for_module(pyhlml, module_id))
     except ImportError:
         missing = "habana-pyhlml is not installed (pip install 'accelbench[hpu]')"
     except Exception as exc:
         missing = f"HLML did not initialise: {exc}"
+    else:
+        try:
+            return HlmlTelemetry(pyhlml, hlml_handle_for_module(pyhlml, module_id))
+        except LookupError as exc:  # the card is unknown or not listed: never read another one
+            return NullTelemetry(str(exc))
+        except Exception as exc:
+            missing = f"HLML could not open the card: {exc}"
     if shutil.which("hl-smi"):
+        if module_id is None:
+            return NullTelemetry(f"{missing}; {UNKNOWN_CARD}")
         return HlSmiTelemetry(module_id)
     return NullTelemetry(f"{missing}; hl-smi not on PATH either")

@@ -3,9 +3,9 @@ the whole model does on one rank, from the same synthetic weights. Prints one li
 import torch
 import torch.distributed as dist
 
-from accelbench.e2e.llama import KVCache, Llama, generate_eager
-from accelbench.e2e.tensor_parallel import all_reduce_sum, shard_config, shard_of
-from accelbench.e2e.weights import synthetic_weights, tiny_config
+from accelbench.e2e.decode.model import KVCache, Llama, generate_eager
+from accelbench.e2e.decode.tensor_parallel import all_reduce_sum, shard_config, shard_of
+from accelbench.e2e.decode.weights import synthetic_weights, tiny_config
 
 dist.init_process_group("gloo")
 rank, ranks = dist.get_rank(), dist.get_world_size()

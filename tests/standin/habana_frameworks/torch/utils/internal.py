@@ -1,7 +1,10 @@
 """As the bridge: is_lazy() says the mode the bridge was imported in."""
 import os
 
-LAZY = os.environ.get("PT_HPU_LAZY_MODE", "0") == "1"  # eager unless asked (Gaudi software 1.19+)
+from habana_frameworks import lazy_by_default
+
+_MODE = os.environ.get("PT_HPU_LAZY_MODE")
+LAZY = _MODE == "1" if _MODE in ("0", "1") else lazy_by_default()
 
 
 def is_lazy() -> bool:

@@ -1,0 +1,98 @@
+"""Whether a case may run here, before it allocates or calls anything, and whether one call fits
+the suite's time budget (docs/method.md, Budgets): emulated dtypes left out of the quick suite,
+device memory stated before allocating, and a call predicted or measured over the per-call budget
+skipped with its time."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from accelbench.backends.base import Backend
+from accelbench.benchmark import Benchmark, Case, Workload
+from accelbench.distributed import SOLO, Group
+from accelbench.errors import CaseSkipped
+from accelbench.records import CaseRecord
+from accelbench.timing import TimingPolicy, timed_call
+
+NEXT_SUITE = {"quick": "standard", "standard": "full", "full": "full"}
+# A case predicted to exceed its per-call budget this many times over is skipped without running
+# one call. Rates grow with size, so a prediction from smaller cases errs long: the margin keeps
+# cases near the budget measured rather than predicted.
+PREDICTION_MARGIN = 4.0
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+class Admission:
+    def __init__(self, backend: Backend, suite: str, skip_emulated: bool, group: Group = SOLO):
+        self.backend = backend
+        self.suite = suite
+        self.skip_emulated = skip_emulated
+        self.group = group
+        self._emulated = backend.emulated_matmul_dtypes()
+        # Best rate one call reached so far per (benchmark, dtype or "bytes"): (rate, case id).
+        self._rates: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def admit(self, bench: Benchmark, case: Case, record: CaseRecord) -> None:
+        """Decide, before anything is allocated, whether the case may run here."""
+        emulated = [self._emulated[d] for d in case.matmul_dtypes if d in self._emulated]
+        if emulated:
+            if self.skip_emulated:
+                raise CaseSkipped(f"{'; '.join(emulated)}: left out of the {self.suite} suite "
+                                  f"(run it with --suite {NEXT_SUITE[self.suite]})")
+            record.facts["emulated"] = "; ".join(emulated)
+        need = bench.device_bytes(case, self.backend)
+        if need:
+            record.facts["device_bytes_needed"] = need
+            free = self.backend.free_memory_bytes()
+            if free is not None and need > free:
+                raise CaseSkipped(f"needs {gib(need)} of device memory, {gib(free)} free")
+
+    def first_call(self, benchmark: str, workload: Workload, policy: TimingPolicy) -> tuple[Any, float]:
+        """The correctness call and its time, within the suite's per-call budget: a case predicted
+        far over it is skipped without a call; one whose call (and a second, past any compiling
+        or autotuning of the first) is over it is skipped with that time."""
+        budget = policy.call_budget_s
+        predicted = self._predicted_call_s(benchmark, workload)
+        if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
+            # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
+            raise self._over_budget(f"one call would take about {predicted[0]:.3g} s (at the best rate a case "
+                                    f"of this kind reached in this run, {predicted[1]}'s)", budget)
+        output, first_s = timed_call(self.backend, workload.run, self.group)
+        if budget and first_s > budget:
+            del output
+            if workload.reset:
+                workload.reset()
+            output, again_s = timed_call(self.backend, workload.run, self.group)
+            if again_s > budget:
+                raise self._over_budget(f"one call took {again_s:.3g} s", budget)
+        return output, first_s
+
+    def measured(self, benchmark: str, workload: Workload, median_s: float, case_id: str) -> None:
+        """A case's steady per-call time: the best rate of its kind, for later predictions."""
+        key, amount = _work_amount(benchmark, workload)
+        best = self._rates.get(key)
+        if amount and (best is None or amount / median_s > best[0]):
+            self._rates[key] = (amount / median_s, case_id)
+
+    def _over_budget(self, what: str, budget: float) -> CaseSkipped:
+        return CaseSkipped(f"{what}, over the {self.suite} suite's per-call budget of {budget:g} s "
+                           f"(run it with --suite {NEXT_SUITE[self.suite]}, or --call-budget 0)")
+
+    def _predicted_call_s(self, benchmark: str, workload: Workload) -> Optional[tuple[float, str]]:
+        """(seconds, the case whose rate it is) for one call of the workload at the best steady
+        rate (work over median) a case of the same benchmark and dtype reached in this run; None
+        before the first. Rates grow with size, so this errs long."""
+        key, amount = _work_amount(benchmark, workload)
+        best = self._rates.get(key)
+        if not amount or best is None:
+            return None
+        return amount / best[0], best[1]
+
+
+def _work_amount(benchmark: str, workload: Workload) -> tuple[tuple[str, str], float]:
+    work = workload.work
+    if work.flops:
+        return (benchmark, work.flops_dtype or "flops"), work.flops
+    return (benchmark, "bytes"), work.bytes

@@ -1,0 +1,117 @@
+"""What a benchmark declares about how its figures are shown: its headline metrics, its rows of
+the report's overview, its plots and its tables. Plain data: the runner writes each benchmark's view into run.json (`views`),
+and reports read it from there, so that nothing under `reports/` names a benchmark or its metrics.
+Runs written before views were recorded get the current declarations when they are loaded
+(`store.load_run`)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    """One row of the overview: per device, the best value of `metric` over the benchmark's ok
+    cases whose parameters (or facts) match `where`."""
+
+    name: str
+    metric: str
+    where: tuple[tuple[str, Any], ...] = ()
+    higher_is_better: bool = True
+    # Reported from the case that is best in this other metric (the MFU of the fastest GEMM).
+    of_best: Optional[str] = None
+    largest: Optional[str] = None  # only the cases with the largest value of this parameter
+    # Parameters two devices' cases must share for a ratio (decode: the same model), shown with the figure.
+    same: tuple[str, ...] = ()
+    ceiling: Optional[str] = None  # read from the runs' measured ceiling of this key instead of their cases
+    order: int = 0  # the rows of all benchmarks are shown in this order
+    # The procurement view prices this row's work: (what the work is called, "tokens" or "TFLOP").
+    priced: Optional[tuple[str, str]] = None
+    benchmark: str = ""  # filled in from the declaring benchmark
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "OverviewRow":
+        fields = dict(data)
+        fields["where"] = tuple((k, v) for k, v in fields.get("where", ()))
+        fields["same"] = tuple(fields.get("same", ()))
+        fields["priced"] = tuple(fields["priced"]) if fields.get("priced") else None
+        return cls(**fields)
+
+
+def overview_rows(views: dict[str, dict[str, Any]]) -> list[OverviewRow]:
+    """Every benchmark's overview rows in `views` (run.json's `views`), in their declared order."""
+    rows = [OverviewRow.from_json(r) for view in views.values() for r in view.get("overview", ())]
+    return sorted(rows, key=lambda r: r.order)
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A plot declared beside its benchmark, in the shape of triton's `perf_report`: each metric of
+    `y` (one axes each, side by side) against `x`, one line per value of `series`, optionally one
+    panel per value of `panels`. Drawn by reports/plots.py from the run files alone."""
+
+    title: str
+    x: str  # a parameter or fact; with `scatter`, a metric
+    y: tuple[str, ...]  # metrics
+    series: tuple[str, ...] = ()  # parameters whose values name a line (or a point)
+    panels: Optional[str] = None  # one panel per value of this parameter
+    where: tuple[tuple[str, Any], ...] = ()  # only the cases with these parameter values
+    x_label: str = ""
+    y_labels: tuple[str, ...] = ()
+    y_scales: tuple[float, ...] = ()  # y is multiplied by these (1e3: seconds shown as ms)
+    x_log: int = 2  # base of the logarithmic x axis; 0 for a linear one
+    scatter: bool = False  # one labelled point per series (x and y both metrics), not lines
+    largest: tuple[str, ...] = ()  # only the cases with the largest product of these parameters
+    unnamed: tuple[str, ...] = ()  # series values left out of labels (the default implementation)
+    defaults: tuple[tuple[str, Any], ...] = ()  # values of series parameters older runs did not record
+    formats: tuple[tuple[str, str], ...] = ()  # how a series value is shown, e.g. ("prompt", "p{}")
+    # Reference lines from the run files: "memory_bandwidth" (datasheet), "cache" (the last-level
+    # cache size, working sets under 4x it shaded: cache, not device memory), "link_bandwidth".
+    marks: tuple[str, ...] = ()
+    columns: int = 3  # panels per row
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Plot":
+        fields = dict(data)
+        for name in ("y", "series", "y_labels", "y_scales", "largest", "unnamed", "marks"):
+            fields[name] = tuple(fields.get(name, ()))
+        for name in ("where", "defaults", "formats"):
+            fields[name] = tuple((k, v) for k, v in fields.get(name, ()))
+        return cls(**fields)
+
+
+def plots_of(views: dict[str, dict[str, Any]], benchmark: str) -> list[Plot]:
+    return [Plot.from_json(p) for p in views.get(benchmark, {}).get("plots", ())]
+
+
+@dataclass(frozen=True)
+class TableView:
+    """The benchmark's tables in the report: `key` are the figures that matter, in order (the compact
+    table shows the first three a run has, sorted by the first); the full table lists `key`, then
+    `more`, then every other metric."""
+
+    key: tuple[str, ...] = ("tflops", "mfu", "gbps", "bw_util", "tokens_per_s", "time")
+    more: tuple[str, ...] = ()
+    lower_is_better: tuple[str, ...] = ("time",)  # of `key`, those where less is better (how the table sorts)
+    names: tuple[tuple[str, str], ...] = ()  # short column titles of metrics
+    facts: tuple[tuple[str, str], ...] = ()  # facts shown beside the figures: (fact, column title)
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TableView":
+        fields = {name: tuple(tuple(v) if isinstance(v, list) else v for v in value) for name, value in data.items()}
+        return cls(**fields)
+
+
+def table_of(views: dict[str, dict[str, Any]], benchmark: str) -> TableView:
+    found = views.get(benchmark, {}).get("table")
+    return TableView.from_json(found) if found else TableView()
