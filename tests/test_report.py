@@ -174,3 +174,16 @@ def test_a_report_of_10000_cases_is_fast_and_small(tmp_path):
     assert sum(len(r.cases) for r in runs) == 10_000
     assert elapsed < 10, f"{elapsed:.1f} s"
     assert len(html.encode()) < 5 * 2**20, f"{len(html.encode()) / 2**20:.1f} MiB"
+
+
+def test_the_default_baseline_is_the_first_accelerator_and_baseline_takes_any_spelling(tmp_path, monkeypatch):
+    from accelbench.reports.overview import resolve_baseline
+    cpu = write_synthetic_run(tmp_path / "runs" / "cpu-run", "AMD EPYC", [gemm_record(256, 0.1)], backend="cpu")
+    gpu = write_synthetic_run(tmp_path / "runs" / "gpu-run", "NVIDIA H200", [gemm_record(4096, 600.0)])
+    runs = load_runs([cpu, gpu])
+    assert resolve_baseline(runs, None) == "NVIDIA H200"  # not the CPU listed first
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("runs/cpu-run/", "./runs/cpu-run", str(tmp_path / "runs" / "cpu-run"), "cpu-run", "AMD"):
+        assert resolve_baseline(runs, spelling) == "AMD EPYC", spelling
+    with pytest.raises(ValueError, match="names none of the runs"):
+        resolve_baseline(runs, "Intel")

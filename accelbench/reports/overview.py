@@ -5,6 +5,7 @@ declarations (`accelbench.view.OverviewRow`), read from the runs' `views`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import pandas as pd
@@ -79,14 +80,29 @@ def devices_of(runs: list[LoadedRun]) -> list[str]:
 
 
 def resolve_baseline(runs: list[LoadedRun], baseline: Optional[str]) -> str:
-    """The baseline device: the first run's, or the device of the run named by id, label, folder
-    or device name."""
+    """The baseline device: by default the first accelerator's in the order given (a CPU only
+    where every run is a CPU's); else the device of the run named by id, label, folder (any
+    spelling of its path) or device name, or the one device whose name starts with `baseline`."""
     if baseline is None:
-        return device_of(runs[0])
+        accelerators = [r for r in runs if r.info.backend != "cpu"]
+        return device_of((accelerators or runs)[0])
+    wanted = Path(baseline).expanduser()
     for run in runs:
-        if baseline in (run.info.run_id, run.info.label, str(run.path), run.path.name, device_of(run)):
+        if baseline in (run.info.run_id, run.info.label, device_of(run)) or _same_path(wanted, run.path):
             return device_of(run)
-    raise ValueError(f"--baseline {baseline!r} names none of the runs (give a run id, label, folder or device name)")
+    prefixed = {device_of(r) for r in runs if device_of(r).lower().startswith(baseline.lower())}
+    if len(prefixed) == 1:
+        return prefixed.pop()
+    raise ValueError(f"--baseline {baseline!r} names none of the runs (give a run id, label, folder or device name)"
+                     if not prefixed else f"--baseline {baseline!r} could be any of {', '.join(sorted(prefixed))}")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """`a`, as typed (relative, absolute, ./, a trailing slash, or the folder's name alone), is `b`."""
+    try:
+        return str(a) == b.name or a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def declared_rows(runs: list[LoadedRun]) -> list[OverviewRow]:

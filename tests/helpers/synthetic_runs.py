@@ -53,7 +53,8 @@ def decode_record(batch: int, tokens_per_s: float, power: float = 600.0, fp8: st
 
 def write_synthetic_run(directory: Path, device: str, records: list[CaseRecord], label: str = None,
                         ceilings: dict = None, **info) -> Path:
-    writer = RunWriter(directory, make_info(run_id=directory.name, label=label, device_name=device, backend="cuda",
+    info.setdefault("backend", "cuda")
+    writer = RunWriter(directory, make_info(run_id=directory.name, label=label, device_name=device,
                                             spec=SPEC, ceilings=ceilings or {}, **info))
     for record in records:
         writer.append(record)
