@@ -158,14 +158,21 @@ _PACKAGES = ("accelbench.microbench", "accelbench.e2e")
 PLUGINS_ENV = "ACCELBENCH_PLUGINS"
 
 
+_scanned: set[str] = set()  # packages and plugin folders whose modules are imported already
+
+
 def benchmark_classes() -> dict[str, type[Benchmark]]:
     for package_name in _PACKAGES:
-        package = importlib.import_module(package_name)
-        for info in pkgutil.iter_modules(package.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{package_name}.{info.name}")
+        if package_name not in _scanned:  # a folder is listed once per process: reports ask per case
+            package = importlib.import_module(package_name)
+            for info in pkgutil.iter_modules(package.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{package_name}.{info.name}")
+            _scanned.add(package_name)
     for folder in filter(None, os.environ.get(PLUGINS_ENV, "").split(os.pathsep)):
-        _import_plugins(Path(folder))
+        if folder not in _scanned:
+            _import_plugins(Path(folder))
+            _scanned.add(folder)
     return {cls.name: cls for cls in _concrete(Benchmark)}
 
 

@@ -24,6 +24,11 @@ class OverviewRow:
     largest: Optional[str] = None  # only the cases with the largest value of this parameter
     # Parameters two devices' cases must share for a ratio (decode: the same model), shown with the figure.
     same: tuple[str, ...] = ()
+    # The parameters that make two cases the same work (decode: model, batch, prompt, new tokens,
+    # engine, dtype). Where given, devices are compared only on work every one of them ran: the
+    # common case with the largest `largest` (else the baseline's best), or, with none in common,
+    # each device's own best and no ratio ("no common case").
+    compare_on: tuple[str, ...] = ()
     ceiling: Optional[str] = None  # read from the runs' measured ceiling of this key instead of their cases
     order: int = 0  # the rows of all benchmarks are shown in this order
     # The procurement view prices this row's work: (what the work is called, "tokens" or "TFLOP").
@@ -38,6 +43,7 @@ class OverviewRow:
         fields = dict(data)
         fields["where"] = tuple((k, v) for k, v in fields.get("where", ()))
         fields["same"] = tuple(fields.get("same", ()))
+        fields["compare_on"] = tuple(fields.get("compare_on", ()))
         fields["priced"] = tuple(fields["priced"]) if fields.get("priced") else None
         return cls(**fields)
 

@@ -134,7 +134,8 @@ def test_procurement_view_uses_each_devices_measured_decode_rate_and_power(tmp_p
     assert [(c.device, c.work) for c in report.costs] == [("Device A", "decode tokens"), ("Device A", "bf16 GEMM"),
                                                           ("Device B", "decode tokens"), ("Device B", "bf16 GEMM")]
     a, _, b, b_gemm = report.costs
-    assert (a.device, a.case_id, a.rate, a.power_w) == ("Device A", "m/graphs/bf16/b8/p512/n256", 600.0, 600.0)
+    # The same work on both: batch 1, the largest batch both ran (A's batch 8 has no counterpart on B).
+    assert (a.device, a.case_id, a.rate, a.power_w) == ("Device A", "m/graphs/bf16/b1/p512/n256", 100.0, 600.0)
     assert b_gemm.rate == 600.0 and b_gemm.cost == pytest.approx((2.0 + 0.5 * 1.2 * 0.2) / (600 * 3600) * 1000)
     assert b.rate == 150.0 and b.cost == pytest.approx((2.0 + 0.6 * 1.2 * 0.2) / (150 * 3600) * 1e6)
     html = report.html()
@@ -187,3 +188,29 @@ def test_the_default_baseline_is_the_first_accelerator_and_baseline_takes_any_sp
         assert resolve_baseline(runs, spelling) == "AMD EPYC", spelling
     with pytest.raises(ValueError, match="names none of the runs"):
         resolve_baseline(runs, "Intel")
+
+
+def test_devices_are_compared_only_on_work_both_ran(tmp_path):
+    """A ran decode at batch 1 and 64, B only at batch 1: the overview and the procurement view set
+    batch 1 against batch 1; batch 64 has no common case and gets no ratio."""
+    a = write_synthetic_run(tmp_path / "a", "Device A", [decode_record(1, 100.0), decode_record(64, 5000.0)])
+    b = write_synthetic_run(tmp_path / "b", "Device B", [decode_record(1, 150.0)])
+    report = Report.build(load_runs([a, b]), prices=Prices(per_hour={"Device A": 2.0, "Device B": 3.0}))
+    rows = {r.headline.name: r for r in report.overview.rows}
+    largest = rows["decode tokens/s, largest batch every device ran, unquantized"]
+    assert [c.value for c in largest.cells] == [100.0, 150.0] and largest.ratios == [pytest.approx(1.5)]
+    assert [c.text for c in largest.cells] == ["100 tokens/s (m, batch 1)", "150 tokens/s (m, batch 1)"]
+    assert [(c.device, c.case_id) for c in report.costs] == [("Device A", "m/graphs/bf16/b1/p512/n256"),
+                                                             ("Device B", "m/graphs/bf16/b1/p512/n256")]
+    decode = next(s for s in report.sections() if s.name == "decode")
+    b64 = next(row for row in decode.compact.rows if row[0] == "m/graphs/bf16/b64/p512/n256")
+    assert "no common case" in b64 and "1.50×" in next(row for row in decode.compact.rows if "/b1/" in row[0])
+
+    # Different work on each device: figures shown, never a ratio, and nothing priced side by side.
+    c = write_synthetic_run(tmp_path / "c", "Device C", [decode_record(64, 5000.0)])
+    d = write_synthetic_run(tmp_path / "d", "Device D", [decode_record(1, 150.0)])
+    apart = Report.build(load_runs([c, d]), prices=Prices(per_hour={"Device C": 2.0, "Device D": 3.0}))
+    row = next(r for r in apart.overview.rows if r.headline.name.startswith("decode tokens/s, largest batch"))
+    assert [c.value for c in row.cells] == [5000.0, 150.0] and row.ratios == [None]
+    assert apart.overview.text_rows()[apart.overview.rows.index(row)][-1] == "no common case"
+    assert apart.costs == []

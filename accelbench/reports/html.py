@@ -103,7 +103,8 @@ class Report:
               prices: Optional[Prices] = None) -> "Report":
         frame = cases_frame(runs)
         prices = prices or Prices()
-        return cls(title, runs, frame, build_overview(frame, runs, baseline), procurement(frame, runs, devices_of(runs), prices),
+        overview = build_overview(frame, runs, baseline)
+        return cls(title, runs, frame, overview, procurement(frame, runs, devices_of(runs), prices, overview.baseline),
                    prices)
 
     def sections(self) -> list[BenchmarkSection]:

@@ -23,14 +23,14 @@ class Cell:
     run: str = ""
     missing: str = ""  # why there is no value
     emulated: bool = False  # run in software (no native engine for the dtype): not a native figure
-    same: tuple = ()  # the values of the headline's `same` parameters
+    same: tuple = ()  # the headline's `same` parameters, (name, value) each
 
     @property
     def text(self) -> str:
         if self.value is None:
             missing = self.missing or DASH
             return missing if len(missing) <= 48 else missing[:47] + "…"
-        shared = f" ({', '.join(map(str, self.same))})" if self.same else ""
+        shared = f" ({', '.join(_shown(name, value) for name, value in self.same)})" if self.same else ""
         return quantity(self.value, self.unit) + shared + (" (emulated)" if self.emulated else "")
 
     @property
@@ -41,6 +41,15 @@ class Cell:
         return f"{self.case_id} — {self.run}" + (" — emulated in software, not a native figure" if self.emulated else "")
 
 
+def _shown(name: str, value) -> str:
+    """A parameter's value as a cell names it: a word as it is, a number with its name (batch 1)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{name} {value}"
+
+
 @dataclass
 class OverviewLine:
     """One row of the overview as shown: the declared row, each device's cell, the ratios."""
@@ -48,6 +57,7 @@ class OverviewLine:
     headline: OverviewRow
     cells: list[Cell]
     ratios: list[Optional[float]]  # each non-baseline device ÷ the baseline
+    no_ratio_because: str = ""  # shown instead of the ratios where they are withheld
 
     @property
     def unit(self) -> str:
@@ -68,7 +78,9 @@ class Overview:
         return ["figure"] + self.devices + [f"{d} ÷ {self.baseline}" for d in self.others]
 
     def text_rows(self) -> list[list[str]]:
-        return [[r.headline.name] + [c.text for c in r.cells] + [ratio(x) for x in r.ratios] for r in self.rows]
+        return [[r.headline.name] + [c.text for c in r.cells]
+                + [ratio(x) if x is not None or not r.no_ratio_because else r.no_ratio_because for x in r.ratios]
+                for r in self.rows]
 
 
 def device_of(run: LoadedRun) -> str:
@@ -120,18 +132,68 @@ def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optiona
     overview = Overview(devices, base)
     emulated = {(r.info.run_id, dtype) for r in runs for dtype in r.info.emulated_matmul}
     for headline in declared_rows(runs):
-        cells = []
-        for device in devices:
-            rows = frame[frame["device"] == device] if not frame.empty else frame
-            if headline.ceiling:
-                cells.append(_measured_ceiling(runs, device, headline.ceiling) or _missing(rows, headline))
-            else:
-                cells.append(best_cell(rows, headline, emulated))
+        cells, comparable = row_cells(frame, runs, devices, base, headline, emulated)
         base_cell = cells[devices.index(base)]
-        ratios = [None if c.value is None or not base_cell.value or c.same != base_cell.same else c.value / base_cell.value
-                  for d, c in zip(devices, cells) if d != base]
-        overview.rows.append(OverviewLine(headline, cells, ratios))
+        ratios = [None if not comparable or c.value is None or not base_cell.value or c.same != base_cell.same
+                  else c.value / base_cell.value for d, c in zip(devices, cells) if d != base]
+        overview.rows.append(OverviewLine(headline, cells, ratios, "" if comparable else "no common case"))
     return overview
+
+
+def row_cells(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], base: str, headline: OverviewRow,
+              emulated: frozenset = frozenset()) -> tuple[list[Cell], bool]:
+    """Each device's cell of a row, and whether they may be set against each other. With
+    `compare_on`, on the work every device with a figure ran (OverviewRow.compare_on)."""
+    per_device = {d: frame[frame["device"] == d] if not frame.empty else frame for d in devices}
+    if headline.ceiling:
+        return [_measured_ceiling(runs, d, headline.ceiling) or _missing(per_device[d], headline) for d in devices], True
+    if not headline.compare_on:
+        return [best_cell(per_device[d], headline, emulated) for d in devices], True
+    identities = {d: _identities(per_device[d], headline) for d in devices}
+    ran = [d for d in devices if identities[d]]
+    common = set.intersection(*(identities[d] for d in ran)) if ran else set()
+    if len(ran) < 2:
+        return [best_cell(per_device[d], headline, emulated) for d in devices], True
+    if not common:
+        return [best_cell(per_device[d], headline, emulated) for d in devices], False
+    if headline.largest in headline.compare_on:
+        at = headline.compare_on.index(headline.largest)
+        chosen = max(common, key=lambda identity: identity[at])
+    else:  # the common work the baseline (else the first device that ran it) does best
+        lead = base if base in ran else ran[0]
+        chosen = _best_identity(per_device[lead], headline, common)
+    return [best_cell(_with(per_device[d], headline, chosen), headline, emulated) if d in ran
+            else best_cell(per_device[d], headline, emulated) for d in devices], True
+
+
+def _identities(rows: pd.DataFrame, headline: OverviewRow) -> set[tuple]:
+    """The distinct `compare_on` values of the ok cases of the row that have its figure."""
+    ok = matching(rows, headline)
+    if ok.empty or any(c not in ok for c in headline.compare_on):
+        return set()
+    metric = headline.of_best or headline.metric
+    ok = ok[(ok["status"] == "ok") & (ok["metric"] == metric) & ok["value"].notna()]
+    return set(ok[list(headline.compare_on)].itertuples(index=False, name=None))
+
+
+def _best_identity(rows: pd.DataFrame, headline: OverviewRow, common: set[tuple]) -> tuple:
+    """Of the identities in `common`, the one whose best case in `rows` ranks best."""
+    ok = matching(rows, headline)
+    metric = headline.of_best or headline.metric
+    ok = ok[(ok["status"] == "ok") & (ok["metric"] == metric) & ok["value"].notna()]
+    higher = headline.higher_is_better if headline.of_best is None else True
+    best = ok.groupby(list(headline.compare_on), sort=False)["value"].agg("max" if higher else "min")
+    ranked = {i: v for i, v in best.items() if (i if isinstance(i, tuple) else (i,)) in common}
+    pick = (max if higher else min)(ranked, key=ranked.get)
+    return pick if isinstance(pick, tuple) else (pick,)
+
+
+def _with(rows: pd.DataFrame, headline: OverviewRow, identity: tuple) -> pd.DataFrame:
+    """The rows of the case(s) of one identity."""
+    keep = pd.Series(True, index=rows.index)
+    for column, value in zip(headline.compare_on, identity):
+        keep &= rows[column] == value if column in rows else False
+    return rows[keep]
 
 
 def _measured_ceiling(runs: list[LoadedRun], device: str, key: str) -> Optional[Cell]:
@@ -169,7 +231,7 @@ def best_cell(rows: pd.DataFrame, headline: OverviewRow, emulated: frozenset = f
     best = ranked.loc[ranked["value"].idxmax() if higher else ranked["value"].idxmin()]
     software = isinstance(best.get("emulated_because"), str) and bool(best.get("emulated_because")) \
         or (best["run_id"], best.get("dtype")) in emulated
-    shared = tuple(best.get(p) for p in headline.same)
+    shared = tuple((p, best.get(p)) for p in headline.same)
     if headline.of_best is None:
         return Cell(float(best["value"]), str(best["unit"]), str(best["case_id"]), _run_name(best), emulated=software,
                     same=shared)

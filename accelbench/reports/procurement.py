@@ -13,7 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
-from accelbench.reports.overview import best_cell, declared_rows
+from accelbench.reports.overview import declared_rows, row_cells
 from accelbench.store import LoadedRun
 
 HOURS_PER_YEAR = 24 * 365
@@ -95,17 +95,26 @@ def cost_row(device: str, rate: float, power_w: Optional[float], prices: Prices,
                    rate / power_w if power_w else None, per_watt_unit, cost, cost_unit, assumptions)
 
 
-def procurement(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], prices: Prices) -> list[CostRow]:
+def procurement(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], prices: Prices,
+                baseline: Optional[str] = None) -> list[CostRow]:
     """A row per priced device and kind of work it ran (the overview rows a benchmark declares
-    `priced`), from its best case, with the power measured during that case."""
+    `priced`), on the same work for every device where the row says what same work is (its
+    `compare_on`: the case the overview compares), with the power measured during that case. A
+    kind of work no two devices ran alike is not priced side by side: each device's own best is
+    priced only where one device ran it."""
     if frame.empty or not prices.given:
         return []
-    priced = [row for row in declared_rows(runs) if row.priced]
+    priced = sorted((row for row in declared_rows(runs) if row.priced), key=lambda r: r.priced[1] != "tokens")
+    chosen = {}  # per kind of work (tokens first: the usual question), each device's cell of the same work
+    for headline in priced:
+        cells, comparable = row_cells(frame, runs, devices, baseline or devices[0], headline)
+        if comparable:
+            chosen[headline] = dict(zip(devices, cells))
     out = []
     for device in devices:
         rows = frame[frame["device"] == device]
-        for headline in sorted(priced, key=lambda r: r.priced[1] != "tokens"):  # tokens first: the usual question
-            cell = best_cell(rows, headline)
+        for headline, cells in chosen.items():
+            cell = cells[device]
             if cell.value is None:
                 continue
             power = rows[(rows["case_id"] == cell.case_id) & (rows["metric"] == "avg_power")]["value"].dropna()

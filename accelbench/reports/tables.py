@@ -107,9 +107,11 @@ def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str, view: 
         for d in devices_here:
             headers.append(f"{title} — {d}")
             short.append(d)
-            if m is None:
+            if m is None:  # a ratio only where both devices ran the case
                 quotient = per_device[d][first] / per_device[base][first]
-                columns.append([ratio(q) if pd.notna(q) and q != float("inf") else DASH for q in quotient])
+                both = per_device[d]["run_id"].notna() & per_device[base]["run_id"].notna()
+                columns.append([ratio(q) if pd.notna(q) and q != float("inf") else DASH if ran else "no common case"
+                                for q, ran in zip(quotient, both)])
             else:
                 columns.append([cell(v, units.get(m)) for v in per_device[d][m]])
     return Table(headers, [list(row) for row in zip(order, *columns)], groups=groups, short=short)
