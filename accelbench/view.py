@@ -1,8 +1,8 @@
 """What a benchmark declares about how its figures are shown: its headline metrics, its rows of
-the report's overview, its plots and its tables. Plain data: the runner writes each benchmark's view into run.json (`views`),
-and reports read it from there, so that nothing under `reports/` names a benchmark or its metrics.
-Runs written before views were recorded get the current declarations when they are loaded
-(`store.load_run`)."""
+the report's overview, its plots and its tables. Plain data: the session writes every benchmark's
+view into run.json (`views`) and reports read it from there, so that nothing under `reports/`
+names a benchmark or its metrics. Runs written before views were recorded are shown with the
+current declarations (`store.LoadedRun.views`)."""
 from __future__ import annotations
 
 import dataclasses
