@@ -49,10 +49,12 @@ class Admission:
             if free is not None and need > free:
                 raise CaseSkipped(f"needs {gib(need)} of device memory, {gib(free)} free")
 
-    def first_call(self, benchmark: str, workload: Workload, policy: TimingPolicy) -> tuple[Any, float]:
+    def first_call(self, benchmark: str, workload: Workload, policy: TimingPolicy,
+                   case_id: str = "") -> tuple[Any, float]:
         """The correctness call and its time, within the suite's per-call budget: a case predicted
         far over it is skipped without a call; one whose call (and a second, past any compiling
-        or autotuning of the first) is over it is skipped with that time."""
+        or autotuning of the first) is over it is skipped with that time, which still tells later
+        cases of its kind how fast such work goes."""
         budget = policy.call_budget_s
         predicted = self._predicted_call_s(benchmark, workload)
         if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
@@ -66,6 +68,7 @@ class Admission:
                 workload.reset()
             output, again_s = timed_call(self.backend, workload.run, self.group)
             if again_s > budget:
+                self.measured(benchmark, workload, again_s, case_id)
                 raise self._over_budget(f"one call took {again_s:.3g} s", budget)
         return output, first_s
 
@@ -92,6 +95,9 @@ class Admission:
 
 
 def _work_amount(benchmark: str, workload: Workload) -> tuple[tuple[str, str], float]:
+    if workload.budget_work is not None:
+        kind, amount = workload.budget_work
+        return (benchmark, kind), amount
     work = workload.work
     if work.flops:
         return (benchmark, work.flops_dtype or "flops"), work.flops

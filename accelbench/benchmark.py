@@ -80,6 +80,10 @@ class Workload:
     # Restores the inputs a call overwrites in place (an in-place all-reduce), before each call
     # whose output is checked; where None, the output is poisoned instead (see call_choice.poison).
     reset: Optional[Callable[[], None]] = None
+    # (kind, amount of work) for predicting one call's time from earlier cases of the same kind
+    # (harness: budgets), where `work` counts nothing comparable across cases (decode counts
+    # tokens, whose cost depends on the model): e.g. ("eager/bf16/none", bytes read per call).
+    budget_work: Optional[tuple[str, float]] = None
     # Overrides of the suite's timing policy for this case (TimingPolicy field -> value): one decode
     # call of hundreds of steps needs fewer samples and a longer per-call budget than one GEMM.
     timing: dict[str, Any] = field(default_factory=dict)

@@ -186,7 +186,7 @@ class Runner:
     def _measure(self, workload: Workload, record: CaseRecord, regime: Regime) -> None:
         backend, opts = self.backend, self.options
         policy = replace(opts.policy, **workload.timing) if workload.timing else opts.policy
-        output, first_s = self.admission.first_call(record.benchmark, workload, policy)
+        output, first_s = self.admission.first_call(record.benchmark, workload, policy, record.case_id)
         # Correctness first: a wrong result never produces a figure.
         record.accuracy, where = self._agreed_check(workload, output)
         del output

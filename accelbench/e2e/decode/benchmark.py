@@ -282,6 +282,9 @@ class Decode(Benchmark):
 
         return Workload(
             run=engine.run, check=check, work=Work(tokens=batch * new), working_set_bytes=int(streamed),
+            # A call's cost grows with the bytes its steps read: predicts larger models' calls
+            # from smaller ones of the same engine and precision, so they are skipped uncalled.
+            budget_work=(f"{p['engine']}/{p['dtype']}/{p['fp8']}", float(new * bytes_per_step)),
             graph_safe=False,  # the graphs engine captures its own step; the others are what they are
             no_flush_reason="a generation streams the weights every step; nothing stays cached",
             extra_metrics=step_metrics,
