@@ -147,15 +147,16 @@ def row_cells(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], ba
     per_device = {d: frame[frame["device"] == d] if not frame.empty else frame for d in devices}
     if headline.ceiling:
         return [_measured_ceiling(runs, d, headline.ceiling) or _missing(per_device[d], headline) for d in devices], True
+    own_best = lambda: [best_cell(per_device[d], headline, emulated) for d in devices]  # noqa: E731
     if not headline.compare_on:
-        return [best_cell(per_device[d], headline, emulated) for d in devices], True
+        return own_best(), True
     identities = {d: _identities(per_device[d], headline) for d in devices}
     ran = [d for d in devices if identities[d]]
-    common = set.intersection(*(identities[d] for d in ran)) if ran else set()
-    if len(ran) < 2:
-        return [best_cell(per_device[d], headline, emulated) for d in devices], True
+    if len(ran) < 2:  # nothing to set side by side
+        return own_best(), True
+    common = set.intersection(*(identities[d] for d in ran))
     if not common:
-        return [best_cell(per_device[d], headline, emulated) for d in devices], False
+        return own_best(), False
     if headline.largest in headline.compare_on:
         at = headline.compare_on.index(headline.largest)
         chosen = max(common, key=lambda identity: identity[at])
