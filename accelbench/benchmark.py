@@ -20,9 +20,9 @@ from typing import Any, Callable, ClassVar, Optional
 
 from accelbench.backends.base import Backend
 from accelbench.errors import UsageError
-from accelbench.records import Accuracy, CaseRecord, Ceiling, Metric, RooflineWork
+from accelbench.records import Accuracy, Metric, RooflineWork
 from accelbench.stats import SampleStats
-from accelbench.view import OverviewRow, Plot, TableView
+from accelbench.view import FloorFraction, OverviewRow, Plot, TableView
 
 SUITES = ("quick", "standard", "full")
 
@@ -80,6 +80,9 @@ class Workload:
     # Restores the inputs a call overwrites in place (an in-place all-reduce), before each call
     # whose output is checked; where None, the output is poisoned instead (see call_choice.poison).
     reset: Optional[Callable[[], None]] = None
+    # Puts back state a call moves on (delayed scaling's amax history), after a call made only to
+    # measure its cost (admission's budget probe), so that the checked call sees what it would have.
+    rewind: Optional[Callable[[], None]] = None
     # (kind, amount of work) for predicting one call's time from earlier cases of the same kind
     # (harness: budgets), where `work` counts nothing comparable across cases (decode counts
     # tokens, whose cost depends on the model): e.g. ("eager/bf16/none", bytes read per call).
@@ -92,6 +95,8 @@ class Workload:
 class Benchmark(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
+    # What a suite leaves out of this benchmark and why, by suite name; `bench list` prints it.
+    suite_notes: ClassVar[dict[str, str]] = {}
     # Runs on several ranks at once (collectives, tensor parallelism): `bench run --nproc N`, or
     # under torchrun / srun. A run of one process leaves such benchmarks out, and a run of several
     # ranks runs only them.
@@ -115,18 +120,14 @@ class Benchmark(ABC):
     overview: ClassVar[tuple[OverviewRow, ...]] = ()
     plots: ClassVar[tuple[Plot, ...]] = ()  # its plots in the report (accelbench.view.Plot)
     table: ClassVar[TableView] = TableView()  # its tables' columns in the report
+    # Figures derived when a run is read, from the run's measured ceilings (view.FloorFraction).
+    derived: ClassVar[tuple[FloorFraction, ...]] = ()
 
     @classmethod
     def roofline_work(cls, params: dict[str, Any], facts: dict[str, Any]) -> Optional[RooflineWork]:
         """The case's point on the roofline (FLOPs over the device-memory bytes they need), from
         its parameters and the facts found preparing it; None where it has none."""
         return None
-
-    @classmethod
-    def derived_metrics(cls, case: CaseRecord, ceilings: dict[str, Ceiling], spec: dict[str, Any]) -> list[Metric]:
-        """Figures of a finished case that need the whole run (its measured `ceilings`, the
-        datasheet `spec`): derived whenever the run is read, so they use the run's final ceilings."""
-        return []
 
     @classmethod
     def view(cls) -> dict[str, Any]:
@@ -136,7 +137,8 @@ class Benchmark(ABC):
         rows = vars(cls).get("overview", ())
         return {"headline_metrics": list(cls.headline_metrics),
                 "overview": [replace(row, benchmark=cls.name).as_json() for row in rows],
-                "plots": [plot.as_json() for plot in cls.plots], "table": cls.table.as_json()}
+                "plots": [plot.as_json() for plot in cls.plots], "table": cls.table.as_json(),
+                "derived": [d.as_json() for d in cls.derived]}
 
     def headline_of(self, metrics: list[Metric]) -> str:
         """The first of `headline_metrics` that `metrics` has a value for, else "time"."""

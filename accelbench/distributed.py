@@ -31,9 +31,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a job is joined: reading results needs none of it
+    import torch
 
 from accelbench.errors import UsageError
 
@@ -171,6 +172,7 @@ class ProcessGroup(Group):
     # agreements: each is a heartbeat
     def slowest(self, values: list[float]) -> list[float]:
         self._watchdog.beat()
+        import torch
         t = torch.tensor(values, dtype=torch.float64)
         self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX, group=self.control)
         self._watchdog.beat()
@@ -178,6 +180,7 @@ class ProcessGroup(Group):
 
     def leader_decides(self, flag: bool) -> bool:
         self._watchdog.beat()
+        import torch
         t = torch.tensor([int(flag)], dtype=torch.int64)
         self.dist.broadcast(t, src=0, group=self.control)
         self._watchdog.beat()

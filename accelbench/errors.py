@@ -1,5 +1,7 @@
 """Errors that the CLI turns into one clear line and a non-zero exit."""
 
+INTERRUPTED_EXIT = 130  # the shell's code for a process ended by SIGINT (Ctrl-C)
+
 
 class AccelbenchError(Exception):
     """Base class: the message is shown to the user as is, without a traceback."""

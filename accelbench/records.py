@@ -117,6 +117,11 @@ class RooflineWork:
     per: str = "time"
 
 
+# The figures an energy window gives (metrics.energy_metrics): missing where the device has no
+# readable counter or power (RunInfo.no_energy_because says why).
+ENERGY_METRICS = ("avg_power", "idle_power", "energy_per_call", "tflops_per_w", "gbps_per_w", "tokens_per_j")
+
+
 # Runs written before a case recorded its headline (before method version 1): the order every
 # reader used then, kept here so that old runs compare exactly as they did.
 LEGACY_HEADLINES = ("tflops", "busbw", "gbps", "decode_tokens_per_s", "tokens_per_s")
@@ -193,6 +198,8 @@ class RunInfo:
     spec: Optional[dict[str, Any]] = None  # the peak-table entry the MFU figures use
     fingerprint: dict[str, Any] = field(default_factory=dict)
     idle_power_w: Optional[float] = None
+    # Why the run has no energy figures, where it has none ("--no-energy", "no energy counter: ...").
+    no_energy_because: Optional[str] = None
     ceilings: dict[str, Ceiling] = field(default_factory=dict)
     # Matmul dtypes the device runs in software only (dtype -> why), e.g. bf16 on an AVX2 CPU.
     emulated_matmul: dict[str, str] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from accelbench.benchmark import Benchmark, Case, benchmark_classes, for_ranks, 
 from accelbench.distributed import (RUN_ID_ENV, SOLO, Placement, ProcessGroup, launch_local, node_differences,
                                     placement_from_env, self_command, without_option)
 from accelbench.energy import measure_idle_power
-from accelbench.errors import BackendUnavailable, UsageError
+from accelbench.errors import INTERRUPTED_EXIT, BackendUnavailable, UsageError
 from accelbench.harness import RunOptions, RunSummary, Runner, SilentProgress
 from accelbench.progress import CaseProgress
 from accelbench.records import RunInfo
@@ -49,7 +49,7 @@ class RunRequest:
     out_dir: Path = Path("results")
     label: Optional[str] = None
     energy: bool = True
-    energy_window_s: float = 1.0
+    energy_window_s: Optional[float] = None  # None: the suite's (TimingPolicy.energy_window_s)
     graphs: str = "auto"
     regimes: tuple[Regime, ...] = ()
     flush_always: bool = False
@@ -133,9 +133,10 @@ def execute(request: RunRequest, plan: Plan, console: Console) -> Optional[RunRe
         info.node_differences = node_differences(info.ranks)
     writer = RunWriter(request.out_dir / info.run_id, info) if leader else DiscardingWriter(info)
     _announce(request, plan, info, dev.name, writer.directory, say)
-    options = RunOptions(policy=policy_for(request.suite, min_time_s=request.min_time_s, max_time_s=request.max_time_s,
-                                           min_samples=request.min_samples, call_budget_s=request.call_budget_s),
-                         energy=request.energy, energy_window_s=request.energy_window_s, graphs=request.graphs,
+    policy = policy_for(request.suite, min_time_s=request.min_time_s, max_time_s=request.max_time_s,
+                        min_samples=request.min_samples, call_budget_s=request.call_budget_s,
+                        energy_window_s=request.energy_window_s)
+    options = RunOptions(policy=policy, energy=request.energy, energy_window_s=policy.energy_window_s, graphs=request.graphs,
                          suite=request.suite, skip_emulated=request.suite == "quick", regimes=request.regimes,
                          flush_always=request.flush_always)
     if request.energy and telemetry.energy_source is not None:
@@ -162,7 +163,7 @@ def execute(request: RunRequest, plan: Plan, console: Console) -> Optional[RunRe
     except KeyboardInterrupt:
         writer.finish("interrupted")
         say(f"interrupted: finished cases kept in {writer.directory}")
-        sys.exit(1)
+        sys.exit(INTERRUPTED_EXIT)
     except BaseException:
         writer.finish("crashed")
         raise
@@ -187,6 +188,11 @@ def run_info(request: RunRequest, dev, telemetry) -> RunInfo:
         fingerprint=telemetry.fingerprint(), emulated_matmul=dev.emulated_matmul_dtypes(),
         regime="+".join(r.name for r in request.regimes), flush_always=request.flush_always,
         repeats=request.repeats)
+    if not request.energy:
+        info.no_energy_because = "energy not measured (--no-energy)"
+    elif telemetry.energy_source is None:
+        counter = telemetry.availability().get("energy counter", "no")
+        info.no_energy_because = f"no readable energy counter or power ({counter.removeprefix('no: ')})"
     # Every benchmark's view, not only those run: the report's overview says which figures a run lacks.
     info.views = {name: cls.view() for name, cls in sorted(benchmark_classes().items())}
     return info

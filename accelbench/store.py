@@ -23,10 +23,11 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from accelbench import SCHEMA_VERSION
+from accelbench import METHOD_VERSION, SCHEMA_VERSION
 from accelbench.errors import ResultsError
 from accelbench.records import CaseRecord, Ceiling, RooflineWork, RunInfo, from_json_dict, to_json_dict
 from accelbench.stats import RepeatSpread
+from accelbench.view import derived_of
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
@@ -175,6 +176,11 @@ class LoadedRun:
             return self.info.views
         return {name: cls.view() for name, cls in sorted(_registry().items())}
 
+    @property
+    def views_method_version(self) -> int:
+        """The method version of the declarations `views` returns: the run's own, or this code's."""
+        return self.info.method_version if self.info.views else METHOD_VERSION
+
     def roofline_of(self, case: CaseRecord) -> Optional[RooflineWork]:
         if case.roofline is not None or self.info.method_version > 0 or case.status != "ok":
             return case.roofline
@@ -304,13 +310,16 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
 
 def _derived_metrics(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
     """Figures that need the whole run: MAMF utilization (achieved over the best FLOP/s this run
-    measured for the same key), and what the case's benchmark derives from the run's measured
-    ceilings (decode: a step's fraction of the memory-bandwidth floor)."""
+    measured for the same key), and what the case's benchmark declares derived from the run's
+    measured ceilings (decode: a step's fraction of the memory-bandwidth floor; view.FloorFraction),
+    read from run.json's views: no benchmark code is imported."""
     if case.status != "ok":
         return []
-    declared = _registry().get(case.benchmark)  # the benchmark's own derivation
-    derived = declared.derived_metrics(case, run.info.ceilings, run.info.spec or {}) if declared else []
-    return _mamf(run, case) + [(m.name, m.value, m.unit) for m in derived]
+    values = {m.name: m.value for m in case.metrics if m.value is not None}
+    ceilings = {k: c.value for k, c in run.info.ceilings.items()}
+    return _mamf(run, case) + [metric for d in derived_of(run.views, case.benchmark)
+                               for metric in d.metrics({**case.facts, **case.params}, values, ceilings,
+                                                       run.info.spec or {})]
 
 
 def _mamf(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:

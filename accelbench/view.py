@@ -33,6 +33,9 @@ class OverviewRow:
     order: int = 0  # the rows of all benchmarks are shown in this order
     # The procurement view prices this row's work: (what the work is called, "tokens" or "TFLOP").
     priced: Optional[tuple[str, str]] = None
+    # Why a device whose runs have this benchmark can have no case matching `where` (shown instead
+    # of a figure; default: "no case with <where>").
+    absent: str = ""
     benchmark: str = ""  # filled in from the declaring benchmark
 
     def as_json(self) -> dict[str, Any]:
@@ -121,3 +124,44 @@ class TableView:
 def table_of(views: dict[str, dict[str, Any]], benchmark: str) -> TableView:
     found = views.get(benchmark, {}).get("table")
     return TableView.from_json(found) if found else TableView()
+
+
+@dataclass(frozen=True)
+class FloorFraction:
+    """A figure derived when a run is read, declared as data so that reading needs no benchmark
+    code: the time `amount_fact` of the case would take at a bandwidth, over the case's measured
+    `per_metric` time, in %. The bandwidth is the run's measured ceiling `ceiling` (the metric is
+    then `<name>_measured_bw`), else the datasheet's `spec_key` (`<name>_datasheet_bw`). Only cases
+    whose facts match `only_where` get it (a step served from the cache is no share of memory
+    bandwidth)."""
+
+    name: str
+    amount_fact: str
+    per_metric: str
+    ceiling: str
+    spec_key: str = "mem_bandwidth_Bps"
+    only_where: tuple[tuple[str, Any], ...] = ()
+
+    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float], ceilings: dict[str, float],
+                spec: dict[str, Any]) -> list[tuple[str, float, str]]:
+        per, amount = metrics.get(self.per_metric), params_and_facts.get(self.amount_fact)
+        if not per or not amount or any(params_and_facts.get(k, v) != v for k, v in self.only_where):
+            return []
+        if ceilings.get(self.ceiling):
+            return [(f"{self.name}_measured_bw", 100.0 * amount / ceilings[self.ceiling] / per, "%")]
+        if spec.get(self.spec_key):
+            return [(f"{self.name}_datasheet_bw", 100.0 * amount / spec[self.spec_key] / per, "%")]
+        return []
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "FloorFraction":
+        fields = dict(data)
+        fields["only_where"] = tuple((k, v) for k, v in fields.get("only_where", ()))
+        return cls(**fields)
+
+
+def derived_of(views: dict[str, dict[str, Any]], benchmark: str) -> list[FloorFraction]:
+    return [FloorFraction.from_json(d) for d in views.get(benchmark, {}).get("derived", ())]

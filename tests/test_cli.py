@@ -1,5 +1,7 @@
+import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -97,7 +99,7 @@ def test_killed_run_keeps_finished_cases(tmp_path, sig, status):
     assert 1 <= len(run.cases) < 4 and all(c.status == "ok" for c in run.cases)
     assert run.status_text.startswith("incomplete")
     if sig == signal.SIGINT:
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.returncode == 130 and "Traceback" not in proc.stderr
 
 
 def test_list_and_env_describe_the_suite():
@@ -122,3 +124,39 @@ def test_list_states_each_suites_duration():
     for suite in ("quick", "standard", "full"):
         line = next(li for li in output.splitlines() if li.strip().startswith(f"{suite}:") and "min" in li)
         assert "cases" in line and "skipped" in line
+
+
+def test_bench_help_lists_every_verb_with_its_own_summary():
+    from accelbench.cli.app import VERBS
+    code, output = run_cli("--help")
+    assert code == 0
+    for name, verb in VERBS.items():
+        command = main.get_command(None, name)
+        assert command is not None and " ".join(command.help.split()).startswith(verb.summary), name
+        assert f"  {name}  " in output and verb.summary in " ".join(output.split())
+
+
+def _modules_after(args, cwd):
+    """The heavy modules a `bench` command imported, run in a fresh interpreter."""
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['bench', *{list(args)!r}]\n"
+             "try:\n    runpy.run_module('accelbench', run_name='__main__')\n"
+             "except SystemExit as exc:\n    code = exc.code\n"
+             "print(code, sorted(m for m in ('torch', 'matplotlib', 'pandas', 'duckdb', 'scipy') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_help_typos_and_reading_runs_never_import_torch(tmp_path):
+    from accelbench.benchmark import benchmark_classes
+    from accelbench import METHOD_VERSION
+    from helpers.synthetic_runs import decode_record, gemm_record, write_synthetic_run
+    views = {name: cls.view() for name, cls in benchmark_classes().items()}
+    run = write_synthetic_run(tmp_path / "r", "Device A", [gemm_record(1024, 100.0), decode_record(1, 90.0)],
+                              views=views, method_version=METHOD_VERSION)
+    assert _modules_after(["--help"], tmp_path) == "0 []"
+    assert _modules_after(["report", "--help"], tmp_path) == "0 []"
+    assert _modules_after(["rnu"], tmp_path).startswith("2 []")
+    code, imported = _modules_after(["report", str(run)], tmp_path).split(" ", 1)
+    assert code == "0" and "torch" not in imported and (tmp_path / "report.html").is_file()  # beside the run

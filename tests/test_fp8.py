@@ -219,3 +219,11 @@ def test_triton_block_gemm_is_the_warp_specialized_one_on_hopper_only():
     assert "multiple of 8" in on_hopper.unsupported(block, "triton", (4096, 4096, 4100))
     assert on_hopper.unsupported(block, "triton", (4096, 4096, 4096)) is None
     assert elsewhere.unsupported(block, "triton", (4096, 4096, 4100)) is None
+
+
+def test_the_budget_probe_leaves_delayed_scaling_as_the_checked_call_expects(cpu_backend, make_runner):
+    """On a CPU a call is made once more to measure its cost against the budget; delayed scaling's
+    history moves on every call, so the probe rewinds it (Workload.rewind) or the check fails."""
+    rec = make_runner(cpu_backend).run_case(Fp8Gemm(), _case("row-delayed", "auto", "quant+gemm", "normal",
+                                                             (256, 256, 256)))
+    assert rec.status == "ok", rec.reason

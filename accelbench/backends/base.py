@@ -110,6 +110,12 @@ class Backend(ABC):
     def mark_step(self) -> None:
         """Flush queued work to the device where the framework queues lazily (HPU lazy mode)."""
 
+    def budget_probe(self, call: Callable[[], Any]) -> Optional[float]:
+        """Seconds one call costs, measured so that a busy host does not move it, for judging the
+        call against a suite's per-call budget (admission.py); None where the first call's wall
+        time serves (the device does the work, and a busy host barely moves it)."""
+        return None
+
     def hold_queue(self) -> None:
         """Queue a short stretch of device-side waiting (tens of µs) so that the start event
         queued next is recorded behind device work, not on an idle device, where it would

@@ -94,6 +94,20 @@ class CpuBackend(Backend):
     def synchronize(self) -> None:
         pass  # CPU ops are synchronous
 
+    def budget_probe(self, call):
+        """One call on one thread, its CPU time over the threads the timed calls use. A busy
+        neighbour stretches wall time, and with several threads also the CPU time spent spinning
+        at barriers while a thread waits to be scheduled; one thread's own CPU time stays what
+        the work needs, so the same cases fit the budget on an idle and on a busy machine."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            start = time.thread_time()
+            call()
+            return (time.thread_time() - start) / threads
+        finally:
+            torch.set_num_threads(threads)
+
     def event(self) -> TimingEvent:
         return HostClockEvent()
 

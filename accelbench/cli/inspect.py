@@ -10,6 +10,7 @@ import click
 from accelbench.backends import backend_classes, backend_names, best_available, resolve_backend
 from accelbench.benchmark import SUITES, benchmark_classes
 from accelbench.cli.app import main
+from accelbench.reports.numbers import significant
 from accelbench.timing import SUITE_POLICIES, suite_duration_s
 
 
@@ -26,6 +27,8 @@ def list_cmd(suite: Optional[str]) -> None:
                 totals[s] += len(bench.cases(s))
         ranks = " (across 2 or more ranks: bench run --bench NAME --nproc N)" if cls.distributed else ""
         click.echo(f"{name}: {cls.description}{ranks}\n  cases — {counts}")
+        for s, note in cls.suite_notes.items():
+            click.echo(f"  {s} leaves out: {note}")
         if suite:
             for case in bench.cases(suite):
                 click.echo(f"    {case.case_id}")
@@ -61,8 +64,8 @@ def env(backend: Optional[str]) -> None:
         cache = dev.cache_bytes()
         click.echo(f"  last-level cache: {cache / 2**20:.0f} MiB" if cache else "  last-level cache: unknown")
         if spec:
-            peaks = ", ".join(f"{d} {v / 1e12:.1f} TFLOP/s" for d, v in spec.peak_flops.items())
-            bw = f"{spec.mem_bandwidth_Bps / 1e12:.2f} TB/s" if spec.mem_bandwidth_Bps else "unknown"
+            peaks = ", ".join(f"{d} {significant(v / 1e12)} TFLOP/s" for d, v in spec.peak_flops.items())
+            bw = f"{significant(spec.mem_bandwidth_Bps / 1e12)} TB/s" if spec.mem_bandwidth_Bps else "unknown"
             click.echo(f"  peaks ({'estimated' if spec.estimated else 'datasheet'}: {spec.source}): "
                        f"{peaks or 'none'}; memory bandwidth {bw}")
         else:

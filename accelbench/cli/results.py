@@ -1,5 +1,6 @@
 """`bench report`, `bench compare`, `bench history`, `bench export`: everything made from run
-folders alone."""
+folders alone. Nothing here imports torch, and the readers and renderers (pandas, matplotlib, DuckDB,
+SciPy) are imported inside each command, so `--help` and argument errors answer at once."""
 from __future__ import annotations
 
 import sys
@@ -9,15 +10,13 @@ from typing import Optional
 import click
 
 from accelbench.cli.app import main
-from accelbench.cli.summary import console
 from accelbench.stats import COMPARE_THRESHOLD
-from accelbench.store import load_runs
 
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (default report.html, report.md or overview.csv by --format).")
+              help="File to write (default: report.html, report.md or overview.csv by --format, in the folder that holds the first run).")
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "csv"]), default="html", show_default=True,
               help="html: the self-contained report; md: overview, procurement and compact tables as Markdown; "
                    "csv: the overview table.")
@@ -25,43 +24,51 @@ from accelbench.store import load_runs
 @click.option("--baseline", default=None, metavar="RUN",
               help="The device the ratios are to: a run's id, label, folder or device name (default: the first run's).")
 @click.option("--price", "prices", multiple=True, metavar="DEVICE=USD_PER_HOUR",
-              help="Rental price of one device per hour (repeat per device; the device name as the runs record it).")
+              help="Rental price of one device per hour (repeat per device; DEVICE: its name or a unique part of it, e.g. H100).")
 @click.option("--capex", "capex", multiple=True, metavar="DEVICE=USD",
               help="Purchase price of one device, spread over --years of round-the-clock use.")
 @click.option("--years", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Depreciation period for --capex.")
-@click.option("--energy-price", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="USD_PER_KWH",
-              help="Electricity price, applied to the power measured during each case.")
+@click.option("--energy-price", type=click.FloatRange(min=0), default=None, metavar="USD_PER_KWH",
+              help="Electricity price, applied to the power measured during each case (default: energy not priced, "
+                   "and the procurement view says so).")
 @click.option("--pue", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
               help="Power usage effectiveness of the facility (1.0 = the device's own power only).")
 def report(runs: tuple[Path, ...], output: Optional[Path], fmt: str, title: str, baseline: Optional[str],
-           prices: tuple[str, ...], capex: tuple[str, ...], years: float, energy_price: float, pue: float) -> None:
+           prices: tuple[str, ...], capex: tuple[str, ...], years: float, energy_price: Optional[float], pue: float) -> None:
     """Render run folders into one report: an overview with a column per device and ratios to a
     baseline, a roofline, a section per benchmark, and a procurement view when prices are given
     (--price or --capex, with --energy-price and --pue)."""
+    from accelbench.cli.console import console
     from accelbench.reports.formats import render
     from accelbench.reports.html import Report
     from accelbench.reports.procurement import Prices, parse_prices
-    try:
-        pricing = Prices(parse_prices(prices, "--price"), parse_prices(capex, "--capex"), years, energy_price, pue)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    from accelbench.store import load_runs
     loaded = load_runs(runs)
     for run_ in loaded:
         for w in run_.warnings:
             console.print(f"warning: {w}", markup=False)
-    known = {r.info.device_name for r in loaded}
-    for device in [*pricing.per_hour, *pricing.capex]:
-        if device not in known:
-            raise click.UsageError(f"no run is of device {device!r}; the runs' devices are: {', '.join(sorted(known))}")
+    devices = list(dict.fromkeys(r.info.device_name for r in loaded))
+    try:
+        pricing = Prices(parse_prices(prices, "--price", devices), parse_prices(capex, "--capex", devices), years,
+                         energy_price, pue)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         built = Report.build(loaded, title, baseline, pricing)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    output = output or Path({"html": "report.html", "md": "report.md", "csv": "overview.csv"}[fmt])
+    output = output or results_folder(runs) / {"html": "report.html", "md": "report.md", "csv": "overview.csv"}[fmt]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render(built, fmt), encoding="utf-8")
     click.echo(f"wrote {output}")
+
+
+def results_folder(runs: tuple[Path, ...]) -> Path:
+    """Where a report goes unless -o says: the folder the first run folder sits in (results/),
+    not the current folder."""
+    first = runs[0]
+    return first.parent if (first / "run.json").is_file() else first
 
 
 def parse_fraction(ctx, param, value: str) -> float:
@@ -100,6 +107,7 @@ def compare(runs: tuple[Path, ...], baseline_dir: Optional[Path], threshold: flo
 
     Exit 1 when a case regressed significantly beyond the threshold or fails now, 0 otherwise,
     2 on bad input or (with --strict) runs that are not comparable."""
+    from accelbench.cli.console import console
     from accelbench.reports.compare import compare_runs, newest_comparable
     from accelbench.reports.compare_format import render
     from accelbench.store import load_run
@@ -134,7 +142,7 @@ def compare(runs: tuple[Path, ...], baseline_dir: Optional[Path], threshold: flo
 @main.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (default history.html, or history.csv with --format csv).")
+              help="File to write (default: history.html, .csv or .md by --format, in the first DIR).")
 @click.option("--format", "fmt", type=click.Choice(["html", "csv", "md"]), default="html", show_default=True,
               help="html: a page of trends; csv / md: one row per case and device.")
 @click.option("--since", default=None, metavar="DATE", help="Only runs started on or after DATE (2026-11-01).")
@@ -156,7 +164,7 @@ def history(dirs: tuple[Path, ...], output: Optional[Path], fmt: str, since: Opt
         except ValueError:
             raise click.BadParameter(f"{since!r} is not a date (YYYY-MM-DD)", param_hint="--since") from None
     found = trends(load_points(list(dirs), since, device, case_filter), threshold)
-    output = output or Path(f"history.{fmt}")
+    output = output or dirs[0] / f"history.{fmt}"
     output.parent.mkdir(parents=True, exist_ok=True)
     rows = table(found)
     if fmt == "html":
@@ -184,6 +192,7 @@ def export(runs: tuple[Path, ...], fmt: str, output: Path) -> None:
     which `pytest-benchmark compare` and its dashboards read."""
     import json
     from accelbench.reports.export import pytest_benchmark_json, write_parquet
+    from accelbench.store import load_runs
     loaded = load_runs(runs)
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":

@@ -12,7 +12,8 @@ import click
 from accelbench.backends import backend_names
 from accelbench.benchmark import SUITES
 from accelbench.cli.app import main
-from accelbench.cli.summary import console, print_regimes, print_repeat_spread, print_summary
+from accelbench.cli.console import console
+from accelbench.cli.summary import print_regimes, print_repeat_spread, print_summary
 from accelbench.session import RunRequest, execute, plan_run
 from accelbench.store import LoadedRun
 from accelbench.timing import REGIMES
@@ -79,8 +80,8 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
 @click.option("--label", default=None, help="A name for this run, shown in reports.")
 @click.option("--energy/--no-energy", default=True, show_default=True,
               help="Measure energy over a separate window per case (where the device has a counter).")
-@click.option("--energy-window", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
-              help="Seconds of repeated work per energy window.")
+@click.option("--energy-window", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="Seconds of repeated work per energy window (default: quick 0.3, standard and full 1).")
 @click.option("--graphs", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Replay captured graphs (auto: where kernels average under 50 µs, if the backend has graphs).")
 @click.option("--regime", "regime_names", multiple=True, metavar="NAME[,NAME]",
@@ -107,7 +108,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Write report.html into the run folder at the end.")
 def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
-        weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: float, graphs: str,
+        weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
         regime_names: tuple[str, ...], flush_mode: str, repeats: int, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).

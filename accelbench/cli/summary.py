@@ -3,17 +3,14 @@ regimes side by side, the spread between repeats. Presentation only: everything 
 records and the run's views."""
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from accelbench.benchmark import benchmark_classes
+from accelbench.cli.console import console
 from accelbench.progress import headline
 from accelbench.stats import COMPARE_THRESHOLD
 from accelbench.store import LoadedRun
 from accelbench.timing import REGIME_MARK
-
-console = Console(stderr=True)
-
 
 # Facts that split a group: a cache-resident bandwidth is never ranked beside a device-memory one.
 GROUP_FACTS = ("memory_level",)

@@ -188,8 +188,8 @@ PAIRS = ("intra", "inter")  # sendrecv: a peer on rank 0's node, or on the next 
 class Collectives(Benchmark):
     headline_metrics = ("busbw",)
     summary_groups = ("op", "dtype")
-    overview = (OverviewRow("all_reduce bus bandwidth (largest size)", "busbw", (("op", "all_reduce"),),
-                            largest="bytes", order=60),)
+    overview = (OverviewRow("all_reduce bus bandwidth (largest size every device ran)", "busbw", (("op", "all_reduce"),),
+                            same=("dtype", "bytes"), compare_on=("op", "dtype", "bytes"), largest="bytes", order=60),)
     table = TableView(("busbw", "algbw", "link_util", "time"))
     plots = (Plot("Collectives: bus bandwidth vs message size (nccl-tests conventions; t = slowest rank)", x="bytes",
                   y=("busbw",), series=("dtype",), panels="op", marks=("link_bandwidth",),

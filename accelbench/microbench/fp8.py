@@ -92,8 +92,12 @@ def _case(mode: str, impl: str, stage: str, dist: str, shape: tuple[int, int, in
 class Fp8Gemm(Benchmark):
     name = "fp8"
     summary_groups = ("mode", "impl", "stage")
-    overview = (OverviewRow("GEMM FP8 (GEMM only)", "tflops", (("stage", "gemm"),), order=20),
-                OverviewRow("GEMM FP8 MFU", "mfu", (("stage", "gemm"),), of_best="tflops", order=21))
+    # Compared on one scaling mode and shape every device ran, named in the cell.
+    SAME_WORK = ("mode", "impl", "stage", "dist", "m", "k", "n")
+    overview = (OverviewRow("GEMM FP8 (GEMM only)", "tflops", (("stage", "gemm"),), same=("mode", "m", "k", "n"),
+                            compare_on=SAME_WORK, order=20),
+                OverviewRow("GEMM FP8 MFU", "mfu", (("stage", "gemm"),), of_best="tflops", same=("mode", "m", "k", "n"),
+                            compare_on=SAME_WORK, order=21))
     table = TableView(("tflops", "quant_cost", "quant_rel_error", "mfu", "sqnr", "time"), more=("mamf_util",),
                       names=(("quant_rel_error", "rel. error"), ("quant_cost", "quantize+GEMM ÷ GEMM"),
                              ("mamf_util", "of MAMF")),
@@ -231,7 +235,8 @@ class Fp8Gemm(Benchmark):
             working_set_bytes=m * k * (1 + (2 if p["stage"] != "gemm" else 0)) + weight_bytes + 2 * m * n,
             ceiling="matmul.fp8" if engine.native and p["stage"] == "gemm" else None,
             baseline_case=baseline, extra_metrics=error.metrics, facts=facts,
-            paired_ratios={"quant_cost": gemm_alone} if gemm_alone else {})
+            paired_ratios={"quant_cost": gemm_alone} if gemm_alone else {},
+            rewind=state.rewinder() if mode.policy == "delayed" else None)
 
     def device_bytes(self, case: Case, backend: Backend) -> int:
         p = case.params

@@ -33,7 +33,8 @@ SIZES = {"quick": pow2_range(20, 26, 6), "standard": pow2_range(20, 30, 2), "ful
 class Transfer(Benchmark):
     name = "transfer"
     summary_groups = ("direction", "host_memory")
-    overview = (OverviewRow("pinned host-to-device copy", "gbps", (("direction", "h2d"), ("pinned", True)), order=50),)
+    overview = (OverviewRow("pinned host-to-device copy", "gbps", (("direction", "h2d"), ("pinned", True)),
+                            same=("bytes",), compare_on=("direction", "host_memory", "bytes"), order=50),)
     table = TableView(("gbps", "bw_util", "time"), names=(("bw_util", "of datasheet bw"),))
     plots = (Plot("Host-device transfers", x="bytes", y=("gbps",), series=("direction", "host_memory"),
                   x_label="buffer size (bytes)", y_labels=("GB/s",)),)

@@ -25,7 +25,9 @@ def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
 def markdown(report: Report) -> str:
     o = report.overview
     parts = [f"# {_md_escape(report.title)}", "",
-             f"Best figure per device over its runs; ratios are each device ÷ {_md_escape(o.baseline)}.", "",
+             "Devices side by side on the same work (the case every device ran, named beside each figure); where "
+             "they ran none in common, each device's own best and no ratio. "
+             f"Ratios are each device ÷ {_md_escape(o.baseline)} ({_md_escape(o.baseline_why)}).", "",
              markdown_table(o.header(), o.text_rows())]
     if report.costs:
         parts += ["", "## Procurement view", "",

@@ -9,6 +9,7 @@ not those of all.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from accelbench import __version__
 from accelbench.errors import ResultsError
 from accelbench.records import LEGACY_HEADLINES, CaseRecord, Metric
 from accelbench.store import RUN_FILE, cases_file
+from accelbench.reports.numbers import natural_key, significant
 from accelbench.reports.compare import DEFAULT_ALPHA, DEFAULT_THRESHOLD, compare_case
 from accelbench.reports.templating import template
 
@@ -127,16 +129,26 @@ class Trend:
     def latest(self) -> float:
         return float(self.points["value"].iloc[-1])
 
-    def sparkline(self, width: int = 360, height: int = 56) -> str:
-        """An inline SVG: the p10-p90 band, the median line, throttled points hollow, changes marked."""
+    @property
+    def anchor(self) -> str:
+        """The trend's id in the page, for the index of flagged changes to link to."""
+        return "t-" + re.sub(r"[^A-Za-z0-9]+", "-", f"{self.benchmark}-{self.case_id}-{self.device}").strip("-")
+
+    def sparkline(self, width: int = 440, height: int = 84) -> str:
+        """An inline SVG with axes: the p10-p90 band, the median line, throttled points hollow,
+        changes marked; x is the run's start time (first and last dates written under it), y
+        runs from the lowest to the highest value drawn (both written beside it)."""
         pts = self.points
+        left, right, top, bottom = 58, 6, 6, 18
         lo, hi = float(pts["low"].min()), float(pts["high"].max())
         span = (hi - lo) or abs(hi) or 1.0
-        n = len(pts)
-        x = [4 + (width - 8) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
+        times = pd.to_datetime(pts["started_at"], utc=True)
+        t0, t1 = times.iloc[0], times.iloc[-1]
+        length = (t1 - t0).total_seconds()
+        x = [left + (width - left - right) * ((t - t0).total_seconds() / length if length else 0.5) for t in times]
 
         def y(v: float) -> float:
-            return 4 + (height - 8) * (1 - (v - lo) / span)
+            return top + (height - top - bottom) * (1 - (v - lo) / span)
         band = " ".join(f"{a:.1f},{y(v):.1f}" for a, v in zip(x, pts["high"])) + " " + \
             " ".join(f"{a:.1f},{y(v):.1f}" for a, v in zip(reversed(x), reversed(list(pts["low"]))))
         line = " ".join(f"{a:.1f},{y(v):.1f}" for a, v in zip(x, pts["value"]))
@@ -146,7 +158,15 @@ class Trend:
         marks += [f'<circle cx="{x[index[c.run_id]]:.1f}" cy="{y(pts["value"].iloc[index[c.run_id]]):.1f}" r="4" '
                   f'class="{c.verdict}"><title>{c.verdict} {c.change_pct:+.1f} % at {c.started_at}</title></circle>'
                   for c in self.changes]
-        return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        axes = (f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" class="axis"/>'
+                f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="axis"/>'
+                f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{significant(hi)}</text>'
+                f'<text x="{left - 4}" y="{height - bottom}" text-anchor="end">{significant(lo)}</text>'
+                f'<text x="{left}" y="{height - 4}">{t0:%Y-%m-%d}</text>'
+                + (f'<text x="{width - right}" y="{height - 4}" text-anchor="end">{t1:%Y-%m-%d}</text>'
+                   if f"{t1:%Y-%m-%d}" != f"{t0:%Y-%m-%d}" or length else ""))
+        return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+                f'aria-label="{self.metric} over time">{axes}'
                 f'<polygon points="{band}" class="band"/><polyline points="{line}" class="median"/>'
                 + "".join(marks) + "</svg>")
 
@@ -197,10 +217,10 @@ def trends(points: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD, alpha: fl
             changes[i] = Change(after.run_id, str(after.started_at)[:19], after.commit, result.verdict,
                                 result.change_pct, result.p_value)
     out = []
-    for (bench, case_id, device), group in points.groupby(keys, sort=True):
+    for (bench, case_id, device), group in points.groupby(keys, sort=False):
         out.append(Trend(bench, case_id, device, group["metric"].iloc[0], group["unit"].iloc[0],
                          group.reset_index(drop=True), [changes[i] for i in group.index if i in changes]))
-    return out
+    return sorted(out, key=lambda t: (t.benchmark, natural_key(t.case_id), t.device))
 
 
 def table(found: list[Trend]) -> pd.DataFrame:
@@ -218,11 +238,16 @@ def table(found: list[Trend]) -> pd.DataFrame:
 
 
 def page(found: list[Trend], dirs: list[Path], threshold: float, filters: dict[str, Optional[str]]) -> str:
+    """The history page: an index of every flagged change first (regressions before improvements,
+    each linking to its trend), filters by benchmark and device, then a section per benchmark."""
     sections: dict[str, list[Trend]] = {}
     for t in found:
         sections.setdefault(t.benchmark, []).append(t)
     runs = len({r for t in found for r in t.points["run_id"]})
+    flagged = sorted(((t, c) for t in found for c in t.changes),
+                     key=lambda tc: (tc[1].verdict != "regressed", tc[1].started_at), reverse=False)
     return template("history.html.j2").render(
         version=__version__, sections=sections, runs=runs, dirs=[str(d) for d in dirs], threshold=threshold,
+        flagged=flagged, devices=sorted({t.device for t in found}),
         filters={k: v for k, v in filters.items() if v}, made=datetime.now().isoformat(timespec="seconds"),
         regressions=sum(c.verdict == "regressed" for t in found for c in t.changes))

@@ -3,6 +3,7 @@ one decimal, bytes in KiB/MiB/GiB; never scientific notation."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Optional
 
 DASH = "—"
@@ -65,3 +66,20 @@ def plain(value: Any) -> str:
 
 def ratio(value: Optional[float]) -> str:
     return DASH if value is None or math.isnan(value) else f"{value:.2f}×"
+
+
+_SIZE = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+         "tib": 2**40}
+_TOKEN = re.compile(r"(\d+(?:\.\d+)?)(?:(kib|mib|gib|tib|kb|mb|gb|tb|b)(?![a-z]))?|(\D+)", re.IGNORECASE)
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key for case ids as people order them: numbers by value and sizes by bytes, so that
+    16KiB < 128KiB < 1MiB and m256 < m1024 ("bf16" stays a word)."""
+    key = []
+    for number, unit, other in _TOKEN.findall(str(text)):
+        if number:
+            key.append((0, float(number) * _SIZE[unit.lower()], ""))
+        else:
+            key.append((1, 0.0, other))
+    return tuple(key)

@@ -10,7 +10,8 @@ from typing import Optional
 
 import pandas as pd
 
-from accelbench.reports.numbers import DASH, quantity, ratio
+from accelbench.reports.numbers import DASH, binary_bytes, quantity, ratio
+from accelbench.records import ENERGY_METRICS
 from accelbench.store import LoadedRun
 from accelbench.view import OverviewRow, overview_rows
 
@@ -30,8 +31,17 @@ class Cell:
         if self.value is None:
             missing = self.missing or DASH
             return missing if len(missing) <= 48 else missing[:47] + "…"
-        shared = f" ({', '.join(_shown(name, value) for name, value in self.same)})" if self.same else ""
-        return quantity(self.value, self.unit) + shared + (" (emulated)" if self.emulated else "")
+        return self.figure + (f" ({self.work})" if self.work else "")
+
+    @property
+    def figure(self) -> str:
+        return quantity(self.value, self.unit) + (" (emulated)" if self.emulated else "") if self.value is not None \
+            else self.text
+
+    @property
+    def work(self) -> str:
+        """The work the figure is of, as the row names it: "m 1024, k 1024, n 1024", "llama3.1-8b, batch 1"."""
+        return ", ".join(_shown(name, value) for name, value in self.same) if self.value is not None else ""
 
     @property
     def detail(self) -> str:
@@ -47,6 +57,8 @@ def _shown(name: str, value) -> str:
         return value
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    if name.endswith("bytes") and isinstance(value, (int, float)):
+        return binary_bytes(value).replace(".0 ", " ")
     return f"{name} {value}"
 
 
@@ -68,6 +80,7 @@ class OverviewLine:
 class Overview:
     devices: list[str]
     baseline: str
+    baseline_why: str = ""  # how the baseline was chosen, as the report states it
     rows: list[OverviewLine] = field(default_factory=list)
 
     @property
@@ -94,7 +107,7 @@ def devices_of(runs: list[LoadedRun]) -> list[str]:
 def resolve_baseline(runs: list[LoadedRun], baseline: Optional[str]) -> str:
     """The baseline device: by default the first accelerator's in the order given (a CPU only
     where every run is a CPU's); else the device of the run named by id, label, folder (any
-    spelling of its path) or device name, or the one device whose name starts with `baseline`."""
+    spelling of its path) or device name, or the one device `device_named` finds."""
     if baseline is None:
         accelerators = [r for r in runs if r.info.backend != "cpu"]
         return device_of((accelerators or runs)[0])
@@ -102,11 +115,21 @@ def resolve_baseline(runs: list[LoadedRun], baseline: Optional[str]) -> str:
     for run in runs:
         if baseline in (run.info.run_id, run.info.label, device_of(run)) or _same_path(wanted, run.path):
             return device_of(run)
-    prefixed = {device_of(r) for r in runs if device_of(r).lower().startswith(baseline.lower())}
-    if len(prefixed) == 1:
-        return prefixed.pop()
-    raise ValueError(f"--baseline {baseline!r} names none of the runs (give a run id, label, folder or device name)"
-                     if not prefixed else f"--baseline {baseline!r} could be any of {', '.join(sorted(prefixed))}")
+    return device_named(devices_of(runs), baseline, "--baseline", "give a run id, label, folder or device name")
+
+
+def device_named(devices: list[str], text: str, option: str, hint: str = "") -> str:
+    """The one device of `devices` that `text` names: its full name, a prefix of it, or a part of it
+    ("H100" for "NVIDIA H100 80GB HBM3"), ignoring case. Ambiguous or unknown: ValueError."""
+    wanted = text.strip().lower()
+    for test in (str.__eq__, str.startswith, str.__contains__):
+        found = [d for d in devices if test(d.lower(), wanted)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise ValueError(f"{option} {text!r} could be any of {', '.join(sorted(found))}")
+    raise ValueError(f"{option} {text!r} names none of the runs' devices ({', '.join(devices)})"
+                     + (f"; {hint}" if hint else ""))
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -118,45 +141,74 @@ def _same_path(a: Path, b: Path) -> bool:
 
 
 def declared_rows(runs: list[LoadedRun]) -> list[OverviewRow]:
-    """The overview rows the runs' benchmarks declare, each once, in their declared order."""
-    rows: dict[tuple[str, str], OverviewRow] = {}
+    """The overview rows the runs' benchmarks declare, in their declared order: per benchmark, the
+    declarations of the newest method version among the runs (an older run's renamed row would
+    otherwise stand beside its successor)."""
+    newest: dict[str, tuple[int, list[OverviewRow]]] = {}
     for run in runs:
         for row in overview_rows(run.views):
-            rows.setdefault((row.benchmark, row.name), row)
-    return sorted(rows.values(), key=lambda r: r.order)
+            version = run.views_method_version
+            if row.benchmark not in newest or version > newest[row.benchmark][0]:
+                newest[row.benchmark] = (version, [])
+            if version == newest[row.benchmark][0] and all(r.name != row.name for r in newest[row.benchmark][1]):
+                newest[row.benchmark][1].append(row)
+    return sorted((row for _, rows in newest.values() for row in rows), key=lambda r: r.order)
 
 
 def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optional[str] = None) -> Overview:
     devices = devices_of(runs)
     base = resolve_baseline(runs, baseline)
-    overview = Overview(devices, base)
+    why = ("--baseline" if baseline is not None else "by default the first accelerator in the order the runs were given"
+           if any(r.info.backend != "cpu" for r in runs) else "by default the first run's device")
+    overview = Overview(devices, base, why)
     emulated = {(r.info.run_id, dtype) for r in runs for dtype in r.info.emulated_matmul}
     for headline in declared_rows(runs):
-        cells, comparable = row_cells(frame, runs, devices, base, headline, emulated)
+        cells, no_ratio = row_cells(frame, runs, devices, base, headline, emulated)
         base_cell = cells[devices.index(base)]
-        ratios = [None if not comparable or c.value is None or not base_cell.value or c.same != base_cell.same
+        ratios = [None if no_ratio or c.value is None or not base_cell.value or c.same != base_cell.same
                   else c.value / base_cell.value for d, c in zip(devices, cells) if d != base]
-        overview.rows.append(OverviewLine(headline, cells, ratios, "" if comparable else "no common case"))
+        overview.rows.append(OverviewLine(headline, cells, ratios, no_ratio))
     return overview
 
 
+NO_COMMON_CASE = "no common case"
+OWN_BEST = "each device's own best: no ratio"
+
+
 def row_cells(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], base: str, headline: OverviewRow,
-              emulated: frozenset = frozenset()) -> tuple[list[Cell], bool]:
-    """Each device's cell of a row, and whether they may be set against each other. With
-    `compare_on`, on the work every device with a figure ran (OverviewRow.compare_on)."""
+              emulated: frozenset = frozenset()) -> tuple[list[Cell], str]:
+    """Each device's cell of a row, and why they may not be set against each other ("" where
+    they may): only on the same work, the work every device with a figure ran
+    (OverviewRow.compare_on); a row that names no such work shows each device's own best and
+    gives no ratio."""
     per_device = {d: frame[frame["device"] == d] if not frame.empty else frame for d in devices}
+    cells, no_ratio = _cells(per_device, runs, devices, base, headline, emulated)
+    return [_why_no_energy(c, runs, d, headline) for d, c in zip(devices, cells)], no_ratio
+
+
+def _why_no_energy(cell: Cell, runs: list[LoadedRun], device: str, headline: OverviewRow) -> Cell:
+    """An energy figure that is missing from cases that ran: the run's reason (no counter)."""
+    if cell.value is not None or headline.metric not in ENERGY_METRICS:
+        return cell
+    reasons = [r.info.no_energy_because for r in runs if device_of(r) == device and r.info.no_energy_because]
+    return Cell(missing=reasons[0]) if reasons else cell
+
+
+def _cells(per_device: dict[str, pd.DataFrame], runs: list[LoadedRun], devices: list[str], base: str,
+           headline: OverviewRow, emulated: frozenset) -> tuple[list[Cell], str]:
     if headline.ceiling:
-        return [_measured_ceiling(runs, d, headline.ceiling) or _missing(per_device[d], headline) for d in devices], True
+        return [_measured_ceiling(runs, d, headline.ceiling) or _missing(per_device[d], headline)
+                for d in devices], OWN_BEST
     own_best = lambda: [best_cell(per_device[d], headline, emulated) for d in devices]  # noqa: E731
     if not headline.compare_on:
-        return own_best(), True
+        return own_best(), OWN_BEST
     identities = {d: _identities(per_device[d], headline) for d in devices}
     ran = [d for d in devices if identities[d]]
     if len(ran) < 2:  # nothing to set side by side
-        return own_best(), True
+        return own_best(), ""
     common = set.intersection(*(identities[d] for d in ran))
     if not common:
-        return own_best(), False
+        return own_best(), NO_COMMON_CASE
     if headline.largest in headline.compare_on:
         at = headline.compare_on.index(headline.largest)
         chosen = max(common, key=lambda identity: identity[at])
@@ -164,7 +216,7 @@ def row_cells(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], ba
         lead = base if base in ran else ran[0]
         chosen = _best_identity(per_device[lead], headline, common)
     return [best_cell(_with(per_device[d], headline, chosen), headline, emulated) if d in ran
-            else best_cell(per_device[d], headline, emulated) for d in devices], True
+            else best_cell(per_device[d], headline, emulated) for d in devices], ""
 
 
 def _identities(rows: pd.DataFrame, headline: OverviewRow) -> set[tuple]:
@@ -253,7 +305,7 @@ def _missing(rows: pd.DataFrame, headline: OverviewRow) -> Cell:
     if candidates.empty:
         ran = not rows.empty and (rows["benchmark"] == headline.benchmark).any()
         wanted = ", ".join(f"{k} {v}" for k, v in headline.where)
-        return Cell(missing=f"no case with {wanted}" if ran and wanted else "not run")
+        return Cell(missing=(headline.absent or f"no case with {wanted}") if ran and wanted else "not run")
     by_status = candidates.drop_duplicates(["run_id", "case_id"])
     for status in ("failed", "skipped"):
         hit = by_status[by_status["status"] == status]

@@ -13,7 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
-from accelbench.reports.overview import declared_rows, row_cells
+from accelbench.reports.overview import declared_rows, device_named, row_cells
 from accelbench.store import LoadedRun
 
 HOURS_PER_YEAR = 24 * 365
@@ -24,7 +24,7 @@ class Prices:
     per_hour: dict[str, float] = field(default_factory=dict)  # device -> USD per hour (rented)
     capex: dict[str, float] = field(default_factory=dict)  # device -> USD (owned)
     years: float = 3.0  # depreciation period of capex
-    energy_usd_per_kwh: float = 0.0
+    energy_usd_per_kwh: Optional[float] = None  # None: not given, energy left out (and said so)
     pue: float = 1.0
 
     @property
@@ -75,7 +75,9 @@ def cost_row(device: str, rate: float, power_w: Optional[float], prices: Prices,
     hourly, price_note = price
     energy = None
     assumptions = [price_note]
-    if power_w is not None:
+    if prices.energy_usd_per_kwh is None:
+        assumptions.append("no --energy-price given: energy cost left out")
+    elif power_w is not None:
         energy = power_w / 1000 * prices.pue * prices.energy_usd_per_kwh
         assumptions.append(f"{power_w:,.0f} W measured × PUE {prices.pue:g} × ${prices.energy_usd_per_kwh:g}/kWh "
                            f"= ${energy:,.3f}/h")
@@ -107,13 +109,13 @@ def procurement(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], 
     priced = sorted((row for row in declared_rows(runs) if row.priced), key=lambda r: r.priced[1] != "tokens")
     chosen = {}  # per kind of work (tokens first: the usual question), each device's cell of the same work
     for headline in priced:
-        cells, comparable = row_cells(frame, runs, devices, baseline or devices[0], headline)
-        if comparable:
+        cells, no_ratio = row_cells(frame, runs, devices, baseline or devices[0], headline)
+        if not no_ratio:
             chosen[headline] = dict(zip(devices, cells))
-    out = []
-    for device in devices:
-        rows = frame[frame["device"] == device]
-        for headline, cells in chosen.items():
+    out = []  # grouped by kind of work, so that like stands beside like
+    for headline, cells in chosen.items():
+        for device in devices:
+            rows = frame[frame["device"] == device]
             cell = cells[device]
             if cell.value is None:
                 continue
@@ -125,8 +127,9 @@ def procurement(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], 
     return out
 
 
-def parse_prices(pairs: tuple[str, ...], what: str) -> dict[str, float]:
-    """DEVICE=NUMBER pairs (device names as the runs record them)."""
+def parse_prices(pairs: tuple[str, ...], what: str, devices: list[str]) -> dict[str, float]:
+    """DEVICE=NUMBER pairs; DEVICE is any name `device_named` resolves among the runs' `devices`
+    ("H100" for "NVIDIA H100 80GB HBM3")."""
     out = {}
     for pair in pairs:
         device, sep, number = pair.rpartition("=")
@@ -136,5 +139,5 @@ def parse_prices(pairs: tuple[str, ...], what: str) -> dict[str, float]:
             value = -1.0
         if not sep or not device or value < 0:
             raise ValueError(f"{what} takes DEVICE=NUMBER (e.g. 'NVIDIA H100 80GB HBM3=2.50'), got {pair!r}")
-        out[device] = value
+        out[device_named(devices, device, what)] = value
     return out

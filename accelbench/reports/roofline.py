@@ -70,17 +70,25 @@ def roofline_plot(frame: pd.DataFrame, runs: list[LoadedRun]) -> Optional[str]:
     devices = list(dict.fromkeys(p.device for p in found))
     if not devices:
         return None
-    fig, axes = plt.subplots(1, len(devices), figsize=(6.5 * len(devices), 4.6), squeeze=False)
+    # Two devices a row at most: a report is read at about 1400 px wide.
+    cols = min(2, len(devices))
+    rows = (len(devices) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7.0 * cols, 5.6 * rows), squeeze=False)
+    for ax in axes.flat[len(devices):]:
+        ax.set_visible(False)
     markers = dict(zip(dict.fromkeys(p.kind for p in found), "osD^vP*X"))
-    for ax, device in zip(axes[0], devices):
+    for ax, device in zip(axes.flat, devices):
         mine = [p for p in found if p.device == device]
         x = np.logspace(np.log10(min(p.intensity for p in mine) / 4), np.log10(max(p.intensity for p in mine) * 4), 200)
         measured, sheet = ceilings(runs, device)
+        # A peak the spec table estimated (a CPU's cores x clock x ISA) is not a datasheet's.
+        sheet_name = "estimated" if any((r.info.spec or {}).get("estimated") for r in runs
+                                        if r.info.device_name == device) else "datasheet"
         # The dtypes the runs measured a matmul ceiling for (at most three, highest first), else
         # the datasheet's three highest distinct peaks.
         ranked = measured.compute or {d: v for v, d in {v: d for d, v in sheet.compute.items()}.items()}
         dtypes = sorted(ranked, key=ranked.get, reverse=True)[:3]
-        for ceiling, style, what in ((measured, "-", "measured"), (sheet, "--", "datasheet")):
+        for ceiling, style, what in ((measured, "-", "measured"), (sheet, "--", sheet_name)):
             if ceiling.bandwidth and not any(d in ceiling.compute for d in dtypes):  # a bandwidth slope alone
                 ax.plot(x, x * ceiling.bandwidth / 1e12, style, lw=1, color="gray",
                         label=f"{what} bandwidth: {significant(ceiling.bandwidth / 1e9)} GB/s")
@@ -106,8 +114,10 @@ def roofline_plot(frame: pd.DataFrame, runs: list[LoadedRun]) -> Optional[str]:
         ax.set_ylabel("TFLOP/s")
         ax.set_title(device)
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=6.5, loc="lower right")
-    fig.suptitle("Roofline: solid = ceilings this device measured (best matmul, device-memory bandwidth), dashed = datasheet",
+        # Under the axes, not on them: the points and ceilings stay visible.
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    fig.suptitle("Roofline: solid = ceilings this device measured (best matmul, device-memory bandwidth), "
+                 "dashed = datasheet (or estimated, where the legend says so)",
                  fontsize=9)
     fig.tight_layout()
     return to_png(fig)

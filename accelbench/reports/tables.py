@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from accelbench.reports.numbers import DASH, plain, quantity, ratio
+from accelbench.records import ENERGY_METRICS
+from accelbench.reports.numbers import DASH, natural_key, plain, quantity, ratio
 from accelbench.store import FRAME_COLUMNS
 from accelbench.view import TableView
 
 # The harness's own figures (energy, clocks: accelbench.metrics), in the full table after a
 # benchmark's declared ones and before the rest, alphabetically.
-HARNESS_METRICS = ["avg_power", "idle_power", "energy_per_call", "tflops_per_w", "gbps_per_w", "tokens_per_j"]
+HARNESS_METRICS = list(ENERGY_METRICS)
 
 
 def emulated_rows(frame: pd.DataFrame) -> pd.Series:
@@ -79,8 +80,11 @@ def compact_table(frame: pd.DataFrame, devices: list[str], baseline: str, view: 
     units = metric_units(frame)
     lower_better = metrics[0] in view.lower_is_better
     wide = wide.reset_index().sort_values(metrics[0], ascending=lower_better, na_position="last")
-    order = pd.Index(list(dict.fromkeys(frame.loc[frame["status"] == "ok", "case_id"])))
     here = [d for d in devices if d in set(wide["device"])]
+    # Sizes by value (16KiB before 128KiB); with several devices, the cases they all ran first.
+    ran = {d: set(wide.loc[wide["device"] == d, "case_id"]) for d in here}
+    shared = set.intersection(*ran.values()) if ran else set()
+    order = pd.Index(sorted(set(wide["case_id"]), key=lambda c: (c not in shared, natural_key(c))))
     per_device = {d: wide[wide["device"] == d].drop_duplicates("case_id").set_index("case_id").reindex(order)
                   for d in here}
     if len(here) == 1:

@@ -51,6 +51,16 @@ def decode_record(batch: int, tokens_per_s: float, power: float = 600.0, fp8: st
                       facts={"parameters": 8.0e9, "bytes_per_step": 1.5e10, "memory_level": "device"})
 
 
+def fp8_record(mode: str, n: int, tflops: float, error: float, impl: str = "auto") -> CaseRecord:
+    time = 2 * n ** 3 / (tflops * 1e12)
+    samples = [time] * 3
+    return CaseRecord("fp8", f"{mode}/{impl}/gemm/normal/m{n}k{n}n{n}",
+                      {"mode": mode, "impl": impl, "stage": "gemm", "dist": "normal", "m": n, "k": n, "n": n},
+                      "ok", samples_s=samples, stats=SampleStats.from_samples(samples),
+                      metrics=[Metric("time", time, "s"), Metric("tflops", tflops, "TFLOP/s"),
+                               Metric("quant_rel_error", error, ""), Metric("mfu", tflops / 20, "%")])
+
+
 def write_synthetic_run(directory: Path, device: str, records: list[CaseRecord], label: str = None,
                         ceilings: dict = None, **info) -> Path:
     info.setdefault("backend", "cuda")

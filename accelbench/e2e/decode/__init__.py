@@ -21,7 +21,7 @@ Bytes per step = every weight but the embedding table (only gathered; a tied tab
 output projection) + the KV cache the step attends to. Fraction of the floor = (bytes / bandwidth)
 / TPOT, with the bandwidth the run's measured `membw.device` ceiling (each decode run measures one
 first: the `floor/copy` case) or else the datasheet's; the metric's name says which
-(`Decode.derived_metrics`).
+(`Decode.derived`, a `view.FloorFraction`).
 
 Correctness: the logits of the first steps of a call are checked against an eager reference, a
 forward pass without cache over the prompt and the generated tokens, in the same dtype.
