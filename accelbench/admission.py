@@ -51,6 +51,18 @@ class Admission:
             if free is not None and need > free:
                 raise CaseSkipped(f"needs {gib(need)} of device memory, {gib(free)} free")
 
+    def predict(self, bench: Benchmark, case: Case, policy: TimingPolicy) -> None:
+        """Before `prepare`: skip a case whose declared work (Benchmark.budget_estimate) is
+        predicted far over the per-call budget, without building anything."""
+        estimate = bench.budget_estimate(case)
+        if not policy.call_budget_s or estimate is None:
+            return
+        kind, amount = estimate
+        best = self._rates.get((bench.name, kind))
+        if best is not None and amount / best[0] > PREDICTION_MARGIN * policy.call_budget_s:
+            raise self._over_budget(f"one call would take about {amount / best[0]:.3g} s (at the best rate a case "
+                                    f"of this kind reached in this run, {best[1]}'s)", policy.call_budget_s)
+
     def first_call(self, benchmark: str, workload: Workload, policy: TimingPolicy,
                    case_id: str = "") -> tuple[Any, float]:
         """The correctness call and its wall time, within the suite's per-call budget: a case

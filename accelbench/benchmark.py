@@ -129,6 +129,12 @@ class Benchmark(ABC):
         its parameters and the facts found preparing it; None where it has none."""
         return None
 
+    def budget_estimate(self, case: Case) -> Optional[tuple[str, float]]:
+        """(kind, amount) of one call's work as `Workload.budget_work` will state it, known before
+        `prepare` (which may build a model for a minute): a case predicted far over the suite's
+        per-call budget is then skipped unbuilt. None: predicted after `prepare` only."""
+        return None
+
     @classmethod
     def view(cls) -> dict[str, Any]:
         """What reports need to show this benchmark, as plain data for run.json's `views`. Overview

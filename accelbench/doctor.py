@@ -13,7 +13,8 @@ import torch
 from accelbench.accuracy import compare
 from accelbench.backends import backend_classes
 from accelbench.backends.base import Backend
-from accelbench.quant import E4M3, E4M3_GAUDI2, OperandScheme, Quantized, ScalingMode, quantize, quantize_with_scale
+from accelbench.fp8.formats import E4M3, E4M3_GAUDI2, OperandScheme, ScalingMode
+from accelbench.fp8.reference import quantize, quantize_with_scale, Quantized
 
 
 @dataclass
@@ -129,9 +130,9 @@ def _doctor_fp8_mode(b: Backend) -> ScalingMode:
 def _fp8_check(b: Backend) -> str:
     if not b.supports("fp8"):
         return "no FP8 on this device (FP8 cases will be emulated)"
-    from accelbench.fp8_engines import engine_for, weight_scheme
+    from accelbench.fp8.executors import executor_for, weight_scheme
     mode = _doctor_fp8_mode(b)
-    engine, emulated = engine_for(b, mode, "auto")
+    executor, emulated = executor_for(b, mode, "auto")
     if emulated:
         raise AssertionError(f"no native FP8 path: {emulated}")
     gen = torch.Generator().manual_seed(1)
@@ -139,30 +140,30 @@ def _fp8_check(b: Backend) -> str:
     # Output channels 100x apart in size: per-channel scales far from uniform.
     w = (torch.randn(96, 256, generator=gen) * torch.logspace(-1, 1, 96).unsqueeze(1)).to(torch.bfloat16)
     qw = quantize(w.to(b.device), weight_scheme(mode))
-    qa = engine.quantize_activations(a.to(b.device), mode, None)
-    out = engine.gemm(qa, qw, mode, torch.empty(128, 96, dtype=torch.bfloat16, device=b.device))
+    qa = executor.quantize_activations(a.to(b.device), mode, None)
+    out = executor.gemm(qa, qw, mode, torch.empty(128, 96, dtype=torch.bfloat16, device=b.device))
     b.mark_step()
     b.synchronize()
-    cast = _cast_mismatch(engine, mode, a, qa)
+    cast = _cast_mismatch(executor, mode, a, qa)
     if cast:
         raise AssertionError(cast)
     # The reference is quantized, dequantized and multiplied on the CPU, in fp64 (no fp64 on Gaudi).
     ref = quantize(a, mode.a).dequantize(torch.float64) @ quantize(w, weight_scheme(mode)).dequantize(torch.float64).t()
     acc = compare(out.cpu(), ref, 2e-2, "fp64 on cpu")
     if not acc.passed:
-        raise AssertionError(f"{engine.execution} differs from the reference: relative error {acc.rel_fro_error:.3g}")
-    return (f"{engine.execution} (per-token x per-channel scales, channels 100x apart) matches the reference "
+        raise AssertionError(f"{executor.execution} differs from the reference: relative error {acc.rel_fro_error:.3g}")
+    return (f"{executor.execution} (per-token x per-channel scales, channels 100x apart) matches the reference "
             f"(relative error {acc.rel_fro_error:.2e}); its activation cast matches the reference quantizer bit for bit")
 
 
-def _cast_mismatch(engine, mode: ScalingMode, a: torch.Tensor, qa: Quantized) -> Optional[str]:
-    """Why the engine's FP8 activations differ from the reference quantizer's on the same scales
-    (None where they agree bit for bit, under one of the ways the engine is known to cast). The
+def _cast_mismatch(executor, mode: ScalingMode, a: torch.Tensor, qa: Quantized) -> Optional[str]:
+    """Why the executor's FP8 activations differ from the reference quantizer's on the same scales
+    (None where they agree bit for bit, under one of the ways the executor is known to cast). The
     product check alone cannot see this: a value on a rounding tie one FP8 step away moves the
     GEMM's output by far less than its tolerance, yet fails the benchmark's exact checks."""
     got = qa.q.cpu().view(torch.uint8)
     scale = qa.scale.cpu()
-    for candidate in engine.reference_modes(mode):
+    for candidate in executor.reference_modes(mode):
         s = candidate.a
         rows, cols = a.shape
         blocks = (rows // (s.block[0] or rows), cols // (s.block[1] or cols))

@@ -157,6 +157,7 @@ class Runner:
         workload, outcome = None, ("ok", None)
         try:
             self.admission.admit(bench, case, record)
+            self.admission.predict(bench, case, self.options.policy)
             workload = bench.prepare(case, self.backend)
             record.ceiling = workload.ceiling
             record.facts.update(workload.facts)

@@ -68,3 +68,24 @@ def test_a_busy_neighbour_does_not_change_what_a_cpu_call_costs_against_the_budg
         for hog in hogs:
             hog.terminate()
     assert 0.6 < busy / idle < 1.5, (idle, busy)
+
+
+class _Declared:
+    """What admission asks of a benchmark before preparing a case: its name and estimate."""
+    name = "decode"
+
+    def __init__(self, amount):
+        self.amount = amount
+
+    def budget_estimate(self, case):
+        return "eager/bf16/none", self.amount
+
+
+def test_a_case_whose_declared_work_is_far_over_budget_is_skipped_before_it_is_built(cpu_backend):
+    admission = Admission(cpu_backend, "quick", skip_emulated=False)
+    budget = SUITE_POLICIES["quick"]
+    calls = []
+    admission.first_call("decode", workload(calls, 0.01, 1e6), budget, "small")  # teaches the rate
+    admission.predict(_Declared(2e6), None, budget)  # about 0.02 s: goes on to be built
+    with pytest.raises(CaseSkipped, match=r"would take about .* small's"):
+        admission.predict(_Declared(1e9), None, budget)  # about 10 s: never built

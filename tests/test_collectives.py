@@ -203,8 +203,8 @@ def test_a_rank_that_raises_ends_the_run_naming_it(tmp_path):
 
 
 def test_a_rank_that_sleeps_past_the_timeout_fails_the_case_not_hangs(tmp_path):
-    proc, elapsed = _faulty(tmp_path, "sleep", timeout="3")
-    assert proc.returncode == 1 and elapsed < 60
+    proc, _ = _faulty(tmp_path, "sleep", timeout="3")  # a hang would end in _run's own timeout, failing
+    assert proc.returncode == 1
     info, cases = _load(tmp_path)
     (failed,) = [c for c in cases if c["status"] == "failed"]
     assert failed["case_id"] == "all_gather/fp32/64KiB"

@@ -110,23 +110,23 @@ def test_fp8_projections_run_the_chosen_kernel_only_at_the_rows_it_was_timed_at(
     from accelbench.e2e.decode.weights import synthetic_weights
     gemvs = list(fp8_linear.SPLIT_K)
     assert gemvs[0] == fp8_linear.TENSOR_CORE and fp8_linear.SPLIT_K[fp8_linear.TENSOR_CORE] == 1
-    assert fp8_linear.Fp8Linears._kernels(1) == [fp8_linear.ENGINE, *gemvs]
-    assert fp8_linear.Fp8Linears._kernels(16) == [fp8_linear.ENGINE, *gemvs]
-    assert fp8_linear.Fp8Linears._kernels(17) == [fp8_linear.ENGINE]
+    assert fp8_linear.Fp8Linears._kernels(1) == [fp8_linear.OWN_GEMM, *gemvs]
+    assert fp8_linear.Fp8Linears._kernels(16) == [fp8_linear.OWN_GEMM, *gemvs]
+    assert fp8_linear.Fp8Linears._kernels(17) == [fp8_linear.OWN_GEMM]
     model = Llama(TINY, synthetic_weights(TINY, torch.float32, torch.device("cpu")))
     linears = fp8_linear.Fp8Linears(model.w, TINY.layers, "row", False, cpu_backend)
     # As choose_kernels leaves it where the tensor-core GEMV won gate/up at one row (it needs a GPU).
     linears.chosen_rows = 1
-    linears.times_for = {"mlp.gate_up_proj": {fp8_linear.ENGINE: 48.3, fp8_linear.TENSOR_CORE: 41.4},
-                         "mlp.down_proj": {fp8_linear.ENGINE: 23.0, fp8_linear.TENSOR_CORE: 25.1}}
+    linears.times_for = {"mlp.gate_up_proj": {fp8_linear.OWN_GEMM: 48.3, fp8_linear.TENSOR_CORE: 41.4},
+                         "mlp.down_proj": {fp8_linear.OWN_GEMM: 23.0, fp8_linear.TENSOR_CORE: 25.1}}
     ran, engine = [], linears._multiply
-    linears._multiply = lambda kernel, qa, w, dtype: ran.append(kernel) or engine(fp8_linear.ENGINE, qa, w, dtype)
+    linears._multiply = lambda kernel, qa, w, dtype: ran.append(kernel) or engine(fp8_linear.OWN_GEMM, qa, w, dtype)
     fp8_model = Llama(TINY, model.w, linear=linears)
     fp8_model.forward(torch.zeros(1, 1, dtype=torch.long), torch.arange(1))  # a decode step: one row
-    assert ran.count(fp8_linear.TENSOR_CORE) == TINY.layers and ran.count(fp8_linear.ENGINE) == 3 * TINY.layers
+    assert ran.count(fp8_linear.TENSOR_CORE) == TINY.layers and ran.count(fp8_linear.OWN_GEMM) == 3 * TINY.layers
     ran.clear()
     fp8_model.forward(torch.zeros(1, 5, dtype=torch.long), torch.arange(5))  # a prompt: the engine throughout
-    assert ran == [fp8_linear.ENGINE] * 4 * TINY.layers
+    assert ran == [fp8_linear.OWN_GEMM] * 4 * TINY.layers
 
 
 def test_fp8_partial_products_are_summed_and_eager_activations_quantize_as_the_reference(cpu_backend):
@@ -134,7 +134,7 @@ def test_fp8_partial_products_are_summed_and_eager_activations_quantize_as_the_r
     from accelbench.e2e.decode import fp8_linear
     from accelbench.e2e.decode.model import Llama
     from accelbench.e2e.decode.weights import synthetic_weights
-    from accelbench.quant import quantize
+    from accelbench.fp8.reference import quantize
     model = Llama(TINY, synthetic_weights(TINY, torch.float32, torch.device("cpu")))
     linears = fp8_linear.Fp8Linears(model.w, TINY.layers, "tensor", False, cpu_backend)
     # A GEMV with K in parts writes fp32 partial products (parts x rows x N): the product is their sum.

@@ -5,8 +5,8 @@ import torch
 
 from accelbench.distributions import draw
 from accelbench.microbench.fp8 import Fp8Gemm, _case
-from accelbench.quant import (E4M3, E4M3_GAUDI2, E5M2, GAUDI2_E4M3_SCALES, MODES, DelayedScaling, OperandScheme,
-                              block_amax, quantize, scale_from_amax)
+from accelbench.fp8.formats import E4M3, E4M3_GAUDI2, E5M2, GAUDI2_E4M3_SCALES, MODES, OperandScheme
+from accelbench.fp8.reference import block_amax, DelayedScaling, quantize, scale_from_amax
 
 CPU = torch.device("cpu")
 
@@ -102,16 +102,16 @@ def test_delayed_scaling_saturates_and_says_so_when_amax_jumps():
     jumped = calm * 10.0
     scheme = OperandScheme(E4M3, (0, 0))
     stale = scale_from_amax(policy.amax(block_amax(jumped, (0, 0))), E4M3, "exact")
-    from accelbench.quant import quantize_with_scale
+    from accelbench.fp8.reference import quantize_with_scale
     q = quantize_with_scale(jumped, stale, (0, 0), E4M3)
     assert q.saturated > 0.05
     assert quantize(jumped, scheme).saturated == 0.0  # current scaling does not
 
 
 def test_delayed_case_reports_saturation(cpu_backend, make_runner, monkeypatch):
-    from accelbench import fp8_engines
-    scale, state = fp8_engines.policy_scale, fp8_engines.policy_state
-    # The amax jumps 10x at this step, for the reference policy and the engine's history alike.
+    from accelbench.fp8 import executors
+    scale, state = executors.policy_scale, executors.policy_state
+    # The amax jumps 10x at this step, for the reference policy and the executor's history alike.
     monkeypatch.setattr("accelbench.microbench.fp8.policy_scale",
                         lambda mode, a, previous: scale(mode, a, [p / 10 for p in previous]))
     monkeypatch.setattr("accelbench.microbench.fp8.policy_state",
@@ -130,8 +130,8 @@ def independent_error(mode_name, shape):
     mode = MODES[mode_name]
     if mode.policy != "current":
         previous = [draw("outliers", (m, k), g, CPU).to(torch.bfloat16) for _ in range(4)]
-        from accelbench.fp8_engines import policy_scale
-        from accelbench.quant import quantize_with_scale
+        from accelbench.fp8.executors import policy_scale
+        from accelbench.fp8.reference import quantize_with_scale
         qa = quantize_with_scale(a, policy_scale(mode, a, previous), mode.a.block, mode.a.fmt).dequantize(torch.float64)
     else:
         qa = direct_reference(a, mode.a)
@@ -170,8 +170,8 @@ def test_cpu_runs_every_mode_emulated_with_accuracy_and_speedup(cpu_backend, mak
 
 
 def test_a_wrong_fp8_kernel_fails_its_check(cpu_backend, make_runner, monkeypatch):
-    from accelbench.fp8_engines import EmulatedEngine
-    monkeypatch.setattr(EmulatedEngine, "gemm", lambda self, qa, w, mode, out: out.copy_(qa.dequantize() @ w.dequantize()))
+    from accelbench.fp8.executors.base import EmulatedExecutor
+    monkeypatch.setattr(EmulatedExecutor, "gemm", lambda self, qa, w, mode, out: out.copy_(qa.dequantize() @ w.dequantize()))
     rec = make_runner(cpu_backend).run_case(Fp8Gemm(), _case("tensor", "auto", "gemm", "normal", (128, 128, 128)))
     assert rec.status == "failed" and "wrong result" in rec.reason and rec.metric("tflops") is None
 
@@ -193,28 +193,28 @@ def test_standard_suite_covers_modes_stages_and_distributions():
 
 def test_cublas_block_scaling_is_not_used_where_it_was_seen_wrong():
     import types
-    from accelbench.fp8_engines import CudaEngine
+    from accelbench.fp8.executors.cuda import CudaExecutor
     gpu = types.SimpleNamespace(supports=lambda f: f == "fp8", name="cuda")
-    engine = CudaEngine(gpu, "auto")
+    executor = CudaExecutor(gpu, "auto")
     block = MODES["block"]
-    assert "K/128 is not a multiple of 4" in engine.unsupported(block, "auto", (256, 256, 256))  # K/128 = 2
-    assert "refused M not a multiple of 4" in engine.unsupported(block, "auto", (258, 512, 256))
-    assert engine.unsupported(block, "auto", (4096, 4096, 4096)) is None
-    assert engine.unsupported(block, "auto", (16384, 3584, 8192)) is None  # K/128 = 28
-    assert engine.unsupported(block, "triton", (256, 256, 256)) is None  # the Triton kernel has no such limit
-    assert engine.unsupported(MODES["tensor"], "auto", (256, 256, 256)) is None
+    assert "K/128 is not a multiple of 4" in executor.unsupported(block, "auto", (256, 256, 256))  # K/128 = 2
+    assert "refused M not a multiple of 4" in executor.unsupported(block, "auto", (258, 512, 256))
+    assert executor.unsupported(block, "auto", (4096, 4096, 4096)) is None
+    assert executor.unsupported(block, "auto", (16384, 3584, 8192)) is None  # K/128 = 28
+    assert executor.unsupported(block, "triton", (256, 256, 256)) is None  # the Triton kernel has no such limit
+    assert executor.unsupported(MODES["tensor"], "auto", (256, 256, 256)) is None
 
 
 def test_triton_block_gemm_is_the_warp_specialized_one_on_hopper_only():
     import types
-    from accelbench.fp8_engines import GLUON_BLOCK_GEMM, TRITON_BLOCK_GEMM, CudaEngine
+    from accelbench.fp8.executors.cuda import CudaExecutor, GLUON_BLOCK_GEMM, TRITON_BLOCK_GEMM
     hopper = types.SimpleNamespace(supports=lambda f: f in ("fp8", "wgmma"), name="cuda")
     ada = types.SimpleNamespace(supports=lambda f: f == "fp8", name="cuda")
     block = MODES["block"]
-    on_hopper, elsewhere = CudaEngine(hopper, "triton"), CudaEngine(ada, "triton")
+    on_hopper, elsewhere = CudaExecutor(hopper, "triton"), CudaExecutor(ada, "triton")
     assert on_hopper.warp_specialized and on_hopper.execution == GLUON_BLOCK_GEMM
     assert not elsewhere.warp_specialized and elsewhere.execution == TRITON_BLOCK_GEMM
-    assert not CudaEngine(hopper, "auto").warp_specialized  # cuBLAS cases stay cuBLAS
+    assert not CudaExecutor(hopper, "auto").warp_specialized  # cuBLAS cases stay cuBLAS
     # Its TMA store needs 16-byte output rows: N a multiple of 8 (bf16); the other kernel has no such limit.
     assert "multiple of 8" in on_hopper.unsupported(block, "triton", (4096, 4096, 4100))
     assert on_hopper.unsupported(block, "triton", (4096, 4096, 4096)) is None

@@ -246,14 +246,14 @@ def test_fp8_per_channel_scale_shapes(gaudi, make_runner):
 
 
 def test_per_channel_scales_shaped_as_before_are_refused_and_fail_the_case(gaudi, make_runner, monkeypatch):
-    from accelbench.fp8_engines import HpuEngine
+    from accelbench.fp8.executors.hpu import HpuExecutor
     gaudi(name="GAUDI3")
 
     def old_layout(self, qa, w, mode, out):  # [1, N], the layout no public Gaudi code uses
         return out.copy_(torch.ops.hpu.fp8_gemm_v2(qa.q, False, w.q, True, None, out.dtype, qa.scale.reshape(-1, 1),
                                                    w.scale.reshape(1, -1), None, False))
 
-    monkeypatch.setattr(HpuEngine, "gemm", old_layout)
+    monkeypatch.setattr(HpuExecutor, "gemm", old_layout)
     rec = make_runner(HpuBackend(), graphs="off").run_case(Fp8Gemm(), _case("row", "auto", "gemm", "normal", (64, 128, 32)))
     assert rec.status == "failed" and "B_scale_inv of shape (1, 32)" in rec.reason
 
@@ -307,7 +307,7 @@ def test_modes_gaudi2_cannot_do_are_skipped_with_the_reason(gaudi, make_runner, 
 
 
 def test_e5m2_runs_on_gaudi2_labelled_as_not_hardware_accelerated(gaudi, make_runner, monkeypatch):
-    from accelbench.quant import E4M3_GAUDI2, E5M2, MODES, OperandScheme, ScalingMode
+    from accelbench.fp8.formats import E4M3_GAUDI2, E5M2, MODES, OperandScheme, ScalingMode
     mode = ScalingMode("e5m2-g2", OperandScheme(E5M2, (0, 0)), OperandScheme(E4M3_GAUDI2, (0, 0), "gaudi2"))
     monkeypatch.setitem(MODES, mode.name, mode)
     gaudi(name="GAUDI2")
@@ -432,7 +432,8 @@ def test_finding_2_host_memory_is_pinned_for_the_hpu_by_name(gaudi, make_runner)
 def test_finding_3_the_reference_casts_as_gaudi_does(gaudi):
     """cast_to_fp8_v2 multiplies by the reciprocal scale in the input's dtype; the reference
     quantizer's "reciprocal" cast matches it bit for bit where "divide" (exact division) does not."""
-    from accelbench.quant import E4M3, quantize_with_scale
+    from accelbench.fp8.formats import E4M3
+    from accelbench.fp8.reference import quantize_with_scale
     gaudi(name="GAUDI3")
     gen = torch.Generator().manual_seed(5)
     x = (torch.randn(256, 512, generator=gen) * 3).to(torch.bfloat16)

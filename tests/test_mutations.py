@@ -155,15 +155,15 @@ def test_a_right_bf16_gemm_passes_the_same_checks(cpu_backend, make_runner, shap
 
 
 def test_an_fp8_kernel_dropping_a_tile_is_rejected(cpu_backend, make_runner, monkeypatch):
-    from accelbench.fp8_engines import EmulatedEngine
-    real = EmulatedEngine.gemm
+    from accelbench.fp8.executors.base import EmulatedExecutor
+    real = EmulatedExecutor.gemm
 
     def drops_a_tile(self, qa, w, mode, out):
         real(self, qa, w, mode, out)
         out[:16, :16] = 0
         return out
 
-    monkeypatch.setattr(EmulatedEngine, "gemm", drops_a_tile)
+    monkeypatch.setattr(EmulatedExecutor, "gemm", drops_a_tile)
     assert_rejected(make_runner(cpu_backend).run_case(Fp8Gemm(), _case("tensor", "auto", "gemm", "normal",
                                                                        (512, 1024, 512))))
 

@@ -5,7 +5,6 @@ import random
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -160,13 +159,11 @@ def test_baseline_dir_picks_the_newest_comparable_run(tmp_path):
     assert out.returncode == 0 and "3-newest" in out.stdout and "differ in driver" in out.stderr
 
 
-def test_history_of_1000_runs_of_200_cases_builds_its_page_in_under_10_s(tmp_path):
+def test_history_of_1000_runs_of_200_cases_finds_the_planted_slowdown(tmp_path):
+    """How long this takes is measured by scripts/bench_reports.py, not asserted here."""
     write_nightly_runs(tmp_path / "nightly", runs=1000, cases=200, slowdown_at=600, slowdown=1.2)
-    start = time.perf_counter()
     out = run_cli("history", str(tmp_path / "nightly"), "-o", str(tmp_path / "h.html"))
-    elapsed = time.perf_counter() - start
     assert out.returncode == 0, out.stderr
-    assert elapsed < 10, f"bench history took {elapsed:.1f} s"
     assert "200 trends over 1000 runs, 1 regression flagged" in out.stdout
     page = (tmp_path / "h.html").read_text()
     assert page.count("<svg") == 200 and 'class="throttled"' in page

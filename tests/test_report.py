@@ -1,6 +1,5 @@
 import csv
 import io
-import time
 
 import pytest
 
@@ -46,7 +45,15 @@ def test_label_with_script_is_escaped(tmp_path):
 
 
 def test_report_is_self_contained_with_tables_and_plot(tmp_path):
-    out = write_report([make_run(tmp_path, "a")], tmp_path / "r.html")
+    writer = RunWriter(tmp_path / "run", make_info(run_id="run", label="a"))
+    for n in (64, 128):  # two sizes: a line to draw (one size would be a single point, left to the table)
+        record = full_record(f"bf16/square/{n}")
+        record.params.update(m=n, k=n, n=n)
+        writer.append(record)
+    writer.append(CaseRecord(benchmark="gemm", case_id="bad", params={"dtype": "bf16", "group": "square"},
+                             status="failed", reason="wrong result"))
+    writer.finish("complete")
+    out = write_report([load_run(tmp_path / "run")], tmp_path / "r.html")
     html = out.read_text()
     assert "data:image/png;base64," in html  # the TFLOP/s-vs-size plot is embedded
     assert "tflops [TFLOP/s]" in html and "failed or skipped cases, with reasons" in html
@@ -74,12 +81,15 @@ def test_overview_puts_devices_side_by_side_with_ratios_and_says_why_figures_are
     rows = {r.headline.name: r for r in o.rows}
     gemm = rows["GEMM bf16"]
     assert [c.value for c in gemm.cells] == [400.0, 600.0] and gemm.ratios == [pytest.approx(1.5)]
-    assert rows["MAMF bf16 (best matmul measured)"].ratios == [pytest.approx(1.5)]
+    # MAMF is each device's best over its own search: shown, never set against another's (issue #30)
+    mamf = rows["MAMF bf16 (best matmul measured)"]
+    assert [c.value for c in mamf.cells] == [400.0, 600.0] and mamf.ratios == [None]
+    assert mamf.no_ratio_because == "each device's own best: no ratio"
     assert rows["decode tokens/s, batch 1, unquantized"].ratios == [pytest.approx(1.5)]
     bandwidth = rows["device memory bandwidth"]
     assert bandwidth.cells[0].value == 2000.0 and bandwidth.cells[1].missing == "not run" and bandwidth.ratios == [None]
     assert rows["GEMM fp16"].cells[0].missing == "no case with dtype fp16"  # GEMMs ran, none in fp16
-    assert rows["all_reduce bus bandwidth (largest size)"].cells[0].missing == "not run"
+    assert rows["all_reduce bus bandwidth (largest size every device ran)"].cells[0].missing == "not run"
     # TPOT of the batch-1 case, where lower is better: B's is 2/3 of A's
     assert rows["decode TPOT, batch 1, unquantized (lower is better)"].ratios == [pytest.approx(100 / 150)]
 
@@ -131,9 +141,10 @@ def test_procurement_arithmetic_on_a_worked_example():
 def test_procurement_view_uses_each_devices_measured_decode_rate_and_power(tmp_path):
     prices = Prices(per_hour={"Device A": 1.0, "Device B": 2.0}, energy_usd_per_kwh=0.2, pue=1.2)
     report = Report.build(two_devices(tmp_path), prices=prices)
-    assert [(c.device, c.work) for c in report.costs] == [("Device A", "decode tokens"), ("Device A", "bf16 GEMM"),
-                                                          ("Device B", "decode tokens"), ("Device B", "bf16 GEMM")]
-    a, _, b, b_gemm = report.costs
+    # Grouped by kind of work, so that like stands beside like.
+    assert [(c.device, c.work) for c in report.costs] == [("Device A", "decode tokens"), ("Device B", "decode tokens"),
+                                                          ("Device A", "bf16 GEMM"), ("Device B", "bf16 GEMM")]
+    a, b, _, b_gemm = report.costs
     # The same work on both: batch 1, the largest batch both ran (A's batch 8 has no counterpart on B).
     assert (a.device, a.case_id, a.rate, a.power_w) == ("Device A", "m/graphs/bf16/b1/p512/n256", 100.0, 600.0)
     assert b_gemm.rate == 600.0 and b_gemm.cost == pytest.approx((2.0 + 0.5 * 1.2 * 0.2) / (600 * 3600) * 1000)
@@ -146,7 +157,7 @@ def test_procurement_view_uses_each_devices_measured_decode_rate_and_power(tmp_p
 def test_markdown_and_csv_carry_the_overview(tmp_path):
     report = Report.build(two_devices(tmp_path))
     md = markdown(report)
-    assert md.startswith("# accelbench report") and "| GEMM bf16 | 400 TFLOP/s | 600 TFLOP/s | 1.50× |" in md
+    assert md.startswith("# accelbench report") and "| GEMM bf16 | 400 TFLOP/s (m 4096, k 4096, n 4096) | 600 TFLOP/s (m 4096, k 4096, n 4096) | 1.50× |" in md
     rows = list(csv.reader(io.StringIO(overview_csv(report))))
     assert rows[0][:5] == ["figure", "unit", "Device A", "Device B", "Device B / Device A"]
     gemm = next(r for r in rows if r[0] == "GEMM bf16")
@@ -166,14 +177,12 @@ def test_roofline_is_drawn_from_measured_ceilings(tmp_path):
     assert 'alt="roofline per device"' in report.html()
 
 
-def test_a_report_of_10000_cases_is_fast_and_small(tmp_path):
+def test_a_report_of_10000_cases_is_small(tmp_path):
+    """How long it takes is measured by scripts/bench_reports.py, not asserted here."""
     runs = load_runs([write_synthetic_run(tmp_path / "big-a", "Device A", many_cases(5000, 1.0, 1)),
                       write_synthetic_run(tmp_path / "big-b", "Device B", many_cases(5000, 1.3, 2))])
-    start = time.perf_counter()
     html = render_report(runs)
-    elapsed = time.perf_counter() - start
     assert sum(len(r.cases) for r in runs) == 10_000
-    assert elapsed < 10, f"{elapsed:.1f} s"
     assert len(html.encode()) < 5 * 2**20, f"{len(html.encode()) / 2**20:.1f} MiB"
 
 

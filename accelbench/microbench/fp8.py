@@ -20,9 +20,11 @@ from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Work, Workload
 from accelbench.distributions import DISTRIBUTIONS, draw
 from accelbench.errors import CaseSkipped
-from accelbench.fp8_engines import EmulatedEngine, engine_for, policy_scale, policy_state, weight_scheme
+from accelbench.fp8.executors import executor_for, policy_scale, policy_state, weight_scheme
+from accelbench.fp8.executors.base import EmulatedExecutor
 from accelbench.models import PUBLISHED_70B_SHAPES
-from accelbench.quant import MODES, quantize
+from accelbench.fp8.formats import MODES
+from accelbench.fp8.reference import quantize
 from accelbench.records import Accuracy, Metric, RooflineWork
 from accelbench.view import OverviewRow, Plot, TableView
 
@@ -162,36 +164,36 @@ class Fp8Gemm(Benchmark):
 
         mode = MODES[p["mode"]]
         try:
-            engine, emulated_because = engine_for(backend, mode, p["impl"], (m, k, n))
+            executor, emulated_because = executor_for(backend, mode, p["impl"], (m, k, n))
         except ValueError as exc:
             raise CaseSkipped(str(exc)) from None
         previous = [draw(p["dist"], (m, k), gen, backend.device).to(torch.bfloat16) for _ in range(4)] \
             if mode.policy != "current" else []
-        # The reference policy gives the scale the first call must use; the engine carries its own
+        # The reference policy gives the scale the first call must use; the executor carries its own
         # state (a calibrated scale, an amax history on the device) from call to call.
         scale = policy_scale(mode, a, previous)
         state = policy_state(mode, previous)
         del previous
-        # As the engine rounds its scales: one way, or (a library) any of the ways it may.
-        candidates = engine.reference_modes(mode)
+        # As the executor rounds its scales: one way, or (a library) any of the ways it may.
+        candidates = executor.reference_modes(mode)
         checked_as = candidates[0]
         w = quantize(b.t().contiguous(), weight_scheme(checked_as))  # weights: once, ahead of time
-        engine.take_weight(b.t().contiguous(), mode)
-        reference = EmulatedEngine(backend).quantize_activations(a, checked_as, scale)
+        executor.take_weight(b.t().contiguous(), mode)
+        reference = EmulatedExecutor(backend).quantize_activations(a, checked_as, scale)
 
         def quantized_exact(candidate):
             """fp64 product of the operands as the reference quantizes them under `candidate`."""
-            qa = reference if candidate == checked_as else EmulatedEngine(backend).quantize_activations(a, candidate, scale)
+            qa = reference if candidate == checked_as else EmulatedExecutor(backend).quantize_activations(a, candidate, scale)
             qw = w if candidate.b == checked_as.b else quantize(b.t().contiguous(), weight_scheme(candidate))
             return qa.dequantize(torch.float64, ref_dev) @ qw.dequantize(torch.float64, ref_dev).t()
 
         first_exact = quantized_exact(checked_as)
 
         if p["stage"] == "gemm":
-            qa = engine.quantize_activations(a, mode, state)
-            run = lambda: engine.gemm(qa, w, mode, out)  # noqa: E731
+            qa = executor.quantize_activations(a, mode, state)
+            run = lambda: executor.gemm(qa, w, mode, out)  # noqa: E731
         else:
-            run = lambda: engine.quantize_and_gemm(a, w, mode, state, out)  # noqa: E731
+            run = lambda: executor.quantize_and_gemm(a, w, mode, state, out)  # noqa: E731
 
         def check(result: torch.Tensor) -> Accuracy:
             error.measure(result)
@@ -209,18 +211,18 @@ class Fp8Gemm(Benchmark):
         gemm_alone = None
         if p["stage"] != "gemm":
             # What quantizing costs: this call over the same GEMM on operands quantized ahead (the
-            # reference quantizer's, bit for bit the engine's), timed beside it. torchao, which has
+            # reference quantizer's, bit for bit the executor's), timed beside it. torchao, which has
             # no GEMM of its own to call: cuBLAS's.
-            gemm_engine = engine if p["impl"] != "torchao" else engine_for(backend, mode, "auto", (m, k, n))[0]
-            gemm_alone = (lambda: gemm_engine.gemm(reference, w, mode, out),
-                          f"the GEMM alone ({gemm_engine.execution}) on operands quantized ahead")
-        facts = {"execution": engine.execution, "activation_quantizer": engine.activation_quantizer(mode, state),
+            gemm_executor = executor if p["impl"] != "torchao" else executor_for(backend, mode, "auto", (m, k, n))[0]
+            gemm_alone = (lambda: gemm_executor.gemm(reference, w, mode, out),
+                          f"the GEMM alone ({gemm_executor.execution}) on operands quantized ahead")
+        facts = {"execution": executor.execution, "activation_quantizer": executor.activation_quantizer(mode, state),
                  "saturated_pct": 100.0 * reference.saturated,
-                 "scale_policy": mode.policy, "granularity": mode.granularity, **engine.notes(mode)}
+                 "scale_policy": mode.policy, "granularity": mode.granularity, **executor.notes(mode)}
         if emulated_because:
             facts["emulated_because"] = emulated_because
         if checked_as != mode:
-            facts["scale_rounding"] = ("the engine computes its scales in the input's dtype (bf16-rounded); the "
+            facts["scale_rounding"] = ("the executor computes its scales in the input's dtype (bf16-rounded); the "
                                        "check's reference says which rounding its output matched")
         if reference.saturated > 0:
             facts["saturation"] = (f"{100 * reference.saturated:.3g}% of activations clamped to "
@@ -231,9 +233,9 @@ class Fp8Gemm(Benchmark):
             # Delayed scaling's history moves on every call (its slot index lives on the host): a
             # replayed graph would write one slot forever.
             graph_safe=mode.policy != "delayed",
-            work=Work(flops=2.0 * m * n * k, flops_dtype="fp8" if engine.native else "fp8-emulated"),
+            work=Work(flops=2.0 * m * n * k, flops_dtype="fp8" if executor.native else "fp8-emulated"),
             working_set_bytes=m * k * (1 + (2 if p["stage"] != "gemm" else 0)) + weight_bytes + 2 * m * n,
-            ceiling="matmul.fp8" if engine.native and p["stage"] == "gemm" else None,
+            ceiling="matmul.fp8" if executor.native and p["stage"] == "gemm" else None,
             baseline_case=baseline, extra_metrics=error.metrics, facts=facts,
             paired_ratios={"quant_cost": gemm_alone} if gemm_alone else {},
             rewind=state.rewinder() if mode.policy == "delayed" else None)

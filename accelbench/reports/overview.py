@@ -11,6 +11,7 @@ from typing import Optional
 import pandas as pd
 
 from accelbench.reports.numbers import DASH, binary_bytes, quantity, ratio
+from accelbench.reports.tables import emulated_rows
 from accelbench.records import ENERGY_METRICS
 from accelbench.store import LoadedRun
 from accelbench.view import OverviewRow, overview_rows
@@ -282,8 +283,8 @@ def best_cell(rows: pd.DataFrame, headline: OverviewRow, emulated: frozenset = f
         return _missing(rows, headline)
     higher = headline.higher_is_better if headline.of_best is None else True
     best = ranked.loc[ranked["value"].idxmax() if higher else ranked["value"].idxmin()]
-    software = isinstance(best.get("emulated_because"), str) and bool(best.get("emulated_because")) \
-        or (best["run_id"], best.get("dtype")) in emulated
+    # The case's own facts say so (tables.emulated_rows, the one rule), or its run's emulated dtypes.
+    software = bool(emulated_rows(ranked.loc[[best.name]]).iloc[0]) or (best["run_id"], best.get("dtype")) in emulated
     shared = tuple((p, best.get(p)) for p in headline.same)
     if headline.of_best is None:
         return Cell(float(best["value"]), str(best["unit"]), str(best["case_id"]), _run_name(best), emulated=software,

@@ -1,6 +1,6 @@
 """The Triton and Gluon kernels against the reference, on a CUDA GPU (`python -m pytest -m gpu`).
 
-The fused FP8 quantizers promise to match the reference quantizer (accelbench.quant) bit for bit: FP8
+The fused FP8 quantizers promise to match the reference quantizer (accelbench.fp8.reference) bit for bit: FP8
 values and scales. The GEMM kernels promise the product of the quantized operands to fp32 accumulation:
 checked against the fp64 product of the dequantized operands. The STREAM kernels promise their
 BabelStream result: copy and add exactly, mul and triad to one rounding (a fused multiply-add may
@@ -13,9 +13,9 @@ import itertools
 import pytest
 import torch
 
-from accelbench import fused_quant
-from accelbench.quant import (E4M3, E4M3_GAUDI2, DelayedScaling, OperandScheme, block_amax, quantize,
-                              quantize_with_scale, scale_from_amax)
+from accelbench.fp8 import fused
+from accelbench.fp8.formats import E4M3, E4M3_GAUDI2, OperandScheme
+from accelbench.fp8.reference import block_amax, DelayedScaling, quantize, quantize_with_scale, scale_from_amax
 
 SHAPES = [(8192, 8192), (1024, 3584), (333, 1280)]
 BLOCKS = [(0, 0), (1, 0), (1, 128)]
@@ -45,7 +45,7 @@ def assert_bit_exact(found, ref):
 def test_fused_current_scaling_is_bit_exact(shape, block, rounding):
     scheme = scheme_of(block, rounding)
     x = draw(shape, 1)
-    assert_bit_exact(fused_quant.dynamic(x, scheme), quantize(x, scheme))
+    assert_bit_exact(fused.current(x, scheme), quantize(x, scheme))
 
 
 @pytest.mark.parametrize("shape,block,rounding", QUANTIZER_CASES, ids=str)
@@ -53,7 +53,7 @@ def test_fused_static_scaling_is_bit_exact(shape, block, rounding):
     scheme = scheme_of(block, rounding)
     calibrated = scale_from_amax(block_amax(draw(shape, 2), block), scheme.fmt, rounding)
     y = draw(shape, 3, spread=1.5)  # past the calibration: some values clamp
-    assert_bit_exact(fused_quant.static(y, calibrated, scheme), quantize_with_scale(y, calibrated, block, scheme.fmt))
+    assert_bit_exact(fused.static(y, calibrated, scheme), quantize_with_scale(y, calibrated, block, scheme.fmt))
 
 
 @pytest.mark.parametrize("reduce", ["max", "most_recent"])
@@ -64,9 +64,9 @@ def test_fused_delayed_scaling_follows_the_reference_step_for_step(shape, block,
         z = draw(shape, 10 + step, spread=[1.0, 8.0, 0.1, 30.0][step % 4])
         amax = block_amax(z, block)
         if history is None:
-            history = fused_quant.DelayedHistory.empty(tuple(amax.shape), z.device, reduce=reduce)
+            history = fused.DelayedScaling.empty(tuple(amax.shape), z.device, reduce=reduce)
         ref = quantize_with_scale(z, scale_from_amax(policy.amax(amax), scheme.fmt, rounding), block, scheme.fmt)
-        assert_bit_exact(fused_quant.delayed(z, history, scheme), ref)
+        assert_bit_exact(fused.delayed(z, history, scheme), ref)
     assert torch.equal(history.ring.amax(0), torch.stack(list(policy.history)).amax(0))
 
 
@@ -81,7 +81,7 @@ def assert_product_of_quantized(out, qa, qw):
 
 @pytest.mark.parametrize("m,n,k", [(512, 1024, 1024), (258, 640, 2048), (1000, 384, 512)])
 def test_triton_block_scaled_gemm_computes_the_quantized_product(m, n, k):
-    from accelbench.kernels.fp8 import block_scaled_gemm
+    from accelbench.fp8.kernels.quantize import block_scaled_gemm
     qa = quantize(draw((m, k), 4), OperandScheme(E4M3, (1, 128)))
     qw = quantize(draw((n, k), 5), OperandScheme(E4M3, (128, 128)))
     out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
@@ -92,7 +92,7 @@ def test_triton_block_scaled_gemm_computes_the_quantized_product(m, n, k):
                     reason="the warp-specialized Gluon kernel is for Hopper (sm_90)")
 @pytest.mark.parametrize("m,n,k", [(512, 1024, 1024), (200, 640, 2048), (1000, 384, 512)])
 def test_gluon_block_scaled_gemm_computes_the_quantized_product(m, n, k):
-    from accelbench.kernels.fp8_block_ws import block_scaled_gemm_ws
+    from accelbench.fp8.kernels.block_gemm_ws import block_scaled_gemm_ws
     qa = quantize(draw((m, k), 6), OperandScheme(E4M3, (1, 128)))
     qw = quantize(draw((n, k), 7), OperandScheme(E4M3, (128, 128)))
     out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
@@ -103,7 +103,7 @@ def test_gluon_block_scaled_gemm_computes_the_quantized_product(m, n, k):
 @pytest.mark.parametrize("split", [1, 2, 4])
 @pytest.mark.parametrize("grain", [(0, 0), (1, 0)])
 def test_fp8_gemv_computes_the_quantized_product(rows, split, grain):
-    from accelbench.kernels.fp8_gemv import fp8_gemv_tc
+    from accelbench.fp8.kernels.gemv import fp8_gemv_tc
     n, k = 1536, 4096
     qa = quantize(draw((rows, k), 8), OperandScheme(E4M3, grain))
     qw = quantize(draw((n, k), 9), OperandScheme(E4M3, grain))

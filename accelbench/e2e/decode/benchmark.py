@@ -196,6 +196,19 @@ class Decode(Benchmark):
         logits = p["batch"] * (CHECK_STEPS + 1) * config.vocab * 4
         return int(weights + cache + activations + 2 * logits)
 
+    def budget_estimate(self, case: Case) -> Optional[tuple[str, float]]:
+        """A case's bytes read per call from its model's shape alone (every parameter and the mean KV
+        cache each step; with FP8, one byte per parameter, a lower bound): building a 1B-parameter
+        model only to skip it costs a CPU half a minute. A lower bound errs short, so a case that
+        would fit is never skipped by it; the exact count follows in `prepare`."""
+        p = case.params
+        if p["engine"] == "floor" or type(self) is not Decode:  # tensor parallel: a rank reads its shard
+            return None
+        config, itemsize = self._config(p["model"]), DTYPES[p["dtype"]].itemsize
+        kv = p["batch"] * config.kv_bytes_per_token(itemsize) * (p["prompt"] + (p["new_tokens"] - 1) / 2 + 0.5)
+        weights = config.streamed_parameters() * (itemsize if p["fp8"] == "none" else 1)
+        return f"{p['engine']}/{p['dtype']}/{p['fp8']}", float(p["new_tokens"] * (weights + kv))
+
     def prepare(self, case: Case, backend: Backend) -> Workload:
         p = case.params
         if p["engine"] == "floor":

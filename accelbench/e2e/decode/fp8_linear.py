@@ -1,15 +1,15 @@
-"""The decoder's linear layers in FP8, with the FP8 module's scaling modes (quant.py) and engines
-(fp8_engines.py): what the FP8 GEMM benchmark measures on one shape, here in a whole model.
+"""The decoder's linear layers in FP8, with the FP8 package's scaling modes (fp8/formats.py) and
+executors (fp8/executors/): what the FP8 GEMM benchmark measures on one shape, here in a whole model.
 
 - W8A8: every projection of every decoder layer has its weights quantized once, ahead of time (the
   mode's weight scheme), and its activations quantized on every call (current scaling, plain torch
   ops that the graphs engine's compiled step fuses); the GEMM
-  runs on the backend's FP8 engine (cuBLAS on Hopper; emulated, and labelled so, elsewhere).
-  Activations are padded to 16 rows for the native engine, as serving engines do at small batch.
+  runs on the backend's FP8 executor (cuBLAS on Hopper; emulated, and labelled so, elsewhere).
+  Activations are padded to 16 rows for the native executor, as serving engines do at small batch.
 - weight-only: the same FP8 weights, dequantized to the activation dtype on every call, then an
   ordinary matmul: the model's FP8 accuracy at BF16 GEMM speed.
 - On CUDA, W8A8 at a decode step's few activation rows (the batch) with per-tensor or per-row
-  scales may run instead as a Triton GEMV (kernels/fp8_gemv.py) that reads each FP8 weight byte
+  scales may run instead as a Triton GEMV (fp8/kernels/gemv.py) that reads each FP8 weight byte
   once without padding the rows in memory, on tensor cores with the operands swapped (at most 16
   rows); the same numbers (FP8 operands, fp32 accumulation). Neither it nor cuBLAS wins every
   shape on every device (8B shape: on an H100 the GEMV won all four projections, on an H200 cuBLAS
@@ -29,19 +29,20 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from accelbench import fused_quant
-from accelbench.fp8_engines import engine_for, weight_scheme
-from accelbench.quant import MODES, Quantized, quantize
+from accelbench.fp8 import fused
+from accelbench.fp8.executors import executor_for, weight_scheme
+from accelbench.fp8.formats import MODES
+from accelbench.fp8.reference import quantize, Quantized
 from accelbench.backends.base import Backend
 
 # The decoder's projections as it multiplies them: q/k/v and gate/up stacked (llama.py), so that
 # their rows share the mode's weight scales where the scheme has one per tensor.
 PROJECTIONS = ("self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
 PAD_ROWS = 16
-GEMV_ROWS = 16  # the GEMV's limit (kernels/fp8_gemv.MAX_ROWS)
-ENGINE = "cuBLAS"  # choose_kernels' names: the engine's own (padded) GEMM, and the GEMV
+GEMV_ROWS = 16  # the GEMV's limit (fp8/kernels/gemv.MAX_ROWS)
+OWN_GEMM = "cuBLAS"  # choose_kernels' names: the executor's own (padded) GEMM, and the GEMV
 TENSOR_CORE = "tensor-core GEMV"
-# The GEMV with K cut in parts (kernels/fp8_gemv.py): the parts' sum fuses into the next kernel of
+# The GEMV with K cut in parts (fp8/kernels/gemv.py): the parts' sum fuses into the next kernel of
 # a compiled step; it fills SMs that a shape with few output rows leaves idle (down_proj).
 SPLIT_K = {TENSOR_CORE: 1, f"{TENSOR_CORE}, K in 2": 2, f"{TENSOR_CORE}, K in 4": 4}
 
@@ -55,8 +56,8 @@ class Fp8Linears:
             raise ValueError(f"FP8 decode uses current scaling; mode {mode_name} scales by a {self.mode.policy} policy")
         self.weight_only = weight_only
         self.weights = weights
-        self.engine, self.emulated_because = engine_for(backend, self.mode, "auto")
-        self.gemv_capable = backend.name == "cuda" and self.engine.native and not weight_only \
+        self.executor, self.emulated_because = executor_for(backend, self.mode, "auto")
+        self.gemv_capable = backend.name == "cuda" and self.executor.native and not weight_only \
             and self.mode.granularity in ("tensor", "row") and self.mode.a.fmt.dtype == self.mode.b.fmt.dtype
         self.chosen_rows: Optional[int] = None  # the activation rows choose_kernels timed at
         self.times_for: dict[str, dict[str, float]] = {}  # projection -> kernel -> us per call, at chosen_rows
@@ -73,7 +74,7 @@ class Fp8Linears:
         if self.weight_only:
             text = "FP8 weights dequantized per call, then a matmul in the activation dtype"
         else:
-            text = self.engine.execution + (f" ({self.emulated_because})" if self.emulated_because else "")
+            text = self.executor.execution + (f" ({self.emulated_because})" if self.emulated_because else "")
         if self.head is not None:
             text += f"; the output projection ({self.head}) in FP8 too"
         if self.times_for:
@@ -88,12 +89,12 @@ class Fp8Linears:
     @staticmethod
     def _kernels(rows: int) -> list[str]:
         """The kernels that can multiply `rows` activation rows."""
-        return [ENGINE] + list(SPLIT_K) * (rows <= GEMV_ROWS)
+        return [OWN_GEMM] + list(SPLIT_K) * (rows <= GEMV_ROWS)
 
     def _kernel_for(self, projection: str) -> str:
-        """The fastest kernel choose_kernels timed on `projection` (the engine where it timed none)."""
+        """The fastest kernel choose_kernels timed on `projection` (the executor's GEMM where it timed none)."""
         times = self.times_for.get(projection)
-        return min(times, key=times.get) if times else ENGINE
+        return min(times, key=times.get) if times else OWN_GEMM
 
     def _multiply(self, kernel: str, qa: Quantized, w: Quantized, dtype: torch.dtype) -> torch.Tensor:
         product = self._product(kernel, qa, w, dtype)
@@ -101,16 +102,16 @@ class Fp8Linears:
 
     def _product(self, kernel: str, qa: Quantized, w: Quantized, dtype: torch.dtype) -> torch.Tensor:
         """What `kernel` writes: the product, or (K in parts) the parts' fp32 partial products."""
-        if kernel == ENGINE:
+        if kernel == OWN_GEMM:
             return self._padded_gemm(qa, w, dtype)
-        from accelbench.kernels.fp8_gemv import fp8_gemv_tc  # Triton: only where choose_kernels chose it
+        from accelbench.fp8.kernels.gemv import fp8_gemv_tc  # Triton: only where choose_kernels chose it
         return fp8_gemv_tc(qa.q, w.q, qa.scale, w.scale, dtype, SPLIT_K[kernel])
 
     def choose_kernels(self, rows: int) -> None:
         """Before a step at `rows` activation rows is captured: per projection, time every kernel
         that can run it on this device (as graph replays over every layer's weights,
         triton.testing.do_bench_cudagraph, activations quantized ahead) and let the fastest run it.
-        Each is checked against the engine's GEMM first; one that disagrees is never used."""
+        Each is checked against the executor's GEMM first; one that disagrees is never used."""
         kernels = self._kernels(rows)
         if not self.gemv_capable or len(kernels) == 1:
             return
@@ -122,15 +123,15 @@ class Fp8Linears:
             w, dtype = layers[0], self.weights[f"{names[0]}.weight"].dtype
             x = torch.randn(rows, w.q.shape[1], device=w.q.device, dtype=dtype)
             qa = quantize(x, self.mode.a)
-            expected = self._multiply(ENGINE, qa, w, dtype)
+            expected = self._multiply(OWN_GEMM, qa, w, dtype)
             tolerance = 1e-2 * float(expected.abs().max())
-            agree = [ENGINE]
+            agree = [OWN_GEMM]
             for k in kernels[1:]:
                 try:
                     if torch.allclose(self._multiply(k, qa, w, dtype), expected, rtol=2e-2, atol=tolerance):
                         agree.append(k)
                     else:
-                        self.left_out[k] = "disagreed with the engine's GEMM"
+                        self.left_out[k] = "disagreed with the executor's GEMM"
                 except Exception as exc:  # a kernel this Triton cannot compile here is left out, not fatal
                     self.left_out[k] = f"failed: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
             # Each call on the next layer's weights, as the step streams them: one projection's
@@ -142,24 +143,24 @@ class Fp8Linears:
 
     def _padded_gemm(self, qa, w, dtype: torch.dtype) -> torch.Tensor:
         rows = qa.q.shape[0]
-        if self.engine.native and rows % PAD_ROWS:
+        if self.executor.native and rows % PAD_ROWS:
             # Padding rows quantize to zeros; the slice drops them again.
             pad = (0, 0, 0, PAD_ROWS - rows % PAD_ROWS)
             per_row = self.mode.granularity != "tensor"
             qa = Quantized(F.pad(qa.q.view(torch.uint8), pad).view(qa.q.dtype),
                            F.pad(qa.scale, pad, value=1.0) if per_row else qa.scale, qa.block)
         out = torch.empty(qa.q.shape[0], w.q.shape[0], dtype=dtype, device=qa.q.device)
-        return self.engine.gemm(qa, w, self.mode, out)[:rows]
+        return self.executor.gemm(qa, w, self.mode, out)[:rows]
 
     def _quantize_activations(self, a: torch.Tensor) -> Quantized:
         """Inside a compiled step, the reference quantizer's torch ops, which Inductor fuses into
         the kernels around them (the fused Triton quantizers broke torch.compile of the whole step:
         H100, torch 2.11). Run eagerly (prefill, the eager engine), the fused quantizers: the same
-        values bit for bit (fused_quant.py), in one or two passes instead of a chain of torch ops,
+        values bit for bit (fused.py), in one or two passes instead of a chain of torch ops,
         which made FP8 prefill several times slower than BF16."""
-        if torch.compiler.is_compiling() or not fused_quant.covers(self.mode.a):
+        if torch.compiler.is_compiling() or not fused.covers(self.mode.a):
             return quantize(a, self.mode.a)
-        return fused_quant.dynamic(a.contiguous(), self.mode.a)
+        return fused.current(a.contiguous(), self.mode.a)
 
     def fp8_bytes(self) -> int:
         """Bytes of the FP8 weights and their scales (what a step streams instead of the originals)."""
@@ -174,7 +175,7 @@ class Fp8Linears:
         if self.weight_only:
             y = F.linear(a, w.dequantize(a.dtype))
         else:
-            kernel = self._kernel_for(_projection(name)) if a.shape[0] == self.chosen_rows else ENGINE
+            kernel = self._kernel_for(_projection(name)) if a.shape[0] == self.chosen_rows else OWN_GEMM
             y = self._multiply(kernel, self._quantize_activations(a), w, x.dtype)
         if bias is not None:
             y = y + bias

@@ -3,7 +3,7 @@ scale's single cast pass, delayed scaling's scale-from-history and amax-recordin
 1x128 (A) x 128x128 (B) block scales applied in the main loop (each 128-deep partial product is
 scaled and added to an fp32 accumulator, the DeepSeek-V3 recipe).
 
-Scales are dequantization multipliers (x ~ q * scale), as in accelbench.quant.
+Scales are dequantization multipliers (x ~ q * scale), as in accelbench.fp8.reference.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import triton.language as tl
 def _round_scale(raw, ROUNDING: tl.constexpr):
     """0 exact; 1 the next power of two up, from the bits (exponent up one unless the mantissa is
     zero: exact where a log2 is not); 2 Gaudi 2's E4M3 set {1/256, 1/16, 1, 16}: the smallest that
-    does not saturate, else 16. As accelbench.quant.round_scale."""
+    does not saturate, else 16. As accelbench.fp8.reference.round_scale."""
     if ROUNDING == 1:
         bits = raw.to(tl.int32, bitcast=True)
         exponent = bits & 0x7F800000
@@ -175,7 +175,7 @@ def scale_from_history(history: torch.Tensor, slot: int, most_recent: bool, fmax
     return scale
 
 
-def quantize_dynamic(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.dtype, fmax: float, rounding: int):
+def quantize_current(x: torch.Tensor, block: tuple[int, int], fp8_dtype: torch.dtype, fmax: float, rounding: int):
     """Current scaling per tensor (an amax pass, then one scale-and-cast pass: the global amax must
     exist before any element is cast), per row or per 1 x G block (one pass). Returns (q, scales)
     with scales in the block grid's shape."""

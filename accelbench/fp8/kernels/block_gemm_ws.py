@@ -1,7 +1,7 @@
 """A warp-specialized 1x128 (A) x 128x128 (W) block-scaled FP8 GEMM for Hopper, written in Gluon
 (Triton's explicit-layout language, triton.experimental.gluon).
 
-Why a second kernel: in the single-partition Triton kernel (kernels/fp8.py) all warps wait on
+Why a second kernel: in the single-partition Triton kernel (kernels/quantize.py) all warps wait on
 each 128-deep MMA together and then rescale its partial product together, so the tensor cores
 idle during every rescale; restructured in Triton (TMA, persistence, automatic warp
 specialization, a hand-pipelined loop) it stayed at 0.63-0.65x of cuBLAS tensor-wise
@@ -35,7 +35,7 @@ with A in registers too (904-1019): ptxas serializes wgmma when one stays in fli
 rescale of another, so each step still ends waiting for all of its MMAs, and the narrower MMAs
 cost more than the overlap they bought. An H100 gives the same ratio (0.80x). Probes: results/crosschecks/h200-gluon-block-gemm.txt.
 
-Scales are dequantization multipliers (x ~ q * scale), as in accelbench.quant.
+Scales are dequantization multipliers (x ~ q * scale), as in accelbench.fp8.reference.
 """
 from __future__ import annotations
 
