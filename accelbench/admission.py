@@ -34,7 +34,6 @@ class Admission:
         # Best rate one call reached so far per (benchmark, dtype or "bytes"): (rate, case id), in
         # work per second of wall time, or of the backend's probe where it probes.
         self._rates: dict[tuple[str, str], tuple[float, str]] = {}
-        self._probed: Optional[float] = None  # the current case's probed cost, where probed
 
     def admit(self, bench: Benchmark, case: Case, record: CaseRecord) -> None:
         """Decide, before anything is allocated, whether the case may run here."""
@@ -68,24 +67,17 @@ class Admission:
         """The correctness call and its wall time, within the suite's per-call budget: a case
         predicted far over it is skipped without a call; one whose call (and a second, past any
         compiling or autotuning of the first) is over it is skipped with that time, which still
-        tells later cases of its kind how fast such work goes. Where the backend measures a
-        call's cost apart (Backend.budget_probe: a CPU, on one thread's CPU time), that cost is
-        what the budget judges, so the same cases run on an idle and on a busy machine."""
+        tells later cases of its kind how fast such work goes. A backend that measures a call's
+        cost apart (Backend.budget_probe: a CPU) is judged by that cost instead, once the
+        checked call has passed (`confirm_budget`)."""
         budget = policy.call_budget_s
         predicted = self._predicted_call_s(benchmark, workload)
         if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
             # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
             raise self._over_budget(f"one call would take about {predicted[0]:.3g} s (at the best rate a case "
                                     f"of this kind reached in this run, {predicted[1]}'s)", budget)
-        if budget:
-            probed = self._probe(workload, budget)
-            if probed is not None:
-                self._learn(benchmark, workload, probed, case_id)
-                if probed > budget:
-                    raise self._over_budget(f"one call needs {probed:.3g} s (its CPU time on one thread, shared "
-                                            f"over the compute threads)", budget)
         output, first_s = timed_call(self.backend, workload.run, self.group)
-        if budget and self._probed is None and first_s > budget:
+        if budget and not self.backend.probes_budget and first_s > budget:
             del output
             if workload.reset:
                 workload.reset()
@@ -95,26 +87,33 @@ class Admission:
                 raise self._over_budget(f"one call took {again_s:.3g} s", budget)
         return output, first_s
 
-    def _probe(self, workload: Workload, budget: float) -> Optional[float]:
-        """The backend's own measure of one call's cost (a second try past any first-call set-up
-        where the first is over budget-sized), or None where wall time serves."""
-        self._probed = None
-        for _ in range(2):
-            cost = self.backend.budget_probe(workload.run)
+    def confirm_budget(self, benchmark: str, workload: Workload, policy: TimingPolicy, case_id: str = "") -> None:
+        """After the checked call, on a backend that measures a call's cost apart (a CPU: one
+        thread's CPU time, which a busy neighbour does not move, so the same cases run on an idle
+        and on a busy machine): skip the case if that cost is over the budget. The probe's calls
+        leave the work as the timed calls expect it (Workload.reset, Workload.rewind)."""
+        budget = policy.call_budget_s
+        if not budget or not self.backend.probes_budget:
+            return
+        cost = None
+        for _ in range(2):  # a second try, past any set-up the first call did not already pay
+            found = self.backend.budget_probe(workload.run)
             for restore in (workload.reset, workload.rewind):
                 if restore:
                     restore()
-            if cost is None:
-                return None
-            self._probed = cost if self._probed is None else min(self._probed, cost)
-            if self._probed <= budget:
+            cost = found if cost is None else min(cost, found)
+            if self.group.leader_decides(cost <= budget):  # every rank decides alike
                 break
-        return self._probed
+        cost = self.group.slowest([cost])[0]
+        self._learn(benchmark, workload, cost, case_id)
+        if cost > budget:
+            raise self._over_budget(f"one call needs {cost:.3g} s (its CPU time on one thread, shared over the "
+                                    f"compute threads)", budget)
 
     def measured(self, benchmark: str, workload: Workload, median_s: float, case_id: str) -> None:
         """A case's steady per-call wall time: the best rate of its kind, for later predictions
-        (where the backend probes calls apart, the probe has taught it already)."""
-        if self._probed is None:
+        (on a backend that probes, the probe has taught it, free of load)."""
+        if not self.backend.probes_budget:
             self._learn(benchmark, workload, median_s, case_id)
 
     def _learn(self, benchmark: str, workload: Workload, call_s: float, case_id: str) -> None:

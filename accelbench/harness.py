@@ -195,6 +195,7 @@ class Runner:
             record.status = "failed"
             record.reason = f"wrong result{where}: " + describe_failure(record.accuracy)
             return
+        self.admission.confirm_budget(record.benchmark, workload, policy, record.case_id)
 
         group = self.group
         record.state_before = self.telemetry.state()

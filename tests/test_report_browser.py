@@ -29,7 +29,7 @@ def test_report_opens_in_chromium_without_errors_and_its_top_is_not_blank(tmp_pa
     _require_browser()
     runs = load_runs([
         write_synthetic_run(tmp_path / "a", "Device A", [gemm_record(n, 100.0 + n / 50) for n in (256, 1024, 4096)]
-                            + [membw_record(2**30, 2000.0), decode_record(1, 90.0), decode_record(16, 1200.0)],
+                            + [membw_record(2**30, 2000.0), membw_record(2**31, 2050.0), decode_record(1, 90.0), decode_record(16, 1200.0)],
                             label="<script>alert(1)</script>", ceilings=ceiling_pair(180.0, 2100.0)),
         write_synthetic_run(tmp_path / "b", "Device B", [gemm_record(n, 150.0 + n / 40) for n in (256, 1024, 4096)]
                             + [decode_record(1, 120.0)], ceilings=ceiling_pair(260.0, 3000.0))])

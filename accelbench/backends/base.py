@@ -110,6 +110,8 @@ class Backend(ABC):
     def mark_step(self) -> None:
         """Flush queued work to the device where the framework queues lazily (HPU lazy mode)."""
 
+    probes_budget: ClassVar[bool] = False  # budget_probe measures calls (else wall time is judged)
+
     def budget_probe(self, call: Callable[[], Any]) -> Optional[float]:
         """Seconds one call costs, measured so that a busy host does not move it, for judging the
         call against a suite's per-call budget (admission.py); None where the first call's wall

@@ -94,6 +94,8 @@ class CpuBackend(Backend):
     def synchronize(self) -> None:
         pass  # CPU ops are synchronous
 
+    probes_budget = True
+
     def budget_probe(self, call):
         """One call on one thread, its CPU time over the threads the timed calls use. A busy
         neighbour stretches wall time, and with several threads also the CPU time spent spinning
