@@ -6,6 +6,7 @@ both go through them, so a field added here is written and validated in one plac
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -221,17 +222,24 @@ def to_json_dict(record: Any) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
+@functools.lru_cache(maxsize=None)
+def _fields_of(cls: type) -> tuple[dict[str, Any], frozenset[str], tuple]:
+    """A record class's field types, names and fields, resolved once (resolving the annotations is
+    most of the cost of reading a large cases file)."""
+    fields = dataclasses.fields(cls)
+    return typing.get_type_hints(cls), frozenset(f.name for f in fields), fields
+
+
 def from_json_dict(cls: type, data: Any) -> Any:
     """Build `cls` from parsed JSON, rejecting missing or unknown fields with a clear message."""
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    hints, names, fields = _fields_of(cls)
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
     kwargs = {}
-    for f in dataclasses.fields(cls):
+    for f in fields:
         if f.name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ValueError(f"{cls.__name__}: missing field '{f.name}'")

@@ -43,7 +43,7 @@ def label_overlaps(fig, slack_px: float = 1.0) -> list[tuple[str, str]]:
     """Pairs of drawn texts (titles, axis and tick labels, annotations, legend entries) whose
     bounding boxes overlap by more than `slack_px` in both directions, as the PNG will show them."""
     from matplotlib.text import Text
-    fig.canvas.draw()  # lays out ticks and legends as savefig will
+    fig.draw_without_rendering()  # lays out ticks and legends as savefig will, without rasterizing
     renderer = fig.canvas.get_renderer()
     tick_labels, drawn = set(), set()
     for ax in fig.axes:
