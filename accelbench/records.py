@@ -261,6 +261,11 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ValueError(f"{where}: expected a list")
         (inner,) = typing.get_args(tp)
+        if inner is float:  # a case's samples: thousands of numbers, checked in one pass
+            if not all(type(v) in (int, float) for v in value):
+                bad = next(v for v in value if type(v) not in (int, float))
+                raise ValueError(f"{where}: expected a number, got {bad!r}")
+            return [float(v) for v in value]
         return [_build(inner, v, where) for v in value]
     if origin is dict:
         if not isinstance(value, dict):

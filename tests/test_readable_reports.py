@@ -85,7 +85,7 @@ def test_a_missing_energy_figure_gives_the_runs_reason_and_a_cache_only_sweep_sa
     rows = {r.headline.name: r for r in Report.build(load_runs([loud, quiet])).overview.rows}
     energy = rows["decode energy efficiency"]
     assert energy.cells[1].missing.startswith("no readable energy counter")
-    assert rows["device memory bandwidth"].cells[0].missing == "all working sets cache-resident (< 4x LLC)"
+    assert rows["device memory bandwidth"].cells[0].missing == "all working sets cache-resident (under 4x LLC)"
 
 
 def test_case_ids_sort_as_people_read_them():
@@ -116,3 +116,15 @@ def test_the_history_page_starts_with_an_index_of_flagged_changes_linked_to_thei
     assert 'id="bench-filter"' in html and 'id="device-filter"' in html
     trend = found[0].sparkline()
     assert "2026-01-01" in trend and "2026-01-12" in trend  # dates under the trend
+
+
+def test_an_emulated_figure_is_never_set_against_a_native_one_and_small_ratios_keep_their_digits(tmp_path):
+    from accelbench.reports.numbers import ratio
+    native = write_synthetic_run(tmp_path / "n", "Device N", [fp8_record("tensor", 256, 50.0, 0.03)])
+    software = fp8_record("tensor", 256, 0.05, 0.03)
+    software.facts["emulated_because"] = "no native FP8 executor for the cpu backend"
+    emulated = write_synthetic_run(tmp_path / "e", "Device E", [software], backend="cpu")
+    row = next(r for r in Report.build(load_runs([native, emulated])).overview.rows
+               if r.headline.name == "GEMM FP8 (GEMM only)")
+    assert row.cells[1].emulated and row.ratios == [None] and row.no_ratio_because == "a figure is emulated: no ratio"
+    assert ratio(0.00136) == "0.00136×" and ratio(1.5) == "1.50×"

@@ -102,7 +102,7 @@ class MemoryBandwidth(Benchmark):
     # Compared on one kernel and working set every device holds in device memory (not cache).
     overview = (OverviewRow("device memory bandwidth", "gbps", (("memory_level", "device"),),
                             same=("kernel", "array_bytes"), compare_on=("impl", "kernel", "dtype", "array_bytes"),
-                            absent="all working sets cache-resident (< 4x LLC)",
+                            absent="all working sets cache-resident (under 4x LLC)",
                             order=40),)
     table = TableView(("gbps", "bw_util", "time"), names=(("bw_util", "of datasheet bw"),))
     plots = (Plot("Memory bandwidth vs working set", x="working_set_bytes", y=("gbps",), series=("impl", "dtype"),

@@ -65,7 +65,10 @@ def plain(value: Any) -> str:
 
 
 def ratio(value: Optional[float]) -> str:
-    return DASH if value is None or math.isnan(value) else f"{value:.2f}×"
+    """Two decimals (1.50×), or three significant digits below 0.1 (0.00136×): never a bare 0.00×."""
+    if value is None or math.isnan(value):
+        return DASH
+    return f"{value:.2f}×" if abs(value) >= 0.1 or value == 0 else f"{significant(value)}×"
 
 
 _SIZE = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30,

@@ -165,6 +165,8 @@ def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optiona
     emulated = {(r.info.run_id, dtype) for r in runs for dtype in r.info.emulated_matmul}
     for headline in declared_rows(runs):
         cells, no_ratio = row_cells(frame, runs, devices, base, headline, emulated)
+        if not no_ratio and any(c.emulated for c in cells if c.value is not None):
+            no_ratio = EMULATED  # a software emulation is not set against a device's native figure
         base_cell = cells[devices.index(base)]
         ratios = [None if no_ratio or c.value is None or not base_cell.value or c.same != base_cell.same
                   else c.value / base_cell.value for d, c in zip(devices, cells) if d != base]
@@ -173,6 +175,7 @@ def build_overview(frame: pd.DataFrame, runs: list[LoadedRun], baseline: Optiona
 
 
 NO_COMMON_CASE = "no common case"
+EMULATED = "a figure is emulated: no ratio"
 OWN_BEST = "each device's own best: no ratio"
 
 
@@ -304,14 +307,21 @@ def _run_name(row: pd.Series) -> str:
 def _missing(rows: pd.DataFrame, headline: OverviewRow) -> Cell:
     candidates = matching(rows, headline)
     if candidates.empty:
-        ran = not rows.empty and (rows["benchmark"] == headline.benchmark).any()
+        mine = rows[rows["benchmark"] == headline.benchmark] if not rows.empty else rows
+        if not mine.empty and (mine["status"] != "ok").all():  # every case skipped or failed: say why
+            return _why_not(mine) or Cell(missing="no figure")
         wanted = ", ".join(f"{k} {v}" for k, v in headline.where)
-        return Cell(missing=(headline.absent or f"no case with {wanted}") if ran and wanted else "not run")
-    by_status = candidates.drop_duplicates(["run_id", "case_id"])
+        return Cell(missing=(headline.absent or f"no case with {wanted}") if not mine.empty and wanted else "not run")
+    return _why_not(candidates) or Cell(missing="no figure")
+
+
+def _why_not(rows: pd.DataFrame) -> Optional[Cell]:
+    """The first failed, else skipped, case's reason, with how many such cases there are."""
+    by_status = rows.drop_duplicates(["run_id", "case_id"])
     for status in ("failed", "skipped"):
         hit = by_status[by_status["status"] == status]
         if not hit.empty:
             reason = hit.iloc[0]["reason"]
             reason = reason if isinstance(reason, str) else ""
             return Cell(missing=f"{status} ({len(hit)}): {reason[:80]}".rstrip(": "))
-    return Cell(missing="no figure")
+    return None

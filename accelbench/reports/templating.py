@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jinja2
 
-from accelbench.reports.numbers import significant
+from accelbench.reports.numbers import ratio, significant
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -16,4 +16,5 @@ def template(name: str) -> jinja2.Template:
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["sig"] = significant
+    env.filters["ratio"] = ratio
     return env.get_template(name)
