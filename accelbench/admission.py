@@ -4,7 +4,7 @@ device memory stated before allocating, and a call predicted or measured over th
 skipped with its time."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Workload
@@ -54,13 +54,8 @@ class Admission:
         """Before `prepare`: skip a case whose declared work (Benchmark.budget_estimate) is
         predicted far over the per-call budget, without building anything."""
         estimate = bench.budget_estimate(case)
-        if not policy.call_budget_s or estimate is None:
-            return
-        kind, amount = estimate
-        best = self._rates.get((bench.name, kind))
-        if best is not None and amount / best[0] > PREDICTION_MARGIN * policy.call_budget_s:
-            raise self._over_budget(f"one call would take about {amount / best[0]:.3g} s (at the best rate a case "
-                                    f"of this kind reached in this run, {best[1]}'s)", policy.call_budget_s)
+        if estimate is not None:
+            self._skip_if_predicted_over((bench.name, estimate[0]), estimate[1], policy.call_budget_s)
 
     def first_call(self, benchmark: str, workload: Workload, policy: TimingPolicy,
                    case_id: str = "") -> tuple[Any, float]:
@@ -71,11 +66,8 @@ class Admission:
         cost apart (Backend.budget_probe: a CPU) is judged by that cost instead, once the
         checked call has passed (`confirm_budget`)."""
         budget = policy.call_budget_s
-        predicted = self._predicted_call_s(benchmark, workload)
-        if budget and predicted is not None and predicted[0] > PREDICTION_MARGIN * budget:
-            # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
-            raise self._over_budget(f"one call would take about {predicted[0]:.3g} s (at the best rate a case "
-                                    f"of this kind reached in this run, {predicted[1]}'s)", budget)
+        # An emulated bf16 16384^3 product on an AVX2 CPU would take hours: not even once.
+        self._skip_if_predicted_over(*_work_amount(benchmark, workload), budget)
         output, first_s = timed_call(self.backend, workload.run, self.group)
         if budget and not self.backend.probes_budget and first_s > budget:
             del output
@@ -126,15 +118,17 @@ class Admission:
         return CaseSkipped(f"{what}, over the {self.suite} suite's per-call budget of {budget:g} s "
                            f"(run it with --suite {NEXT_SUITE[self.suite]}, or --call-budget 0)")
 
-    def _predicted_call_s(self, benchmark: str, workload: Workload) -> Optional[tuple[float, str]]:
-        """(seconds, the case whose rate it is) for one call of the workload at the best steady
-        rate (work over median) a case of the same benchmark and dtype reached in this run; None
-        before the first. Rates grow with size, so this errs long."""
-        key, amount = _work_amount(benchmark, workload)
+    def _skip_if_predicted_over(self, key: tuple[str, str], amount: float, budget: float) -> None:
+        """Skip a call predicted over PREDICTION_MARGIN times the budget, at the best rate a case of
+        the same benchmark and kind reached in this run (none before the first). Rates grow with
+        size, so this errs long."""
         best = self._rates.get(key)
-        if not amount or best is None:
-            return None
-        return amount / best[0], best[1]
+        if not budget or not amount or best is None:
+            return
+        predicted = amount / best[0]
+        if predicted > PREDICTION_MARGIN * budget:
+            raise self._over_budget(f"one call would take about {predicted:.3g} s (at the best rate a case of this "
+                                    f"kind reached in this run, {best[1]}'s)", budget)
 
 
 def _work_amount(benchmark: str, workload: Workload) -> tuple[tuple[str, str], float]:

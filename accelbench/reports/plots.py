@@ -85,6 +85,14 @@ MARK_NOTES = {"cache": "shaded: under 4x the last-level cache, i.e. cache bandwi
               "memory_bandwidth": "dashed: datasheet memory bandwidth"}
 
 
+def work_of(data: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """Per row, the product of these parameters (M·K·N: how much work a shape is)."""
+    work = pd.Series(1.0, index=data.index)
+    for column in columns:
+        work = work * pd.to_numeric(data[column], errors="coerce")
+    return work
+
+
 def selected(plot: Plot, rows: pd.DataFrame) -> pd.DataFrame:
     """The ok rows the plot draws: its `where`, its series' defaults, its largest work."""
     data = rows[rows["status"] == "ok"]
@@ -95,9 +103,7 @@ def selected(plot: Plot, rows: pd.DataFrame) -> pd.DataFrame:
             return data.iloc[0:0]
         data = data[data[column] == value]
     if plot.largest and not plot.scatter and not data.empty and all(c in data for c in plot.largest):
-        work = pd.Series(1.0, index=data.index)
-        for column in plot.largest:
-            work = work * pd.to_numeric(data[column], errors="coerce")
+        work = work_of(data, plot.largest)
         data = data[work == work.max()]
     missing = [c for c in (*plot.series, *([plot.panels] if plot.panels else [])) if c not in data]
     return data.iloc[0:0] if missing else data
@@ -201,10 +207,7 @@ def _shape_groups(plot: Plot, data: pd.DataFrame) -> list[pd.DataFrame]:
     every run ran, then each run's own largest where that is another; like with like only."""
     if not plot.largest or not all(c in data for c in plot.largest):
         return [data]
-    work = pd.Series(1.0, index=data.index)
-    for column in plot.largest:
-        work = work * pd.to_numeric(data[column], errors="coerce")
-    data = data.assign(_work=work)
+    data = data.assign(_work=work_of(data, plot.largest))
     per_run = [set(group["_work"]) for _, group in data.groupby("run_id", sort=False)]
     shared = set.intersection(*per_run)
     chosen = [max(shared)] if shared else []
