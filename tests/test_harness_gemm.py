@@ -126,13 +126,18 @@ def test_paired_ratio_times_two_calls_side_by_side(cpu_backend):
     from accelbench.timing import PAIRED_ROUNDS, paired_ratio
     order = []
 
+    def work(seconds):  # CPU work: on a CPU the two are compared by their CPU time on one thread
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+
     def slow():
         order.append("slow")
-        time.sleep(0.004)
+        work(0.004)
 
     def fast():
         order.append("fast")
-        time.sleep(0.002)
+        work(0.002)
 
     assert paired_ratio(cpu_backend, slow, fast, flush=False, per_call_estimate_s=0.005) == pytest.approx(2.0, rel=0.25)
     # The other call's first (setup) call is untimed; then the two take turns going first (ABBA):

@@ -296,6 +296,9 @@ class Decode(Benchmark):
             graph_safe=False,  # the graphs engine captures its own step; the others are what they are
             no_flush_reason="a generation streams the weights every step; nothing stays cached",
             extra_metrics=step_metrics,
+            # A call made only to measure its cost (on one thread, admission's budget probe) is no
+            # step of the timed calls: its marks are dropped, not mixed into TTFT and TPOT.
+            rewind=clock.calls.clear,
             # A call is hundreds of steps: a few calls make a stable median.
             timing={"min_samples": 3, "warmup_min_iters": 1, "warmup_s": 0.0, "min_time_s": 0.0},
             facts={"bytes_per_step": bytes_per_step, "memory_level": memory, "weight_bytes_streamed": streamed,
