@@ -24,8 +24,20 @@ def test_a_generation_is_checked_then_reports_ttft_tpot_and_bandwidth(engine, cp
     assert 0 < m["ttft"] < m["time"] and 0 < m["tpot"] <= m["tpot_p90"]
     assert m["decode_tokens_per_s"] == pytest.approx(2 / m["tpot"])
     assert m["tokens_per_s"] == pytest.approx(2 * 8 / m["time"])
-    # TTFT + 7 steps of TPOT make up the call: the step events cover the whole generation.
-    assert m["ttft"] + 7 * m["tpot"] == pytest.approx(m["time"], rel=0.35)
+    # TTFT and the 7 steps make up a call: the step events cover the whole generation. Checked on one
+    # call timed around it (medians of different calls drift apart on a busy machine; one call does not).
+    import time
+    import torch
+    from accelbench.e2e.decode.engines import HfEngine
+    from accelbench.timing import StepMarks
+    _, model = Decode()._model(TINY, torch.float32, cpu_backend)
+    clock = StepMarks(cpu_backend, keep_calls=1)
+    one = {"eager": EagerEngine, "hf": HfEngine}[engine](model, torch.randint(0, TINY.vocab, (2, 32)), 8, clock,
+                                                         cpu_backend)
+    start = time.perf_counter()
+    one.run()
+    call_s = time.perf_counter() - start
+    assert len(clock.steps()) == 7 and clock.first()[0] + sum(clock.steps()) == pytest.approx(call_s, rel=0.1)
     assert m["achieved_bw"] == pytest.approx(rec.facts["bytes_per_step"] / m["tpot"] / 1e9)
 
 
