@@ -239,20 +239,18 @@ def paired_ratio(backend: Backend, call: Callable[[], Any], other: Callable[[], 
     percent between them."""
     batch = batch_size(0.01, per_call_estimate_s)
     other()  # whatever it sets up on its first call stays out of the figure
-    ratios = []
     if backend.probes_budget:
         # A CPU shares its cores with whatever else runs: a busy neighbour stretches one 10 ms batch
         # and not the next. One thread's CPU time (Backend.budget_probe) is what each work costs.
-        def batched(fn: Callable[[], Any]) -> Callable[[], None]:
-            return lambda: [fn() for _ in range(batch)]
-        for i in range(rounds):
-            pair = (call, other) if i % 2 == 0 else (other, call)
-            first, second = (backend.budget_probe(batched(fn)) for fn in pair)
-            ratios.append(first / second if i % 2 == 0 else second / first)
-        return median(ratios)
+        def cost(fn: Callable[[], Any]) -> float:
+            return backend.budget_probe(lambda: [fn() for _ in range(batch)])
+    else:
+        def cost(fn: Callable[[], Any]) -> float:
+            return median(timed_batch(backend, fn, batch, flush, group=group))
+    ratios = []
     for i in range(rounds):
         pair = (call, other) if i % 2 == 0 else (other, call)
-        first, second = (median(timed_batch(backend, fn, batch, flush, group=group)) for fn in pair)
+        first, second = (cost(fn) for fn in pair)
         ratios.append(first / second if i % 2 == 0 else second / first)
     return median(ratios)
 
