@@ -22,7 +22,7 @@ from accelbench.backends.base import Backend
 from accelbench.errors import UsageError
 from accelbench.records import Accuracy, Metric, RooflineWork
 from accelbench.stats import SampleStats
-from accelbench.view import FloorFraction, OverviewRow, Plot, TableView
+from accelbench.view import FloorFraction, OverviewRow, Plot, RecipeCost, TableView
 
 SUITES = ("quick", "standard", "full")
 
@@ -122,6 +122,8 @@ class Benchmark(ABC):
     table: ClassVar[TableView] = TableView()  # its tables' columns in the report
     # Figures derived when a run is read, from the run's measured ceilings (view.FloorFraction).
     derived: ClassVar[tuple[FloorFraction, ...]] = ()
+    # What a precision recipe costs in quality, where this benchmark measures it (view.RecipeCost).
+    recipe_cost: ClassVar[Optional[RecipeCost]] = None
 
     @classmethod
     def roofline_work(cls, params: dict[str, Any], facts: dict[str, Any]) -> Optional[RooflineWork]:
@@ -144,7 +146,8 @@ class Benchmark(ABC):
         return {"headline_metrics": list(cls.headline_metrics),
                 "overview": [replace(row, benchmark=cls.name).as_json() for row in rows],
                 "plots": [plot.as_json() for plot in cls.plots], "table": cls.table.as_json(),
-                "derived": [d.as_json() for d in cls.derived]}
+                "derived": [d.as_json() for d in cls.derived],
+                "recipe_cost": replace(cls.recipe_cost, benchmark=cls.name).as_json() if cls.recipe_cost else None}
 
     def headline_of(self, metrics: list[Metric]) -> str:
         """The first of `headline_metrics` that `metrics` has a value for, else "time"."""

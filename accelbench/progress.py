@@ -3,6 +3,8 @@ otherwise (CI logs)."""
 from __future__ import annotations
 
 import sys
+import time
+from typing import Callable, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,6 +19,17 @@ def headline(record: CaseRecord) -> str:
     return f"{m.value:.4g} {m.unit}" if m is not None else record.reason or ""
 
 
+# Where a long case reports how far it is (case_detail): the running CaseProgress, if any.
+_detail_sink: Optional[Callable[[str], None]] = None
+
+
+def case_detail(text: str) -> None:
+    """A long case's progress inside itself ("hellaswag: 120/400 requests"), shown beside the case
+    in the progress bar (interactive) or as a line on stderr at most every 10 s (logs)."""
+    if _detail_sink is not None:
+        _detail_sink(text)
+
+
 class CaseProgress:
     def __init__(self, total: int, console: Console):
         self.console = console
@@ -26,18 +39,32 @@ class CaseProgress:
         self._task = self._bar.add_task("starting", total=total)
         self.done = 0
         self.total = total
+        self._current = "starting"
+        self._last_detail = 0.0
 
     def __enter__(self) -> "CaseProgress":
+        global _detail_sink
         if self.interactive:
             self._bar.start()
+        _detail_sink = self.detail
         return self
 
     def __exit__(self, *exc) -> None:
+        global _detail_sink
+        _detail_sink = None
         if self.interactive:
             self._bar.stop()
 
     def case_started(self, benchmark: str, case: Case) -> None:
-        self._bar.update(self._task, description=f"{benchmark} {case.case_id}")
+        self._current = f"{benchmark} {case.case_id}"
+        self._bar.update(self._task, description=self._current)
+
+    def detail(self, text: str) -> None:
+        if self.interactive:
+            self._bar.update(self._task, description=f"{self._current} · {text}")
+        elif time.monotonic() - self._last_detail >= 10.0:
+            self._last_detail = time.monotonic()
+            print(f"  {self._current}: {text}", file=sys.stderr, flush=True)
 
     def case_finished(self, record: CaseRecord) -> None:
         self.done += 1

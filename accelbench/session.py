@@ -94,8 +94,9 @@ def plan_run(request: RunRequest) -> Plan:
         takers = [b for b in benchmarks if option in b.run_options]
         if not takers:
             able = sorted(n for n, cls in benchmark_classes().items() if option in cls.run_options)
-            raise UsageError(f"--{option} applies to the {', '.join(able)} benchmark(s) only (--bench {able[0]})"
-                             if able else f"--{option} applies to no benchmark")
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} applies to the {', '.join(able)} benchmark(s) only (--bench {able[0]})"
+                             if able else f"{flag} applies to no benchmark")
         for bench in takers:
             bench.configure(option, value)
     cases = [(b, c) for b in benchmarks for c in b.cases(request.suite)

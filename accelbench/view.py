@@ -36,6 +36,10 @@ class OverviewRow:
     # Why a device whose runs have this benchmark can have no case matching `where` (shown instead
     # of a figure; default: "no case with <where>").
     absent: str = ""
+    # The parameter of the priced case that names its precision recipe (decode: "fp8"): the
+    # procurement view then shows what that recipe costs in quality, where a run measured it
+    # (a benchmark's `RecipeCost`).
+    recipe: Optional[str] = None
     benchmark: str = ""  # filled in from the declaring benchmark
 
     def as_json(self) -> dict[str, Any]:
@@ -49,6 +53,34 @@ class OverviewRow:
         fields["compare_on"] = tuple(fields.get("compare_on", ()))
         fields["priced"] = tuple(fields["priced"]) if fields.get("priced") else None
         return cls(**fields)
+
+
+@dataclass(frozen=True)
+class RecipeCost:
+    """What a precision recipe costs in quality, declared by the benchmark that measures it (task
+    accuracy): per value of `per`, the difference `delta` from the unquantized model with its
+    interval [`low`, `high`], for cases whose `recipe` parameter names the recipe."""
+
+    recipe: str  # the parameter naming the recipe, matched against OverviewRow.recipe's value
+    delta: str
+    low: str
+    high: str
+    per: str  # the parameter the delta is measured over (a task)
+    verdict: str = ""  # a fact that says what the interval means
+    model: str = ""  # a fact naming the model evaluated
+    unit: str = "points"
+    benchmark: str = ""  # filled in from the declaring benchmark
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RecipeCost":
+        return cls(**data)
+
+
+def recipe_costs(views: dict[str, dict[str, Any]]) -> list[RecipeCost]:
+    return [RecipeCost.from_json(view["recipe_cost"]) for view in views.values() if view.get("recipe_cost")]
 
 
 def overview_rows(views: dict[str, dict[str, Any]]) -> list[OverviewRow]:

@@ -24,6 +24,7 @@ class Verb:
 
 VERBS = {
     "compare": Verb("accelbench.cli.results", "Compare BASELINE CANDIDATE (two run folders) case by case"),
+    "convert-gguf": Verb("accelbench.cli.checkpoint", "Convert a GGUF file (Llama architecture) into a checkpoint folder for --weights"),
     "doctor": Verb("accelbench.cli.inspect", "Self-check a backend before the first run"),
     "env": Verb("accelbench.cli.inspect", "Backends found on this machine, the device, its peaks, telemetry and versions"),
     "export": Verb("accelbench.cli.results", "Write runs in another tool's format"),

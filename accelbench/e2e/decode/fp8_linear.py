@@ -18,6 +18,11 @@ executors (fp8/executors/): what the FP8 GEMM benchmark measures on one shape, h
   with K cut in 2 or 4 parts (more programs where the output rows alone leave SMs idle: on an
   H100 qkv, o and down were 7-15 % faster so), its fp32 partial products summed by the compiled
   step in the kernel that reads them next.
+- Static and delayed scaling (the accuracy benchmark): each projection keeps its own activation
+  scale state, a scale calibrated once from the projections' activations over a calibration text
+  (`calibrating()`: the maximum amax seen, as Intel Neural Compressor's `maxabs` measurement), or
+  an amax history of its earlier calls (fp8/reference.DelayedScaling), and quantizes with the
+  reference quantizer under that state. The decode benchmark runs current scaling only.
 The embedding table stays in the model's dtype. So does the output projection, as serving recipes
 usually keep it, unless the variant is `w8a8+head` (`head` below): then it is quantized like the
 projections, as gpt-fast and torchao's `quantize_` do by default; its accuracy cost is in the KL.
@@ -32,7 +37,8 @@ import torch.nn.functional as F
 from accelbench.fp8 import fused
 from accelbench.fp8.executors import executor_for, weight_scheme
 from accelbench.fp8.formats import MODES
-from accelbench.fp8.reference import quantize, Quantized
+from accelbench.fp8.reference import (DelayedScaling, Quantized, block_amax, quantize, reference_quantize,
+                                      scale_from_amax)
 from accelbench.backends.base import Backend
 
 # The decoder's projections as it multiplies them: q/k/v and gate/up stacked (llama.py), so that
@@ -52,8 +58,12 @@ class Fp8Linears:
                  backend: Backend, head: Optional[str] = None):
         """`head`: the output projection's name, where it is quantized too."""
         self.mode = MODES[mode_name]
-        if self.mode.policy != "current":
-            raise ValueError(f"FP8 decode uses current scaling; mode {mode_name} scales by a {self.mode.policy} policy")
+        if self.mode.policy != "current" and self.mode.granularity != "tensor":
+            raise ValueError(f"mode {mode_name}: a {self.mode.policy} scale per token does not carry from one "
+                             "input to the next (tokens differ); static and delayed scaling are per tensor here")
+        self.calibration: dict[str, torch.Tensor] = {}  # projection -> largest activation amax seen (static)
+        self.histories: dict[str, DelayedScaling] = {}  # projection -> amax history (delayed)
+        self._calibrating = False
         self.weight_only = weight_only
         self.weights = weights
         self.executor, self.emulated_because = executor_for(backend, self.mode, "auto")
@@ -152,7 +162,33 @@ class Fp8Linears:
         out = torch.empty(qa.q.shape[0], w.q.shape[0], dtype=dtype, device=qa.q.device)
         return self.executor.gemm(qa, w, self.mode, out)[:rows]
 
-    def _quantize_activations(self, a: torch.Tensor) -> Quantized:
+    def calibrating(self):
+        """A context in which calls run in the weights' own dtype and record each projection's
+        largest activation amax: the static scales, once it ends."""
+        linears = self
+
+        class _Calibrating:
+            def __enter__(self):
+                linears._calibrating = True
+
+            def __exit__(self, *exc):
+                linears._calibrating = False
+        return _Calibrating()
+
+    def _scaling(self, name: str, a: torch.Tensor):
+        """The activation scaling state of projection `name` under the mode's policy (see
+        fp8/reference.reference_quantize): None (current), a scale (static), a history (delayed)."""
+        if self.mode.policy == "static":
+            if name not in self.calibration:
+                raise RuntimeError(f"static scaling: projection {name} was never calibrated")
+            return scale_from_amax(self.calibration[name], self.mode.a.fmt, self.mode.a.rounding)
+        if self.mode.policy == "delayed":
+            return self.histories.setdefault(name, DelayedScaling())
+        return None
+
+    def _quantize_activations(self, a: torch.Tensor, name: str = "") -> Quantized:
+        if self.mode.policy != "current":
+            return reference_quantize(a, self.mode.a, self._scaling(name, a))
         """Inside a compiled step, the reference quantizer's torch ops, which Inductor fuses into
         the kernels around them (the fused Triton quantizers broke torch.compile of the whole step:
         H100, torch 2.11). Run eagerly (prefill, the eager engine), the fused quantizers: the same
@@ -172,11 +208,17 @@ class Fp8Linears:
             return F.linear(x, self.weights[f"{name}.weight"], bias)
         w = self.q[name]
         a = x.reshape(-1, x.shape[-1])
-        if self.weight_only:
+        if self._calibrating:
+            amax = block_amax(a, self.mode.a.block).float()
+            seen = self.calibration.get(name)
+            self.calibration[name] = amax if seen is None else torch.maximum(seen, amax)
+            y = F.linear(a, self.weights[f"{name}.weight"]) if f"{name}.weight" in self.weights \
+                else F.linear(a, w.dequantize(a.dtype))
+        elif self.weight_only:
             y = F.linear(a, w.dequantize(a.dtype))
         else:
             kernel = self._kernel_for(_projection(name)) if a.shape[0] == self.chosen_rows else OWN_GEMM
-            y = self._multiply(kernel, self._quantize_activations(a), w, x.dtype)
+            y = self._multiply(kernel, self._quantize_activations(a, name), w, x.dtype)
         if bias is not None:
             y = y + bias
         return y.view(*x.shape[:-1], y.shape[-1])
