@@ -161,6 +161,33 @@ def test_fp8_partial_products_are_summed_and_eager_activations_quantize_as_the_r
     assert torch.equal(fused.scale.reshape(-1), reference.scale.reshape(-1))
 
 
+def test_static_scales_come_from_calibration_and_delayed_ones_from_earlier_calls(cpu_backend):
+    import torch
+    from accelbench.e2e.decode import fp8_linear
+    from accelbench.e2e.decode.model import Llama
+    from accelbench.e2e.decode.weights import synthetic_weights
+    from accelbench.fp8.reference import quantize_with_scale, scale_from_amax
+    model = Llama(TINY, synthetic_weights(TINY, torch.float32, torch.device("cpu")))
+    name = "model.layers.0.mlp.down_proj"
+    static = fp8_linear.Fp8Linears(model.w, TINY.layers, "tensor-static", False, cpu_backend)
+    quiet, loud = torch.randn(3, TINY.intermediate), 8 * torch.randn(3, TINY.intermediate)
+    with static.calibrating():  # calibration runs unquantized and keeps the largest amax seen
+        assert torch.equal(static(quiet, name), torch.nn.functional.linear(quiet, model.w[f"{name}.weight"]))
+        static(loud, name)
+    scale = scale_from_amax(loud.abs().amax().reshape(1, 1), static.mode.a.fmt, "exact")
+    used = static._quantize_activations(quiet, name)
+    assert torch.equal(used.scale.reshape(-1), scale.reshape(-1))  # the calibrated scale, not quiet's own
+    assert torch.equal(used.q.view(torch.uint8), quantize_with_scale(quiet, scale, (0, 0), static.mode.a.fmt).q.view(torch.uint8))
+    with pytest.raises(RuntimeError, match="never calibrated"):
+        static._quantize_activations(quiet, "model.layers.1.mlp.down_proj")
+    delayed = fp8_linear.Fp8Linears(model.w, TINY.layers, "tensor-delayed", False, cpu_backend)
+    first = delayed._quantize_activations(loud, name)  # nothing to delay from: its own amax
+    second = delayed._quantize_activations(quiet, name)  # the history's max: loud's
+    assert torch.equal(first.scale, second.scale)
+    with pytest.raises(ValueError, match="per tensor here"):
+        fp8_linear.Fp8Linears(model.w, TINY.layers, "row-static", False, cpu_backend)
+
+
 def test_tensor_parallel_decoder_generates_what_the_whole_model_does():
     import os
     import subprocess

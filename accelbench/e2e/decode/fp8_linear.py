@@ -29,6 +29,7 @@ projections, as gpt-fast and torchao's `quantize_` do by default; its accuracy c
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -162,18 +163,15 @@ class Fp8Linears:
         out = torch.empty(qa.q.shape[0], w.q.shape[0], dtype=dtype, device=qa.q.device)
         return self.executor.gemm(qa, w, self.mode, out)[:rows]
 
+    @contextlib.contextmanager
     def calibrating(self):
         """A context in which calls run in the weights' own dtype and record each projection's
         largest activation amax: the static scales, once it ends."""
-        linears = self
-
-        class _Calibrating:
-            def __enter__(self):
-                linears._calibrating = True
-
-            def __exit__(self, *exc):
-                linears._calibrating = False
-        return _Calibrating()
+        self._calibrating = True
+        try:
+            yield self
+        finally:
+            self._calibrating = False
 
     def _scaling(self, name: str, a: torch.Tensor):
         """The activation scaling state of projection `name` under the mode's policy (see
@@ -187,13 +185,14 @@ class Fp8Linears:
         return None
 
     def _quantize_activations(self, a: torch.Tensor, name: str = "") -> Quantized:
-        if self.mode.policy != "current":
-            return reference_quantize(a, self.mode.a, self._scaling(name, a))
         """Inside a compiled step, the reference quantizer's torch ops, which Inductor fuses into
         the kernels around them (the fused Triton quantizers broke torch.compile of the whole step:
         H100, torch 2.11). Run eagerly (prefill, the eager engine), the fused quantizers: the same
         values bit for bit (fused.py), in one or two passes instead of a chain of torch ops,
-        which made FP8 prefill several times slower than BF16."""
+        which made FP8 prefill several times slower than BF16. Static and delayed scaling: the
+        reference quantizer under the projection's own state."""
+        if self.mode.policy != "current":
+            return reference_quantize(a, self.mode.a, self._scaling(name, a))
         if torch.compiler.is_compiling() or not fused.covers(self.mode.a):
             return quantize(a, self.mode.a)
         return fused.current(a.contiguous(), self.mode.a)
@@ -212,8 +211,7 @@ class Fp8Linears:
             amax = block_amax(a, self.mode.a.block).float()
             seen = self.calibration.get(name)
             self.calibration[name] = amax if seen is None else torch.maximum(seen, amax)
-            y = F.linear(a, self.weights[f"{name}.weight"]) if f"{name}.weight" in self.weights \
-                else F.linear(a, w.dequantize(a.dtype))
+            y = F.linear(a, self.weights[f"{name}.weight"])
         elif self.weight_only:
             y = F.linear(a, w.dequantize(a.dtype))
         else:
