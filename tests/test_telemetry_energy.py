@@ -234,9 +234,11 @@ def test_flushed_cases_flush_in_the_window_and_subtract_the_flushes(cpu_backend,
     assert e.flushed and e.flush_joules == pytest.approx(2.0 * e.iterations)
     assert e.joules / e.iterations == pytest.approx(0.25)  # the GEMM's energy, not the flushes'
     assert rec.metric("energy_per_call").value == pytest.approx(0.25)
-    # The window's calls run as the timed ones did: its per-call time among theirs (a busy machine
-    # spreads both; an idle one holds them together).
-    assert 0.5 * min(rec.samples_s) <= e.per_call_s <= 1.5 * max(rec.samples_s)
+    # The window's calls run as the timed ones did (each flushed, counted above), so no slower than
+    # they. Not "no faster": on a machine shared with other work each timed call, alone between two
+    # flushes, can lose a whole scheduler slice (every sample 16 ms for a 64^3 GEMM, seen here), while
+    # the window's thousands of calls back to back lose only their share.
+    assert e.per_call_s <= 1.5 * max(rec.samples_s)
 
 
 def test_energy_window_without_counter_integrates_sampled_power(cpu_backend):
