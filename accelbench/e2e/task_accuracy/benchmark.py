@@ -29,6 +29,7 @@ from accelbench.e2e.task_accuracy.tasks import TASKS, Task, build
 from accelbench.errors import CaseSkipped, UsageError
 from accelbench.models import ModelConfig
 from accelbench.progress import case_detail
+from accelbench.accuracy import ErrorMeter
 from accelbench.records import Accuracy, Metric
 from accelbench.view import OverviewRow, Plot, RecipeCost, TableView
 
@@ -163,14 +164,7 @@ class TaskAccuracy(Benchmark):
             raise CaseSkipped("lm-evaluation-harness is not installed (pip install 'accelbench[accuracy]')") from None
         dtype_name = "bf16" if backend.name != "cpu" and backend.supports("bf16") else "fp32"
         model, tokenizer = self._model(backend, dtype_name)
-        linears, emulated = None, None
-        if precision.fp8_mode is not None:
-            try:
-                linears = Fp8Linears(model.w, model.config.layers, precision.fp8_mode, precision.weight_only, backend)
-            except ValueError as exc:
-                raise CaseSkipped(str(exc)) from None
-            emulated = None if precision.weight_only or linears.executor.native else \
-                (linears.emulated_because or "no native FP8 executor here")
+        linears = self._fp8_linears(model, precision, backend)
         variant = Llama(model.config, model.w, linear=linears) if linears else model
         limit = _per_subtask_limit(task, p["limit"], p["suite"])
         lm = self._lm(variant, tokenizer, backend, DTYPES[dtype_name], f"{task.name}/{precision.name}")
@@ -180,75 +174,99 @@ class TaskAccuracy(Benchmark):
         if budget and predicted > budget:
             raise CaseSkipped(f"the evaluation would take about {predicted:.0f} s (over the suite's {budget:.0f} s "
                               f"budget per case): give --limit, or run the standard or full suite")
-        calibration = None
-        if precision.fp8_mode and linears.mode.policy == "static":
-            calibration = self._calibrate(linears, lm, task, limit)
-        key = (task.name, str(limit))
+        calibration = self._calibrate(linears, lm, task, limit) if linears and linears.mode.policy == "static" else None
         start = time.perf_counter()
         outcomes = evaluate(lm, tasks, task, limit)
         elapsed = time.perf_counter() - start
         items = sum(map(len, outcomes.values()))
         self._seconds_per_item[task.name] = max(self._seconds_per_item.get(task.name, 0.0), elapsed / items)
-        self._outcomes[(*key, precision.name)] = outcomes
-        reference = None
-        if precision.name != UNQUANTIZED:
-            if (*key, UNQUANTIZED) not in self._outcomes:  # pair with the unquantized model on the same items
-                self._outcomes[(*key, UNQUANTIZED)] = evaluate(self._lm(model, tokenizer, backend, DTYPES[dtype_name],
-                                                                        f"{task.name}/{UNQUANTIZED}"),
-                                                               build(task, self.task_data), task, limit)
-            reference = self._outcomes[(*key, UNQUANTIZED)]
-        flat = [x for name in sorted(outcomes) for x in outcomes[name]]
-        result = paired.score(flat)
+        self._outcomes[(task.name, str(limit), precision.name)] = outcomes
         difference = None
-        if reference is not None:
-            difference = paired.paired_difference([x for name in sorted(reference) for x in reference[name]], flat)
+        if precision.name != UNQUANTIZED:
+            reference = self._unquantized_outcomes(task, limit, model, tokenizer, backend, dtype_name)
+            difference = paired.paired_difference(_flat(reference), _flat(outcomes))
+        workload = self._probe(variant, model, lm, tasks, backend, linears,
+                               PROBE_TOLERANCE["fp8" if linears else dtype_name])
+        metrics = _metrics(paired.score(_flat(outcomes)), difference, elapsed, items, lm)
+        workload.extra_metrics = lambda stats: metrics
+        workload.facts = self._facts(task, precision, dtype_name, model.config, outcomes, difference, linears,
+                                     calibration, limit)
+        return workload
+
+    def _fp8_linears(self, model: Llama, precision: Precision, backend: Backend) -> Optional[Fp8Linears]:
+        """The precision's FP8 projections, or None (unquantized); a recipe the model's shapes cannot
+        take (1x128 blocks on a hidden size of 576) skips the case with the reason."""
+        if precision.fp8_mode is None:
+            return None
+        try:
+            return Fp8Linears(model.w, model.config.layers, precision.fp8_mode, precision.weight_only, backend)
+        except ValueError as exc:
+            raise CaseSkipped(str(exc)) from None
+
+    def _unquantized_outcomes(self, task: Task, limit: Optional[int], model: Llama, tokenizer, backend: Backend,
+                              dtype_name: str) -> dict[str, list[float]]:
+        """The unquantized model's outcomes on the same items: from its case in this run, or evaluated
+        now where that case was filtered out."""
+        key = (task.name, str(limit), UNQUANTIZED)
+        if key not in self._outcomes:
+            lm = self._lm(model, tokenizer, backend, DTYPES[dtype_name], f"{task.name}/{UNQUANTIZED}")
+            self._outcomes[key] = evaluate(lm, build(task, self.task_data), task, limit)
+        return self._outcomes[key]
+
+    @staticmethod
+    def _probe(variant: Llama, model: Llama, lm, tasks: dict, backend: Backend, linears: Optional[Fp8Linears],
+               tolerance: float) -> Workload:
+        """The timed call: one forward pass of the precision over the task's first requests, checked
+        against the unquantized model in fp64."""
         probe = _probe_batch(lm, tasks)
         reference_logits = _reference_logits(model, probe, backend)
-        tolerance = PROBE_TOLERANCE["fp8" if linears and not precision.weight_only else dtype_name]
-        if precision.weight_only:
-            tolerance = PROBE_TOLERANCE["fp8"]
         tokens = torch.tensor(probe, device=backend.device)
         positions = torch.arange(tokens.shape[1], device=backend.device)
         rewind = None
-        if linears is not None and linears.mode.policy == "delayed":
-            saved = {n: h.rewinder() for n, h in linears.histories.items()}
-            rewind = lambda: [r() for r in saved.values()]  # noqa: E731
+        if linears is not None and linears.mode.policy == "delayed":  # a probe call must not move the histories
+            saved = [h.rewinder() for h in linears.histories.values()]
+            rewind = lambda: [r() for r in saved]  # noqa: E731
 
         def run() -> torch.Tensor:
             with torch.inference_mode():
                 return variant.forward(tokens, positions)
 
         def check(logits: torch.Tensor) -> Accuracy:
-            from accelbench.accuracy import ErrorMeter
             meter = ErrorMeter()
             meter.add(logits, reference_logits)
             return meter.result(tolerance, "fp64 forward pass of the unquantized model on "
                                 f"{backend.reference_device.type}, {len(probe)} of the task's requests")
 
-        metrics = _metrics(result, difference, elapsed, items, lm)
-        config = model.config
-        source = read_hf_config(self.checkpoint[0]).get("gguf_source")
+        config, fp8_gemm = model.config, linears is not None and not linears.weight_only
+        dtype = next(iter(model.w.values())).dtype
+        return Workload(run=run, check=check, rewind=rewind,
+                        work=Work(flops=2.0 * config.parameters() * tokens.numel(), tokens=float(tokens.numel()),
+                                  flops_dtype="fp8" if fp8_gemm else {torch.bfloat16: "bf16"}.get(dtype, "fp32")),
+                        working_set_bytes=int(config.parameters() * dtype.itemsize), graph_safe=False,
+                        timing={"min_samples": 3, "warmup_min_iters": 1, "warmup_s": 0.0, "min_time_s": 0.0,
+                                "call_budget_s": 0.0})
+
+    def _facts(self, task: Task, precision: Precision, dtype_name: str, config: ModelConfig,
+               outcomes: dict[str, list[float]], difference: Optional[paired.PairedDifference],
+               linears: Optional[Fp8Linears], calibration: Optional[str], limit: Optional[int]) -> dict[str, Any]:
         from accelbench.checkpoints.gguf import quantized_source
-        derived = quantized_source({"gguf_source": source}) if source else None
+        derived = quantized_source(read_hf_config(self.checkpoint[0]))
+        emulated = None
+        if linears is not None and not linears.weight_only and not linears.executor.native:
+            emulated = linears.emulated_because or "no native FP8 executor here"
         facts = {"lm_eval_tasks": len(task.lm_eval_tasks), "num_fewshot": task.num_fewshot, "metric": task.metric,
-                 "items": items, "task_note": task.note, "precision_note": precision.note,
-                 "dtype": dtype_name, "checkpoint": self.checkpoint[0].name, "parameters": config.parameters(),
-                 "weights_origin": derived or "as stored in the checkpoint",
+                 "items": sum(map(len, outcomes.values())), "task_note": task.note or None,
+                 "precision_note": precision.note, "dtype": dtype_name, "checkpoint": self.checkpoint[0].name,
+                 "parameters": config.parameters(), "weights_origin": derived or "as stored in the checkpoint",
+                 # each item right (1) or wrong (0), in document order: two runs can be paired later
                  "outcomes": {name: "".join("1" if x else "0" for x in xs) for name, xs in outcomes.items()},
                  "verdict": difference.verdict if difference else None,
                  "fp8_execution": linears.execution if linears else None, "emulated": emulated,
                  "calibration": calibration, "limit_per_subtask": limit}
-        facts = {k: v for k, v in facts.items() if v is not None}  # an absent fact, not a null one ("emulated")
         if derived and precision.fp8_mode:
             facts["caveat"] = (f"weights are {derived}: each 32-value block holds at most 16 values, so FP8's "
                                "weight error is smaller than on natively trained weights; activations are realistic")
-        return Workload(run=run, check=check, rewind=rewind,
-                        work=Work(flops=2.0 * config.parameters() * tokens.numel(), tokens=float(tokens.numel()),
-                                  flops_dtype="fp8" if linears and not precision.weight_only else dtype_name),
-                        working_set_bytes=int(config.parameters() * DTYPES[dtype_name].itemsize),
-                        graph_safe=False, facts=facts, extra_metrics=lambda stats: metrics,
-                        timing={"min_samples": 3, "warmup_min_iters": 1, "warmup_s": 0.0, "min_time_s": 0.0,
-                                "call_budget_s": 0.0})
+        return {k: v for k, v in facts.items() if v is not None}  # an absent fact, not a null one ("emulated")
 
     def _model(self, backend: Backend, dtype_name: str) -> tuple[Llama, Any]:
         key = (str(backend.device), dtype_name)
@@ -311,6 +329,11 @@ def evaluate(lm, tasks: dict, task: Task, limit: Optional[int]) -> dict[str, lis
         rows = [s for s in samples if s.get("filter", "none") == (filter_name or "none")]
         out[name] = [float(s[metric]) for s in sorted(rows, key=lambda s: s["doc_id"])]
     return out
+
+
+def _flat(outcomes: dict[str, list[float]]) -> list[float]:
+    """Every item's outcome, subtask by subtask in name order (MMLU's subjects pooled)."""
+    return [x for name in sorted(outcomes) for x in outcomes[name]]
 
 
 def _probe_batch(lm, tasks: dict) -> list[list[int]]:
