@@ -14,6 +14,7 @@ test split), LAMBADA is lm-eval's `lambada_openai` on texts rebuilt from the req
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from dataclasses import dataclass, field
@@ -115,6 +116,12 @@ def quiet_lm_eval() -> None:
     lm_eval.api.task.tqdm = functools.partial(tqdm, disable=True)
 
 
+@functools.lru_cache(maxsize=1)
+def _task_manager(manager_class):
+    """lm-eval's index of its task YAMLs: read once per process (it scans thousands of files)."""
+    return manager_class()
+
+
 def build(task: Task, data: Path):
     """lm-eval Task objects (lm-eval task name -> Task) for `task`, documents from `data`."""
     try:
@@ -124,7 +131,7 @@ def build(task: Task, data: Path):
         from lm_eval.tasks._factory import load_yaml
     except ImportError:
         raise UsageError("the accuracy benchmark needs lm-evaluation-harness (pip install 'accelbench[accuracy]')") from None
-    manager = TaskManager(verbosity="ERROR")
+    manager = _task_manager(TaskManager)
     out = {}
     for name in task.lm_eval_tasks:
         config = load_yaml(manager.task_index[name].yaml_path, resolve_func=True)
