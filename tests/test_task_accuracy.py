@@ -192,6 +192,21 @@ def test_bench_run_accuracy_pairs_an_fp8_case_with_the_unquantized_model(smol, t
     assert facts["emulated"] and "4-bit-derived" in facts["caveat"]
 
 
+def test_static_scales_calibrate_on_held_out_requests_and_pass_the_check(smol, tmp_path):
+    """Winogrande's document text is an index, not a prompt: calibrating on it saturated every
+    activation (the probe's error 0.86, the check failed the case). Calibrated on the held-out
+    documents' requests, the case passes and says what it calibrated on."""
+    out = subprocess.run([sys.executable, "-m", "accelbench", "run", "--backend", "cpu", "--bench", "accuracy",
+                          "--suite", "standard", "--case", "winogrande/w8a8-tensor-static/", "--limit", "4",
+                          "--weights", str(CHECKPOINT), "--task-data", str(TASK_DATA), "--out", str(tmp_path),
+                          "--no-report", "--no-energy"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [run] = list(tmp_path.iterdir())
+    [record] = [json.loads(line) for line in (run / "cases.jsonl").read_text().splitlines()]
+    assert record["status"] == "ok" and record["accuracy"]["rel_fro_error"] < 0.3
+    assert record["facts"]["calibration"].startswith("64 requests of held-out documents")  # 32 documents x 2 options
+
+
 def test_accuracy_without_its_inputs_is_skipped_with_the_reason(tmp_path):
     out = subprocess.run([sys.executable, "-m", "accelbench", "run", "--backend", "cpu", "--bench", "accuracy",
                           "--suite", "quick", "--out", str(tmp_path), "--no-report", "--no-energy"],
