@@ -11,6 +11,7 @@ reported per 1,000 items.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from dataclasses import dataclass
@@ -164,10 +165,8 @@ class TaskAccuracy(Benchmark):
         task, precision = TASKS[p["task"]], PRECISIONS[p["precision"]]
         if self.checkpoint is None or self.task_data is None:
             raise CaseSkipped("needs --weights DIR (a checkpoint with tokenizer.json) and --task-data DIR")
-        try:
-            import lm_eval  # noqa: F401
-        except ImportError:
-            raise CaseSkipped("lm-evaluation-harness is not installed (pip install 'accelbench[accuracy]')") from None
+        if importlib.util.find_spec("lm_eval") is None:
+            raise CaseSkipped("lm-evaluation-harness is not installed (pip install 'accelbench[accuracy]')")
         dtype_name = "bf16" if backend.name != "cpu" and backend.supports("bf16") else "fp32"
         model, tokenizer = self._model(backend, dtype_name)
         linears = self._fp8_linears(model, precision, backend)
