@@ -97,9 +97,8 @@ def smol():
 
 def _suite_lm(ours, tokenizer):
     from accelbench.e2e.task_accuracy.lm import SuiteLM
-    lm = SuiteLM(ours, tokenizer, torch.device("cpu"), torch.float32, max_length=2048)
-    lm.set_eot(2)  # <|im_end|>, the checkpoint's eos
-    return lm
+    return SuiteLM(ours, tokenizer, torch.device("cpu"), torch.float32, max_length=2048,
+                   eot_token_id=2)  # <|im_end|>, the checkpoint's eos
 
 
 def _hflm(theirs, hf_tokenizer):

@@ -285,12 +285,10 @@ class TaskAccuracy(Benchmark):
 
     def _lm(self, model: Llama, tokenizer, backend: Backend, dtype: torch.dtype, label: str):
         from accelbench.e2e.task_accuracy.lm import SuiteLM
-        raw = read_hf_config(self.checkpoint[0])
-        lm = SuiteLM(model, tokenizer, backend.device, dtype, max_length=min(2048, model.config.max_positions),
-                     batch_tokens=BATCH_TOKENS, progress=lambda done, total: case_detail(f"{label}: {done}/{total} requests"))
-        eos = raw.get("eos_token_id", 0)
-        lm.set_eot(eos[0] if isinstance(eos, list) else int(eos))
-        return lm
+        eos = read_hf_config(self.checkpoint[0]).get("eos_token_id", 0)
+        return SuiteLM(model, tokenizer, backend.device, dtype, max_length=min(2048, model.config.max_positions),
+                       eot_token_id=eos[0] if isinstance(eos, list) else int(eos), batch_tokens=BATCH_TOKENS,
+                       progress=lambda done, total: case_detail(f"{label}: {done}/{total} requests"))
 
     def _calibrate(self, linears: Fp8Linears, lm, task: Task, limit: Optional[int]) -> str:
         """Static scales from the requests of held-out documents, those after the evaluated ones, as

@@ -24,11 +24,13 @@ from accelbench.e2e.decode.model import KVCache, Llama, decode_eager, prefill
 
 class SuiteLM(TemplateLM):
     def __init__(self, model: Llama, tokenizer, device: torch.device, dtype: torch.dtype, max_length: int,
-                 batch_tokens: int = 4096, max_gen_toks: int = 256,
+                 eot_token_id: int, batch_tokens: int = 4096, max_gen_toks: int = 256,
                  progress: Optional[Callable[[int, int], None]] = None):
-        """`tokenizer`: a `tokenizers.Tokenizer`. `batch_tokens`: padded tokens per forward pass.
-        `progress(done, total)`: called after each batch of requests."""
+        """`tokenizer`: a `tokenizers.Tokenizer`; `eot_token_id`: the checkpoint's end-of-text token
+        (the prefix of an empty context, padding, and a stop of generation). `batch_tokens`: padded
+        tokens per forward pass. `progress(done, total)`: called after each batch of requests."""
         super().__init__()
+        self._eot = eot_token_id
         self.model, self.tok, self._device, self.dtype = model, tokenizer, device, dtype
         self.max_length, self.batch_tokens, self.max_gen_toks = max_length, batch_tokens, max_gen_toks
         self.progress = progress or (lambda done, total: None)
@@ -39,9 +41,6 @@ class SuiteLM(TemplateLM):
     @property
     def eot_token_id(self) -> int:
         return self._eot
-
-    def set_eot(self, token_id: int) -> None:
-        self._eot = token_id
 
     def tok_encode(self, string: str, add_special_tokens: Optional[bool] = None, **kwargs) -> list[int]:
         return self.tok.encode(string, add_special_tokens=False).ids
