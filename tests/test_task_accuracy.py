@@ -146,11 +146,13 @@ def test_log_likelihoods_agree_with_transformers_within_1e_3(smol):
 
 
 def test_greedy_generation_matches_transformers_token_for_token(smol):
-    from accelbench.e2e.task_accuracy.lm import greedy_tokens
+    from accelbench.e2e.decode.model import KVCache, generate_eager
     config, ours, theirs, tokenizer, _ = smol
     prompt = tokenizer.encode("Q: Olivia has $23. She bought five bagels for $3 each. How much money does she have "
                               "left?\nA:", add_special_tokens=False).ids
-    mine = greedy_tokens(ours, prompt, 32, torch.float32, torch.device("cpu"))
+    with torch.inference_mode():  # the decoder's own greedy path: the one the accuracy benchmark's generation takes
+        mine = generate_eager(ours, torch.tensor([prompt]), 32,
+                              KVCache.empty(config, 1, len(prompt) + 32, torch.float32, torch.device("cpu")))[0].tolist()
     with torch.inference_mode():
         out = theirs.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False, min_new_tokens=32)
     assert mine == out[0, len(prompt):].tolist()

@@ -152,7 +152,7 @@ class TaskAccuracy(Benchmark):
         limit = self.limit if self.limit is not None else SUITE_LIMITS[suite]
         out = []
         for task in tasks:
-            per_subtask = _per_subtask_limit(TASKS[task], limit, suite)
+            per_subtask = _per_subtask_limit(TASKS[task], limit)
             for precision in precisions:
                 label = "all" if per_subtask is None else str(limit)
                 out.append(Case(f"{task}/{precision}/{label}", {"task": task, "precision": precision,
@@ -171,7 +171,7 @@ class TaskAccuracy(Benchmark):
         model, tokenizer = self._model(backend, dtype_name)
         linears = self._fp8_linears(model, precision, backend)
         variant = Llama(model.config, model.w, linear=linears) if linears else model
-        limit = _per_subtask_limit(task, p["limit"], p["suite"])
+        limit = _per_subtask_limit(task, p["limit"])
         lm = self._lm(variant, tokenizer, backend, DTYPES[dtype_name], f"{task.name}/{precision.name}")
         tasks = build(task, self.task_data)
         predicted = self._seconds_per_item.get(task.name, 0.0) * _items(tasks, limit)
@@ -316,7 +316,7 @@ class TaskAccuracy(Benchmark):
                                                                  "is evaluated)" if overlap else ""))
 
 
-def _per_subtask_limit(task: Task, limit: Optional[int], suite: str) -> Optional[int]:
+def _per_subtask_limit(task: Task, limit: Optional[int]) -> Optional[int]:
     if limit is None:
         return None
     if len(task.lm_eval_tasks) > 1:  # MMLU: the same number from each subject (a stratified subset)

@@ -146,14 +146,3 @@ class SuiteLM(TemplateLM):
             text = text.split(stop)[0]
         return text
 
-
-def greedy_tokens(model: Llama, prompt: list[int], new_tokens: int, dtype: torch.dtype, device: torch.device) -> list[int]:
-    """`new_tokens` greedy tokens after `prompt` (the generation check against transformers)."""
-    cache = KVCache.empty(model.config, 1, len(prompt) + new_tokens, dtype, device)
-    with torch.inference_mode():
-        token = prefill(model, torch.tensor([prompt], device=device), cache)
-        ids = [int(token)]
-        for i in range(new_tokens - 1):
-            token, _ = decode_eager(model, token, len(prompt) + i, cache)
-            ids.append(int(token))
-    return ids
