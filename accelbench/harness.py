@@ -21,6 +21,7 @@ from accelbench.admission import Admission
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Workload
 from accelbench.call_choice import cache_decision, choose_call
+from accelbench.contention import OtherLoad
 from accelbench.distributed import SOLO, Group
 from accelbench.energy import PowerSampler, energy_window
 from accelbench.errors import CaseSkipped
@@ -200,6 +201,7 @@ class Runner:
         group = self.group
         record.state_before = self.telemetry.state()
         backend.reset_peak_memory()
+        other_load = OtherLoad.start()  # over the case's calls: warm-up through the last sample
         warm_iters, warm_s = warm_up(backend, workload.run, policy, group)
         flush, cache_note = cache_decision(workload, backend.cache_bytes(), opts.flush_always)
         call, graphs, graph_choice, graph_checked = choose_call(
@@ -221,6 +223,7 @@ class Runner:
             warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
         with PowerSampler(self.telemetry, interval_s=regime.clock_interval_s, power=False) as during_samples:
             samples = sample(backend, call, sampling, flush, per_call_s, group)
+        record.other_load = other_load.stop()
         record.state_after = self.telemetry.state()
         if during_samples.trace.reasons:  # apart from the energy window's: what the figure itself ran under
             record.facts["throttle_during_samples"] = ", ".join(sorted(during_samples.trace.reasons))

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from accelbench.benchmark import Case
+from accelbench.contention import loaded
 from accelbench.records import CaseRecord
 
 
@@ -71,6 +72,8 @@ class CaseProgress:
         self._bar.advance(self._task)
         mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[record.status]
         flag = " [throttled]" if record.throttled else ""
+        if loaded(record.other_load):
+            flag += f" [beside other load: {record.other_load:.1f} CPUs]"
         line = f"[{self.done}/{self.total}] {record.benchmark} {record.case_id}: {mark} {headline(record)}{flag}"
         if self.interactive:
             if record.status != "ok":

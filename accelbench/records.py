@@ -49,6 +49,9 @@ class DeviceState:
     power_w: Optional[float] = None
     power_limit_w: Optional[float] = None
     throttle_reasons: list[str] = field(default_factory=list)
+    # CPUs that other processes (and a hypervisor's steal) kept busy, on average, over the case's
+    # warm-up and samples (contention.py); None where the host does not say (no /proc/stat).
+    other_load: Optional[float] = None
 
     @property
     def throttled(self) -> bool:
@@ -150,6 +153,9 @@ class CaseRecord:
     # Clock-event reasons seen during the timed samples, in the state read after them and in the
     # energy window.
     throttle_reasons: list[str] = field(default_factory=list)
+    # CPUs that other processes (and a hypervisor's steal) kept busy, on average, over the case's
+    # warm-up and samples (contention.py); None where the host does not say (no /proc/stat).
+    other_load: Optional[float] = None
     ceiling: Optional[str] = None  # the measured-ceiling key this case competes for, e.g. matmul.bf16
     peak_memory_bytes: Optional[int] = None
     facts: dict[str, Any] = field(default_factory=dict)  # found while preparing, e.g. l2_bytes

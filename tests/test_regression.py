@@ -227,3 +227,19 @@ def test_a_case_skipped_in_both_runs_is_skipped_not_missing(tmp_path):
     verdicts = {c.case_id: c.verdict for c in result.cases}
     assert verdicts == {"bf16/square/256": "unchanged", "bf16/square/4096": "skipped"}
     assert result.count("missing") == 0 and result.exit_code == 0 and "1 skipped" in result.summary()
+
+
+def test_a_change_measured_beside_other_load_is_noisy_not_regressed_nor_improved(tmp_path):
+    quiet, slow = timed_case("c", 1e-3, 0.01), timed_case("c", 1.3e-3, 0.01, seed=1)
+    assert verdict(quiet, slow) == "regressed"
+    slow.other_load, quiet.other_load = 1.02, 0.03  # a CPU-heavy neighbour during the candidate's case
+    result = compare_case(quiet, slow, 0.05, 0.05)
+    assert result.verdict == "noisy" and result.loaded == "candidate"
+    assert "beside other load" in result.note and "candidate 1.0 CPUs" in result.note
+    assert compare_case(slow, quiet, 0.05, 0.05).verdict == "noisy"  # a loaded baseline: no improvement either
+    slow.other_load = 0.1  # a quiet machine's daemons
+    assert verdict(quiet, slow) == "regressed"
+    # Within the threshold nothing changes, loaded or not.
+    near = timed_case("c", 1.01e-3, 0.01, seed=2)
+    near.other_load = 1.5
+    assert verdict(quiet, near) == "unchanged"

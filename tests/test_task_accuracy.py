@@ -225,3 +225,52 @@ def test_task_data_in_the_wrong_layout_is_one_line(tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "no hf_datasets/ or oe_eval_tasks/" in out.stderr
+
+
+# --- two runs paired item by item (agreement.py) ---
+
+COMMITTED_TABLE = REPO / "results" / "20261207T160607Z-cpu-vm-smollm2-accuracy-30"
+
+
+def test_two_runs_pair_on_the_items_both_evaluated():
+    from accelbench.e2e.task_accuracy.agreement import pair
+    a = {"mmlu_anatomy": "10110", "mmlu_virology": "1", "only_in_a": "111"}
+    b = {"mmlu_anatomy": "100", "mmlu_virology": "0"}
+    assert pair(a, b) == ([1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0])  # anatomy's first 3, then virology
+    assert pair({"x": "1"}, {"y": "1"}) is None
+
+
+def test_a_run_agrees_with_itself_and_a_planted_loss_is_found(tmp_path):
+    from accelbench.e2e.task_accuracy.agreement import agreements
+    from accelbench.store import load_run
+    run = load_run(COMMITTED_TABLE)
+    rows = agreements(run, run)
+    # 7 tasks x 13 precisions (1x128 blocks skip on this model), less the 2 cases that failed their check
+    assert len(rows) == 89
+    assert all(r.agree and r.difference.delta == 0 and r.accuracy_a == r.accuracy_b for r in rows)
+    assert {r.items for r in rows} == {30, 57}  # MMLU: one item from each of 57 subjects
+    # The same run with every HellaSwag outcome of one precision turned wrong: that pair disagrees.
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    (lost / "run.json").write_bytes((COMMITTED_TABLE / "run.json").read_bytes())
+    import gzip
+    lines = []
+    for line in gzip.open(COMMITTED_TABLE / "cases.jsonl.gz", "rt"):
+        record = json.loads(line)
+        if record["case_id"] == "hellaswag/w8a8-row/30":
+            record["facts"]["outcomes"] = {"hellaswag": "0" * 30}
+        lines.append(json.dumps(record))
+    (lost / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    changed = [r for r in agreements(run, load_run(lost)) if not r.agree]
+    assert [(r.task, r.precision) for r in changed] == [("hellaswag", "w8a8-row")]
+    assert changed[0].difference.high < 0
+
+
+def test_the_agreement_script_writes_its_table_and_exits_1_on_a_disagreement(tmp_path):
+    out = subprocess.run([sys.executable, "scripts/accuracy_agreement.py", str(COMMITTED_TABLE), str(COMMITTED_TABLE),
+                          str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "89 of 89 task x precision pairs agree" in (tmp_path / "agreement.md").read_text()
+    bad = subprocess.run([sys.executable, "scripts/accuracy_agreement.py", str(tmp_path), str(COMMITTED_TABLE),
+                          str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

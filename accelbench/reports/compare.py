@@ -15,7 +15,9 @@ Method (asv's, on the samples every case keeps):
   figure, that figure happened inside the run: asv also asks that the runs' intervals not overlap).
 - verdict, with `gain` = the ratio turned so that above 1 is better:
   |gain - 1| < threshold -> unchanged; otherwise significant -> regressed (gain < 1) or improved;
-  otherwise noisy. Cases only in the candidate are new, only in the baseline (or skipped now) missing,
+  otherwise noisy. A change beyond the threshold in a case that either run measured beside other
+  load (other processes kept at least a quarter of a CPU busy: contention.py) is noisy too, whatever
+  the test says: that run's figure was the machine's at the time, not the code's. Cases only in the candidate are new, only in the baseline (or skipped now) missing,
   skipped in both runs skipped (counted apart: no figure was lost), failed in the candidate failed-now.
 - A run made with --repeat N holds N records of each case: they are pooled in run order (`pooled`),
   so the blocks span the repeats, and a shift between repeats (the between-run noise one run alone
@@ -33,6 +35,7 @@ from typing import Optional
 import numpy as np
 from scipy import stats as st
 
+from accelbench.contention import loaded
 from accelbench.records import CaseRecord, Metric
 from accelbench.reports.fingerprint import differences
 from accelbench.stats import COMPARE_THRESHOLD
@@ -61,6 +64,7 @@ class CaseComparison:
     p_value: Optional[float] = None
     samples: tuple[int, int] = (0, 0)
     throttled: str = ""  # "baseline", "candidate", "both" or ""
+    loaded: str = ""  # which run measured it beside other load (contention.py), as `throttled`
     note: str = ""
 
     @property
@@ -92,8 +96,13 @@ class Comparison:
 
     def summary(self) -> str:
         counts = ", ".join(f"{self.count(v)} {v}" for v in VERDICTS if self.count(v))
-        return (f"{len(self.cases)} case{'' if len(self.cases) == 1 else 's'}: {counts or 'none'} (threshold {self.threshold:.1%}, "
+        text = (f"{len(self.cases)} case{'' if len(self.cases) == 1 else 's'}: {counts or 'none'} (threshold {self.threshold:.1%}, "
                 f"Mann-Whitney U at alpha {self.alpha})")
+        beside = sum(1 for c in self.cases if c.loaded)
+        if beside:
+            text += (f"; {beside} measured beside other load on the host: changes there are not judged "
+                     "(rerun on a quiet machine)")
+        return text
 
     def as_json(self) -> dict:
         return {"baseline": self.baseline.info.run_id, "candidate": self.candidate.info.run_id,
@@ -160,8 +169,8 @@ def compare_case(base: Optional[CaseRecord], cand: Optional[CaseRecord], thresho
         return out
     b, c = metric_samples(base, out.metric), metric_samples(cand, out.metric)
     out.samples = (len(b), len(c))
-    out.throttled = {(True, True): "both", (True, False): "baseline", (False, True): "candidate"}.get(
-        (base.throttled, cand.throttled), "")
+    out.throttled = _which(base.throttled, cand.throttled)
+    out.loaded = _which(loaded(base.other_load), loaded(cand.other_load))
     if not len(b) or not len(c) or not np.all(np.isfinite(b)) or not np.all(np.isfinite(c)):
         out.verdict, out.note = "missing", "no usable samples"
         return out
@@ -180,6 +189,12 @@ def compare_case(base: Optional[CaseRecord], cand: Optional[CaseRecord], thresho
             out.ci_low = out.ci_high = out.ratio
     if abs(gain - 1.0) < threshold:
         out.verdict = "unchanged"
+    elif out.loaded:
+        # Not the code's change, or not only: other work shared the machine's CPUs (contention.py).
+        out.verdict = "noisy"
+        out.note = "beyond the threshold, but measured beside other load (" + ", ".join(
+            f"{name} {r.other_load:.1f} CPUs" for name, r in (("baseline", base), ("candidate", cand))
+            if r.other_load is not None) + " busy with other work): not judged"
     elif out.p_value is not None and out.p_value < alpha and apart:
         out.verdict = "improved" if gain > 1.0 else "regressed"
     else:
@@ -188,6 +203,11 @@ def compare_case(base: Optional[CaseRecord], cand: Optional[CaseRecord], thresho
                     f"beyond the threshold but not significant (p = {out.p_value:.2g})" if out.p_value >= alpha else
                     "beyond the threshold, but each run's blocks reach the other's figure")
     return out
+
+
+def _which(in_baseline: bool, in_candidate: bool) -> str:
+    return {(True, True): "both", (True, False): "baseline", (False, True): "candidate"}.get(
+        (in_baseline, in_candidate), "")
 
 
 def pooled(repeats: list[CaseRecord]) -> CaseRecord:
@@ -206,8 +226,9 @@ def pooled(repeats: list[CaseRecord]) -> CaseRecord:
     if throughput:  # work per call = value x median time, the same in every repeat
         work = first.metric(name).value * float(np.median(first.samples_s))
         metrics = [Metric(name, work / float(np.median(samples)), unit)]
+    loads = [r.other_load for r in repeats if r.other_load is not None]
     return CaseRecord(first.benchmark, first.case_id, first.params, "ok", samples_s=samples, metrics=metrics,
-                      throttled=any(r.throttled for r in repeats))
+                      throttled=any(r.throttled for r in repeats), other_load=max(loads) if loads else None)
 
 
 def compare_runs(baseline: LoadedRun, candidate: LoadedRun, threshold: float = DEFAULT_THRESHOLD,

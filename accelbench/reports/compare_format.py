@@ -10,7 +10,7 @@ from accelbench.reports.formats import markdown_table
 
 FORMATS = ("text", "md", "html", "json")
 COLUMNS = ["verdict", "benchmark", "case", "metric", "baseline", "candidate", "change (95% CI)", "p", "throttled",
-           "note"]
+           "loaded", "note"]
 
 
 def _change(c: CaseComparison) -> str:
@@ -27,7 +27,8 @@ def rows(comparison: Comparison, everything: bool) -> list[list[str]]:
     return [[c.verdict, c.benchmark, c.case_id,
              f"{c.metric} ({c.unit}, {'higher' if c.higher_is_better else 'lower'} is better)" if c.metric else "—",
              format_value(c.baseline), format_value(c.candidate), _change(c),
-             "—" if c.p_value is None else f"{c.p_value:.2g}", c.throttled or "—", c.note] for c in shown]
+             "—" if c.p_value is None else f"{c.p_value:.2g}", c.throttled or "—",
+             c.loaded or "—", c.note] for c in shown]
 
 
 def heading(comparison: Comparison) -> list[str]:

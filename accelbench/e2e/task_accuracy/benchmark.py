@@ -310,7 +310,7 @@ class TaskAccuracy(Benchmark):
             for text in texts:
                 ids = lm.tok_encode(text)[-lm.max_length:]
                 if ids:
-                    lm._logprobs([ids])
+                    lm._logprobs([ids], [1])
         overlap = limit is None or limit >= max(len(t.eval_docs) for t in build(task, self.task_data).values())
         return (f"{len(texts)} requests of held-out documents" + (" (overlapping the evaluated items: every item "
                                                                  "is evaluated)" if overlap else ""))

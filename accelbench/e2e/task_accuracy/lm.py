@@ -52,19 +52,24 @@ class SuiteLM(TemplateLM):
     def loglikelihood(self, requests, disable_tqdm: bool = True):
         return super().loglikelihood(requests, disable_tqdm=True)  # the suite's progress line instead
 
-    def _logprobs(self, batch: list[list[int]]) -> list[torch.Tensor]:
-        """log_softmax over the vocabulary at every position of each sequence (fp32, on the host)."""
+    def _logprobs(self, batch: list[list[int]], need: list[int]) -> list[torch.Tensor]:
+        """log_softmax over the vocabulary at the last `need[i]` positions of each sequence (fp32, on
+        the host): the positions that predict a continuation's tokens, and no others."""
         width = max(map(len, batch))
         tokens = torch.full((len(batch), width), self.eot_token_id, dtype=torch.long)
-        for i, seq in enumerate(batch):
+        which, where = [], []
+        for i, (seq, n) in enumerate(zip(batch, need)):
             tokens[i, :len(seq)] = torch.tensor(seq)
+            which += [i] * n
+            where += range(len(seq) - n, len(seq))
+        rows = (torch.tensor(which, device=self._device), torch.tensor(where, device=self._device))
         start = time.perf_counter()
         with torch.inference_mode():
-            logits = self.model.forward(tokens.to(self._device), torch.arange(width, device=self._device))
-            out = [F.log_softmax(logits[i, :len(seq)].float(), dim=-1).cpu() for i, seq in enumerate(batch)]
+            logits = self.model.forward(tokens.to(self._device), torch.arange(width, device=self._device), rows=rows)
+            flat = F.log_softmax(logits.float(), dim=-1).cpu()
         self.forward_s += time.perf_counter() - start
         self.tokens_scored += sum(map(len, batch))
-        return out
+        return list(flat.split(need))
 
     def _batches(self, order: list[int], lengths: list[int]):
         batch: list[int] = []
@@ -89,10 +94,11 @@ class SuiteLM(TemplateLM):
         for i, x in enumerate(inputs):
             readers.setdefault(tuple(x), []).append(i)
         unique = list(readers)
+        need = [max(len(spans[i]) for i in readers[u]) for u in unique]
         order = sorted(range(len(unique)), key=lambda u: -len(unique[u]))
         done = 0
         for batch in self._batches(order, [len(x) for x in unique]):
-            for u, logprobs in zip(batch, self._logprobs([list(unique[u]) for u in batch])):
+            for u, logprobs in zip(batch, self._logprobs([list(unique[u]) for u in batch], [need[u] for u in batch])):
                 for i in readers[unique[u]]:
                     target = torch.tensor(spans[i])
                     picked = logprobs[-len(target):]
