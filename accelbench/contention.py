@@ -10,7 +10,8 @@ marks such a case.
 Read from Linux's /proc/stat (every CPU's busy time: user, nice, system, irq, softirq, steal)
 less this process's own CPU time (getrusage: all its threads), over the wall time between.
 Elsewhere (no /proc/stat) nothing is recorded. /proc/stat counts in clock ticks (10 ms at the
-usual 100 Hz), so a window shorter than MIN_WINDOW_S gives no figure.
+usual 100 Hz), so a window shorter than MIN_WINDOW_S gives no figure: the harness then measures from
+the start of the case's preparation instead.
 """
 from __future__ import annotations
 

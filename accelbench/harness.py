@@ -74,6 +74,7 @@ class Runner:
         self.progress = progress or SilentProgress()
         self.group = group
         self._current: Optional[CaseRecord] = None  # the case in progress, for an abort to record
+        self._case_load = OtherLoad.start()  # other load on the host since the case in progress started
         self._board = f"{socket.gethostname()} {backend.device}"  # whose energy counter this rank reads
         self.telemetry = backend.telemetry()
         self.spec = backend.spec()
@@ -121,6 +122,7 @@ class Runner:
         record = CaseRecord(benchmark=bench.name, case_id=regime.case_id(case.case_id), params=dict(case.params),
                             status="ok", started_at=utc_now())
         start = time.perf_counter()
+        self._case_load = OtherLoad.start()
         workload = None
         self._current = record
         try:
@@ -201,7 +203,7 @@ class Runner:
         group = self.group
         record.state_before = self.telemetry.state()
         backend.reset_peak_memory()
-        other_load = OtherLoad.start()  # over the case's calls: warm-up through the last sample
+        calls_load = OtherLoad.start()  # over the case's calls: warm-up through the last sample
         warm_iters, warm_s = warm_up(backend, workload.run, policy, group)
         flush, cache_note = cache_decision(workload, backend.cache_bytes(), opts.flush_always)
         call, graphs, graph_choice, graph_checked = choose_call(
@@ -223,7 +225,12 @@ class Runner:
             warm_iters, warm_s = warm_iters + more_iters, warm_s + more_s
         with PowerSampler(self.telemetry, interval_s=regime.clock_interval_s, power=False) as during_samples:
             samples = sample(backend, call, sampling, flush, per_call_s, group)
-        record.other_load = other_load.stop()
+        # Where the calls took too few clock ticks to tell (contention.MIN_WINDOW_S), the case from
+        # the start of its preparation: a neighbour that loads the machine rarely comes and goes
+        # within one case.
+        record.other_load = calls_load.stop()
+        if record.other_load is None:
+            record.other_load = self._case_load.stop()
         record.state_after = self.telemetry.state()
         if during_samples.trace.reasons:  # apart from the energy window's: what the figure itself ran under
             record.facts["throttle_during_samples"] = ", ".join(sorted(during_samples.trace.reasons))
