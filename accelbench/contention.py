@@ -8,7 +8,9 @@ threshold a regression (or an improvement) where either run was loaded, and the 
 marks such a case.
 
 Read from Linux's /proc/stat (every CPU's busy time: user, nice, system, irq, softirq, steal)
-less this process's own CPU time (getrusage: all its threads), over the wall time between.
+less this process's own CPU time (getrusage: all its threads, and the children it waited for, such
+as a kernel compiler), over the wall time between. A run of several ranks on one host records
+nothing: the other ranks are its own work.
 Elsewhere (no /proc/stat) nothing is recorded. /proc/stat counts in clock ticks (10 ms at the
 usual 100 Hz), so a window shorter than MIN_WINDOW_S gives no figure: the harness then measures from
 the start of the case's preparation instead.
@@ -42,8 +44,9 @@ def _busy_s() -> Optional[float]:
 
 
 def _own_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU time, all its threads, and its finished children's (a compiler it ran)."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 class OtherLoad:

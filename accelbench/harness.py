@@ -228,9 +228,10 @@ class Runner:
         # Where the calls took too few clock ticks to tell (contention.MIN_WINDOW_S), the case from
         # the start of its preparation: a neighbour that loads the machine rarely comes and goes
         # within one case.
-        record.other_load = calls_load.stop()
-        if record.other_load is None:
-            record.other_load = self._case_load.stop()
+        if self.group.world_size == 1:  # several ranks: the others are this run's own work
+            record.other_load = calls_load.stop()
+            if record.other_load is None:
+                record.other_load = self._case_load.stop()
         record.state_after = self.telemetry.state()
         if during_samples.trace.reasons:  # apart from the energy window's: what the figure itself ran under
             record.facts["throttle_during_samples"] = ", ".join(sorted(during_samples.trace.reasons))

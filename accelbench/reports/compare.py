@@ -17,8 +17,8 @@ Method (asv's, on the samples every case keeps):
   |gain - 1| < threshold -> unchanged; otherwise significant -> regressed (gain < 1) or improved;
   otherwise noisy. A change beyond the threshold in a case that either run measured beside other
   load (other processes kept at least a quarter of a CPU busy: contention.py) is noisy too, whatever
-  the test says: that run's figure was the machine's at the time, not the code's. Cases only in the candidate are new, only in the baseline (or skipped now) missing,
-  skipped in both runs skipped (counted apart: no figure was lost), failed in the candidate failed-now.
+  the test says: that run's figure was the machine's at the time, not the code's. Cases only in the
+  candidate are new, only in the baseline (or skipped now) missing, skipped in both runs skipped (counted apart: no figure was lost), failed in the candidate failed-now.
 - A run made with --repeat N holds N records of each case: they are pooled in run order (`pooled`),
   so the blocks span the repeats, and a shift between repeats (the between-run noise one run alone
   cannot show) makes the runs' blocks overlap instead of passing for a regression.
