@@ -1,7 +1,6 @@
 """The serving load generator (accelbench/e2e/serve/client.py) against a real local server that
 streams at a known interval (accelbench/e2e/serve/calibration.py, its own process)."""
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -11,14 +10,9 @@ import urllib.request
 import pytest
 
 from accelbench.e2e.serve.client import run_level
+from accelbench.e2e.serve.launcher import free_port
 
 from conftest import REPO
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def calibration_source(interval_ms: float):
