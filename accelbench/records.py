@@ -49,9 +49,6 @@ class DeviceState:
     power_w: Optional[float] = None
     power_limit_w: Optional[float] = None
     throttle_reasons: list[str] = field(default_factory=list)
-    # CPUs that other processes (and a hypervisor's steal) kept busy, on average, over the case's
-    # warm-up and samples (contention.py); None where the host does not say (no /proc/stat).
-    other_load: Optional[float] = None
 
     @property
     def throttled(self) -> bool:
@@ -154,7 +151,8 @@ class CaseRecord:
     # energy window.
     throttle_reasons: list[str] = field(default_factory=list)
     # CPUs that other processes (and a hypervisor's steal) kept busy, on average, over the case's
-    # warm-up and samples (contention.py); None where the host does not say (no /proc/stat).
+    # warm-up and samples, or the whole case where those were too short to tell (contention.py);
+    # None where the host does not say (no /proc/stat) and in runs of several ranks.
     other_load: Optional[float] = None
     ceiling: Optional[str] = None  # the measured-ceiling key this case competes for, e.g. matmul.bf16
     peak_memory_bytes: Optional[int] = None
