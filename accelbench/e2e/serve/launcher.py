@@ -65,9 +65,6 @@ class Engine:
                                    f"{self.timeout_s:.0f} s: {self.log_tail()}")
             time.sleep(0.5)
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -23,7 +23,6 @@ class Recipe:
     # request fields that make the engine generate exactly n tokens (None: it cannot be forced;
     # the actual lengths are recorded either way)
     force_length: Optional[Callable[[int], dict[str, Any]]] = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def missing(self) -> Optional[str]:
         """Why this engine cannot start here, in one line; None where it can."""

@@ -20,5 +20,4 @@ RECIPE = Recipe(
     package="transformers",
     modules=("transformers", "fastapi", "uvicorn"),
     force_length=lambda n: {"generation_config": json.dumps({"min_new_tokens": n, "max_new_tokens": n})},
-    notes=("continuous batching (--continuous-batching)",),
 )
