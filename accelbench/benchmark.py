@@ -92,6 +92,42 @@ class Workload:
     timing: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Observation:
+    """What a benchmark found by watching work it does not call itself, one level of a serving
+    sweep (clients streaming from a server over a window): the check of what was observed, made
+    before any figure is kept, and the figures. The harness records it as a case, with the host's
+    other load, the device's state and the energy over `window`."""
+
+    accuracy: Accuracy  # the observed work checked (e.g. every request's tokens against the server's count)
+    failure: Optional[str]  # why the observed work did not finish (the server went away); None where it did
+    check_failure: str = ""  # what the check found wrong, where `accuracy.passed` is False
+    # Why the observation is no figure of the device, though nothing was wrong (the load generator,
+    # not the server, was the limit): the case is skipped with this reason.
+    skipped: Optional[str] = None
+    samples_s: list[float] = field(default_factory=list)  # what compare tests: seconds per unit of work
+    metrics: list[Metric] = field(default_factory=list)
+    work: Work = field(default_factory=Work)  # counted over `window` (tokens), for energy per unit
+    window: Optional[tuple[float, float]] = None  # perf_counter bounds of the steady window
+    timer: str = "host clock (perf_counter)"
+    warmup: int = 0  # units of work (requests) before the window, not kept
+    warmup_s: float = 0.0
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Observed:
+    """`prepare`'s answer where the case is observed rather than called: `observe()` does the whole
+    measurement (the harness samples the device's counters around it) and returns its Observation."""
+
+    observe: Callable[[], Observation]
+    facts: dict[str, Any] = field(default_factory=dict)
+    ceiling: Optional[str] = None
+    # CPU seconds of the processes that do the observed work besides this one (a server the
+    # benchmark started): their load is the case's own, not other load (contention.py).
+    work_cpu_s: Optional[Callable[[], float]] = None
+
+
 class Benchmark(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
@@ -159,8 +195,12 @@ class Benchmark(ABC):
         """The cases of `suite` (quick / standard / full)."""
 
     @abstractmethod
-    def prepare(self, case: Case, backend: Backend) -> Workload:
+    def prepare(self, case: Case, backend: Backend) -> "Workload | Observed":
         """Build inputs on the backend's device; raise CaseSkipped where the case cannot run."""
+
+    def close(self) -> None:
+        """Release what the benchmark kept across its cases (a serving engine it started); called
+        once at the end of a run, also an interrupted one."""
 
     def device_bytes(self, case: Case, backend: Backend) -> Optional[int]:
         """Device memory the case will hold at its peak (inputs, outputs, reference, scratch),

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Optional
+from pathlib import Path
+from typing import Callable, Optional
 
 STAT = "/proc/stat"
 # A case whose neighbours kept this many CPUs busy on average ran beside other load. A quiet
@@ -49,22 +50,41 @@ def _own_s() -> float:
                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
+def process_group_cpu_s(pgid: int) -> float:
+    """CPU seconds of the live processes of process group `pgid` (a server this run started in a
+    group of its own: its work is the case's, not other load), with the children they waited for."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        fields = text[text.rfind(")") + 2:].split()
+        # after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime
+        if len(fields) > 14 and int(fields[2]) == pgid:
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class OtherLoad:
     """`load = OtherLoad.start()` ... `load.stop()`: CPUs other work kept busy on average in
-    between, or None where it cannot be read (no /proc/stat, a window too short)."""
+    between, or None where it cannot be read (no /proc/stat, a window too short). `also`: CPU
+    seconds of other processes that do the case's own work (a server the run started)."""
 
-    def __init__(self, busy_s: Optional[float], own_s: float, wall_s: float) -> None:
-        self._busy_s, self._own_s, self._wall_s = busy_s, own_s, wall_s
+    def __init__(self, busy_s: Optional[float], own_s: float, wall_s: float,
+                 also: Optional[Callable[[], float]] = None) -> None:
+        self._busy_s, self._own_s, self._wall_s, self._also = busy_s, own_s, wall_s, also
 
     @classmethod
-    def start(cls) -> "OtherLoad":
-        return cls(_busy_s(), _own_s(), time.perf_counter())
+    def start(cls, also: Optional[Callable[[], float]] = None) -> "OtherLoad":
+        return cls(_busy_s(), _own_s() + (also() if also else 0.0), time.perf_counter(), also)
 
     def stop(self) -> Optional[float]:
         busy, wall = _busy_s(), time.perf_counter() - self._wall_s
         if self._busy_s is None or busy is None or wall < MIN_WINDOW_S:
             return None
-        return max(0.0, ((busy - self._busy_s) - (_own_s() - self._own_s)) / wall)
+        own = _own_s() + (self._also() if self._also else 0.0)
+        return max(0.0, ((busy - self._busy_s) - (own - self._own_s)) / wall)
 
 
 def loaded(cpus: Optional[float]) -> bool:

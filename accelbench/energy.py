@@ -37,6 +37,8 @@ class PowerTrace:
     reasons: set[str] = field(default_factory=set)
     sm_mhz: list[float] = field(default_factory=list)
     mem_mhz: list[float] = field(default_factory=list)
+    # Readings of the cumulative energy counter (with `counter=True`): (perf_counter time, joules).
+    counter: list[tuple[float, float]] = field(default_factory=list)
 
     def clocks(self) -> Optional[ClockRecord]:
         """Average and minimum of the clocks read, or None where none were readable."""
@@ -56,22 +58,37 @@ class PowerTrace:
         area = sum((t1 - t0) * (w0 + w1) / 2 for (t0, w0), (t1, w1) in zip(pts, pts[1:]))
         return area / (pts[-1][0] - pts[0][0])
 
+    def joules_between(self, start: float, end: float) -> Optional[float]:
+        """The counter's increase over [start, end], each end interpolated between the readings
+        around it; None where the readings do not bracket the interval."""
+        def at(t: float) -> Optional[float]:
+            before = [(ti, j) for ti, j in self.counter if ti <= t]
+            after = [(ti, j) for ti, j in self.counter if ti >= t]
+            if not before or not after:
+                return None
+            (t0, j0), (t1, j1) = before[-1], after[0]
+            return j0 if t1 == t0 else j0 + (j1 - j0) * (t - t0) / (t1 - t0)
+        a, b = at(start), at(end)
+        return None if a is None or b is None else b - a
+
 
 class PowerSampler:
     """Background thread reading power and/or throttle reasons every `interval_s`."""
 
     def __init__(self, telemetry: Telemetry, interval_s: float = 0.1, read_reasons: bool = True,
-                 power: bool = True):
+                 power: bool = True, counter: bool = False):
         self.telemetry = telemetry
         self.interval_s = interval_s
         self.read_reasons = read_reasons
         self.read_power = power
+        self.read_counter = counter
         self.trace = PowerTrace()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="accelbench-power", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._read_counter()
             watts = self.telemetry.power_w() if self.read_power else None
             if watts is not None:
                 self.trace.times.append(time.perf_counter())
@@ -88,6 +105,12 @@ class PowerSampler:
         if state.mem_clock_mhz is not None:
             self.trace.mem_mhz.append(float(state.mem_clock_mhz))
 
+    def _read_counter(self) -> None:
+        if self.read_counter:
+            joules = self.telemetry.energy_j()
+            if joules is not None:
+                self.trace.counter.append((time.perf_counter(), joules))
+
     def __enter__(self) -> "PowerSampler":
         self._thread.start()
         return self
@@ -95,6 +118,7 @@ class PowerSampler:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
+        self._read_counter()  # a reading after the watched work's end, to bracket it
         if self.read_reasons:  # the window's end: a window shorter than the interval still gets two reads
             self._read_state()
 
@@ -155,6 +179,27 @@ def energy_window(backend: Backend, call: Callable[[], Any], telemetry: Telemetr
         throttle_reasons_seen=sorted(sampler.trace.reasons), per_call_s=median(per_call),
         flushed=flush, flush_joules=subtracted)
     return local if group.world_size == 1 else sum_boards(group.gather((board, local)))
+
+
+def watched_energy(telemetry: Telemetry, trace: PowerTrace, start: float, end: float,
+                   idle_w: Optional[float]) -> Optional[EnergyRecord]:
+    """The energy over [start, end] of work the harness watched rather than called (a serving
+    level's steady window), from counter readings taken every sampler interval around it (each end
+    interpolated), else from sampled power; None where neither was readable."""
+    duration = end - start
+    if duration <= 0:
+        return None
+    sampled = trace.mean_w(start, end)
+    joules = trace.joules_between(start, end)
+    source = "counter"
+    if joules is None:
+        if sampled is None:
+            return None
+        source, joules = "sampled", sampled * duration
+    return EnergyRecord(source=source, reader=telemetry.reader, window_s=duration, iterations=1, joules=joules,
+                        avg_power_w=joules / duration, idle_power_w=idle_w, sampled_avg_power_w=sampled,
+                        power_samples=sum(1 for t in trace.times if start <= t <= end),
+                        throttle_reasons_seen=sorted(trace.reasons))
 
 
 def sum_boards(per_rank: list[tuple[str, Optional[EnergyRecord]]]) -> Optional[EnergyRecord]:

@@ -19,11 +19,11 @@ from typing import Any, Optional, Protocol
 
 from accelbench.admission import Admission
 from accelbench.backends.base import Backend
-from accelbench.benchmark import Benchmark, Case, Workload
+from accelbench.benchmark import Benchmark, Case, Observed, Workload
 from accelbench.call_choice import cache_decision, choose_call
 from accelbench.contention import OtherLoad
 from accelbench.distributed import SOLO, Group
-from accelbench.energy import PowerSampler, energy_window
+from accelbench.energy import PowerSampler, energy_window, watched_energy
 from accelbench.errors import CaseSkipped
 from accelbench.metrics import clock_metrics, energy_metrics, launch_overhead_metric, performance_metrics
 from accelbench.records import THROTTLE_REASONS, Accuracy, CaseRecord, Metric, TimingMethod
@@ -128,7 +128,11 @@ class Runner:
         try:
             self.group.phase(f"{bench.name} {case.case_id}: preparing")
             workload = self._prepare(bench, case, record)
-            if workload is not None:
+            if isinstance(workload, Observed):
+                self.group.phase(f"{bench.name} {case.case_id}: observing")
+                self._observe(workload, record)
+                record.headline = bench.headline_of(record.metrics)
+            elif workload is not None:
                 self.group.phase(f"{bench.name} {case.case_id}: measuring")
                 self._measure(workload, record, regime)
                 record.headline = bench.headline_of(record.metrics)
@@ -284,6 +288,43 @@ class Runner:
         if workload.ceiling:
             per_s, unit = (workload.work.flops, "FLOP/s") if workload.work.flops else (workload.work.bytes, "B/s")
             self.writer.offer_ceiling(workload.ceiling, per_s / record.stats.median, unit, record.case_id)
+
+    def _observe(self, observed: Observed, record: CaseRecord) -> None:
+        """A case the benchmark measures by watching (Observed): the device's state, counters and
+        the host's other load around it; its own check decides whether any figure is kept."""
+        record.state_before = self.telemetry.state()
+        load = OtherLoad.start(also=observed.work_cpu_s)
+        with PowerSampler(self.telemetry, interval_s=0.05, counter=self.options.energy) as sampler:
+            seen = observed.observe()
+        record.other_load = load.stop()  # a level lasts seconds: long enough to tell
+        record.state_after = self.telemetry.state()
+        record.facts.update(seen.facts)
+        record.accuracy = seen.accuracy
+        record.metrics = list(seen.metrics)  # a failed level keeps what it measured, as facts of the failure
+        if seen.failure:
+            record.status, record.reason = "failed", seen.failure
+            return
+        if not seen.accuracy.passed:
+            record.status, record.reason = "failed", f"wrong result: {seen.check_failure}"
+            return
+        if seen.skipped:
+            record.status, record.reason = "skipped", seen.skipped
+            return
+        if not seen.samples_s:
+            raise CaseSkipped("nothing was observed in the steady window (too few requests)")
+        record.samples_s = seen.samples_s
+        record.stats = SampleStats.from_samples(seen.samples_s)
+        record.method = TimingMethod(timer=seen.timer, graphs=False, cache="not applicable (a server's work, watched)",
+                                     warmup_iters=seen.warmup, warmup_s=seen.warmup_s)
+        record.clocks = sampler.trace.clocks()
+        if self.options.energy and seen.window is not None:
+            record.energy = watched_energy(self.telemetry, sampler.trace, *seen.window,
+                                           self.writer.info.idle_power_w)
+            if record.energy is not None:
+                record.metrics += energy_metrics(seen.work, record.energy)
+        reasons = set(record.state_after.throttle_reasons) | sampler.trace.reasons
+        record.throttle_reasons = sorted(reasons)
+        record.throttled = bool(THROTTLE_REASONS & reasons)
 
     def _flush_energy(self) -> Optional[float]:
         """Joules of one cache flush, measured once per run on flushes alone."""

@@ -168,6 +168,9 @@ def execute(request: RunRequest, plan: Plan, console: Console) -> Optional[RunRe
     except BaseException:
         writer.finish("crashed")
         raise
+    finally:
+        for bench in dict.fromkeys(b for b, _ in plan.cases):  # what they kept across cases (an engine they started)
+            bench.close()
     if not leader:
         group.close()
         return None

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from accelbench.contention import MIN_WINDOW_S, OtherLoad, loaded
+from accelbench.contention import MIN_WINDOW_S, OtherLoad, loaded, process_group_cpu_s
 
 from conftest import REPO, bench_cmd
 
@@ -61,3 +61,20 @@ def test_a_case_run_beside_a_busy_process_records_it_and_says_so(tmp_path):
     assert records and all(r["other_load"] is not None and r["other_load"] >= 0.5 for r in records), \
         [r["other_load"] for r in records]
     assert "beside other load" in out.stderr + out.stdout
+
+
+def test_a_process_group_doing_the_cases_own_work_is_not_other_load():
+    # A server the run started (serve: its engine, in a process group of its own) spins; counted
+    # as the case's own work, the load beside it is what remains.
+    server = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        time.sleep(0.3)
+        used = process_group_cpu_s(server.pid)
+        counted_out = OtherLoad.start(also=lambda: process_group_cpu_s(server.pid))
+        counted_in = OtherLoad.start()
+        time.sleep(1.0)
+        beside_ours, beside_all = counted_out.stop(), counted_in.stop()
+        assert process_group_cpu_s(server.pid) - used >= 0.5  # it spun about one CPU
+    finally:
+        server.kill()
+    assert beside_all - beside_ours >= 0.5, (beside_ours, beside_all)

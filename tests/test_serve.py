@@ -1,16 +1,23 @@
-"""The serving load generator (accelbench/e2e/serve/client.py) against a real local server that
-streams at a known interval (accelbench/e2e/serve/calibration.py, its own process)."""
+"""The serve benchmark: its load generator (accelbench/e2e/serve/client.py) and a level's figures
+(level.py) against a real local server that streams at a known interval (calibration.py, its own
+process), and `bench run --bench serve` against a real `transformers serve` on the SmolLM2 fixture."""
 import asyncio
+import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from accelbench.e2e.serve.client import run_level
 from accelbench.e2e.serve.launcher import free_port
+from accelbench.e2e.serve.level import LevelPlan, observe
+from accelbench.e2e.serve.slo import PRESETS
 
 from conftest import REPO
 
@@ -69,52 +76,159 @@ def test_a_server_that_is_not_there_stops_the_level_with_the_reason():
     assert all(not r.ok for r in result.requests)
 
 
-# --- a real engine: transformers serve (continuous batching) on the SmolLM2-135M-Instruct fixture ---
+@pytest.mark.parametrize("source", [20.0], indirect=True)
+def test_a_levels_figures_over_its_steady_window_are_the_sources_known_rates(source):
+    # 8 streams of 20 tokens, a token every 20 ms each: 400 tokens/s in all, TPOT 20 ms, TTFT 20 ms.
+    result = asyncio.run(run_level(source, lambda i: {"prompt": f"r{i}", "max_tokens": 20, "stream": True}, 8,
+                                   requests=24, warmup=8, timeout_s=60))
+    seen = observe(LevelPlan(8, 1, 20, forced=True, accelerators=2, slos=PRESETS), result)
+    assert seen.accuracy.passed and seen.failure is None and seen.skipped is None, seen
+    figures = {m.name: m.value for m in seen.metrics}
+    assert figures["output_tokens_per_s"] == pytest.approx(400, rel=0.10)
+    assert figures["output_tokens_per_s_per_accelerator"] == pytest.approx(200, rel=0.10)
+    assert figures["tpot_p50"] == pytest.approx(0.020, rel=0.05)
+    assert figures["itl_p50"] == pytest.approx(0.020, rel=0.05)
+    assert figures["ttft_p50"] == pytest.approx(0.020, abs=0.01)
+    assert figures["slo_met_mlperf-8b-server"] == 100.0  # TTFT 2 s, TPOT 100 ms: every request meets it
+    assert figures["slo_met_mlperf-8b-interactive"] == 100.0  # 0.5 s, 30 ms: so does 20 ms
+    assert statistics.median(seen.samples_s) == pytest.approx(1 / 400, rel=0.15)  # what compare tests
+    start, end = seen.window
+    assert 0 < end - start < result.ended - result.began  # warm-up and ramp-down cut
 
-def _engine(tmp_path):
+
+@pytest.mark.parametrize("source", [20.0], indirect=True)
+def test_a_level_whose_server_counts_other_lengths_fails_its_check(source):
+    result = asyncio.run(run_level(source, lambda i: {"prompt": f"r{i}", "max_tokens": 20, "stream": True}, 2,
+                                   requests=4, warmup=0, timeout_s=60))
+    seen = observe(LevelPlan(2, 1, 16, forced=True, accelerators=1, slos=PRESETS), result)  # 16 asked, 20 came
+    assert not seen.accuracy.passed and not seen.metrics
+    assert "counted 20 output tokens where 16 were asked" in seen.check_failure
+
+
+# --- `bench run --bench serve` on a real engine: transformers serve (continuous batching), SmolLM2 fixture ---
+
+def _checkpoint():
     from accelbench.e2e.serve.engines import recipes
-    from accelbench.e2e.serve.launcher import Engine
     from tests.helpers.fixtures import CHECKPOINT, require_fixtures
     require_fixtures()
-    recipe = recipes()["transformers"]
-    if recipe.missing():
-        if __import__("os").environ.get("CI"):
-            pytest.fail(recipe.missing())
-        pytest.skip(recipe.missing())
-    return recipe, Engine(recipe, CHECKPOINT, tmp_path / "engine.log"), CHECKPOINT
+    missing = recipes()["transformers"].missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return CHECKPOINT
 
 
-def test_transformers_serve_swept_at_1_2_4_returns_every_token_it_counts(tmp_path):
-    from accelbench.e2e.serve.load import RandomPrompts
-    recipe, engine, checkpoint = _engine(tmp_path)
-    prompts = RandomPrompts(checkpoint / "tokenizer.json", 16)
-    with engine:
-        for concurrency in (1, 2, 4):
-            def payload(i, c=concurrency):
-                return {"model": str(checkpoint), "prompt": prompts(100 * c + i), "max_tokens": 8, "stream": True,
-                        "stream_options": {"include_usage": True}, **recipe.force_length(8)}
-            result = asyncio.run(run_level(engine.base_url + recipe.completions_path, payload, concurrency,
-                                           requests=2 * concurrency, warmup=1, timeout_s=120))
-            assert result.server_gone is None
-            assert all(r.ok for r in result.requests), {r.error for r in result.requests if not r.ok}
-            for r in result.requests:
-                assert r.completion_tokens == 8  # forced through the engine's generation_config
-                assert 1 <= len(r.token_times) <= r.completion_tokens  # a chunk may carry more than one token
-                assert 14 <= r.prompt_tokens <= 20  # 16 random tokens, decoded and encoded again
-                assert r.ttft > 0 and r.tpot > 0
-    assert engine.process.poll() is not None  # stopped with its process group
+def _bench(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "accelbench", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def test_an_engine_killed_during_a_level_stops_it_with_the_reason(tmp_path):
-    recipe, engine, checkpoint = _engine(tmp_path)
-    with engine:
-        async def level_with_a_kill():
-            asyncio.get_running_loop().call_later(2.0, engine.stop)
-            return await run_level(engine.base_url + recipe.completions_path,
-                                   lambda i: {"model": str(checkpoint), "prompt": f"Count to a hundred ({i}):",
-                                              "max_tokens": 64, "stream": True,
-                                              "stream_options": {"include_usage": True}, **recipe.force_length(64)},
-                                   2, requests=200, warmup=0, timeout_s=60)
-        result = asyncio.run(level_with_a_kill())
-    assert result.server_gone, [r.error for r in result.requests][-3:]
-    assert any(not r.ok for r in result.requests) and len(result.requests) < 200
+def _cases(out: Path) -> list[dict]:
+    files = list(out.glob("*/cases.jsonl"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def test_bench_run_sweeps_transformers_serve_at_1_2_4_and_checks_every_token(tmp_path):
+    checkpoint = _checkpoint()
+    run = _bench("run", "--bench", "serve", "--suite", "quick", "--engine", "transformers", "--weights",
+                 str(checkpoint), "--out", str(tmp_path), "--no-report", "--slo", "ttft=3s,tpot=200ms")
+    out, err = run.communicate(timeout=600)
+    assert run.returncode == 0, out[-2000:] + err[-2000:]
+    cases = _cases(tmp_path)
+    assert [c["params"]["concurrency"] for c in cases] == [1, 2, 4]
+    for case in cases:
+        assert case["status"] == "ok", case["reason"]
+        assert case["accuracy"]["passed"] and "usage count and the forced length" in case["accuracy"]["reference"]
+        figures = {m["name"]: m["value"] for m in case["metrics"]}
+        assert figures["output_tokens_per_s"] > 0 and 0 < figures["ttft_p50"] <= figures["ttft_p99"]
+        assert 0 < figures["tpot_p50"] <= figures["tpot_p99"] and "slo_met_user" in figures
+        facts = case["facts"]
+        assert facts["engine"] == "transformers" and facts["engine_version"] and facts["output_tokens_mean"] == 16
+        assert 60 <= facts["prompt_tokens_mean"] <= 70  # 64 random tokens, decoded and encoded again
+    assert not _serving_children(run.pid)  # the engine stopped with the run
+
+
+def _serving_children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(text[text.rfind(")") + 2:].split()[1]) == pid and b"serve" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_an_engine_killed_during_a_level_fails_it_keeps_the_earlier_and_exits_1(tmp_path):
+    checkpoint = _checkpoint()
+    run = _bench("run", "--bench", "serve", "--suite", "quick", "--engine", "transformers", "--weights",
+                 str(checkpoint), "--out", str(tmp_path), "--no-report")
+    deadline = time.monotonic() + 300
+    while not _cases(tmp_path) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)  # level 1 done: level 2 is under way
+    engines = _serving_children(run.pid)
+    assert engines, "the engine was not found"
+    for pid in engines:
+        os.killpg(pid, signal.SIGKILL)
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 1, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err
+    statuses = [(c["params"]["concurrency"], c["status"], c["reason"] or "") for c in _cases(tmp_path)]
+    assert statuses[0][:2] == (1, "ok")
+    failed = [s for s in statuses if s[1] == "failed"]
+    assert len(failed) == 1 and "the server stopped answering during the level" in failed[0][2], statuses
+    after = statuses[statuses.index(failed[0]) + 1:]
+    assert all(s[1] == "skipped" and "an earlier level failed" in s[2] for s in after), statuses
+
+
+def test_an_unreachable_url_is_one_line_and_exit_2(tmp_path):
+    run = _bench("run", "--bench", "serve", "--url", f"http://127.0.0.1:{free_port()}", "--out", str(tmp_path))
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "no OpenAI-compatible server answers there" in lines[0], err
+    assert not list(tmp_path.iterdir())  # refused before any run folder
+
+
+@pytest.mark.parametrize("slo", ["ttft=2s", "ttft=fast,tpot=1ms", "ttft=2s,tpot=-1ms,x=1"])
+def test_a_bad_slo_is_one_line_and_exit_2(tmp_path, slo):
+    run = _bench("run", "--bench", "serve", "--slo", slo, "--out", str(tmp_path))
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 2 and len(err.strip().splitlines()) == 1 and "--slo" in err, err
+
+
+@pytest.mark.parametrize("source", [10.0], indirect=True)
+def test_an_open_loop_level_sends_at_the_asked_rate_poisson_or_regular(source):
+    from accelbench.e2e.serve.client import run_rate_level
+
+    def body(i):
+        return {"prompt": f"r{i}", "max_tokens": 5, "stream": True}
+    regular = asyncio.run(run_rate_level(source, body, 40.0, requests=120, warmup=10, timeout_s=60, burstiness=1000))
+    seen = observe(LevelPlan(0, 1, 5, forced=True, accelerators=1, slos=PRESETS), regular)
+    assert seen.accuracy.passed and seen.facts["request_rate"] == 40.0
+    assert seen.facts["sent_rate"] == pytest.approx(40.0, rel=0.05)
+    assert {m.name: m.value for m in seen.metrics}["tpot_p50"] == pytest.approx(0.010, rel=0.1)
+    poisson = asyncio.run(run_rate_level(source, body, 40.0, requests=300, warmup=0, timeout_s=60, burstiness=1.0))
+    sends = sorted(r.sent for r in poisson.requests)
+    gaps = [b - a for a, b in zip(sends, sends[1:])]
+    cv = statistics.pstdev(gaps) / statistics.mean(gaps)
+    assert statistics.mean(gaps) == pytest.approx(1 / 40, rel=0.15) and 0.75 < cv < 1.25  # exponential gaps: CV 1
+
+
+def test_a_random_checkpoint_of_a_shape_loads_in_transformers_and_generates(tmp_path):
+    from tests.helpers.fixtures import CHECKPOINT, require_fixtures
+    require_fixtures()
+    out = subprocess.run([sys.executable, "scripts/make_random_checkpoint.py", str(tmp_path / "m"), "--shape",
+                          "llama3.2-1b", "--layers", "1", "--tokenizer", str(CHECKPOINT)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    import torch
+    from transformers import AutoModelForCausalLM
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["hidden_size"] == 2048 and config["num_hidden_layers"] == 1 and config["vocab_size"] == 49152
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.bfloat16)
+    tokens = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    assert tokens.shape == (1, 7)

@@ -318,3 +318,11 @@ def test_a_counter_that_fails_mid_window_is_recorded_as_sampled(cpu_backend):
 def test_energy_record_shapes_are_what_reports_read():
     rec = EnergyRecord("counter", "nvml", 1.0, 10, 5.0, 5.0, None, None, 0)
     assert {m.name for m in energy_metrics(Work(flops=1e9), rec)} == {"avg_power", "energy_per_call", "tflops_per_w"}
+
+
+def test_the_energy_of_a_watched_window_interpolates_the_counter_at_its_ends():
+    # A counter read every 50 ms at a steady 400 W: 20 J a reading.
+    trace = PowerTrace(counter=[(0.05 * i, 1000.0 + 20.0 * i) for i in range(41)])
+    assert trace.joules_between(0.125, 1.625) == pytest.approx(400.0 * 1.5)
+    assert trace.joules_between(-0.1, 1.0) is None  # not bracketed: no figure rather than a short one
+    assert trace.joules_between(1.0, 2.5) is None

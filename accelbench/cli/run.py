@@ -33,6 +33,20 @@ def _regimes(names: tuple[str, ...]) -> tuple:
     return tuple(REGIMES[n] for n in chosen)
 
 
+def _rates(values: tuple[str, ...]) -> Optional[tuple[float, ...]]:
+    """--request-rate's values (repeatable, comma-separated), positive requests per second."""
+    rates = []
+    for text in _split(values):
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = -1.0
+        if not rate > 0 or rate != rate or rate == float("inf"):
+            raise click.BadParameter(f"{text!r} is not a positive rate (requests per second)", param_hint="--request-rate")
+        rates.append(rate)
+    return tuple(rates) or None
+
+
 def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
     """"64K", "1M", "1G" (binary units) or a plain byte count."""
     if value is None:
@@ -67,10 +81,11 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               metavar="SECONDS",
               help="Multi-rank runs: after this long without progress (a stuck collective, a rank gone) the "
                    "case fails and the run ends with exit code 1.")
-@click.option("--weights", "weights_dir", default=None, metavar="DIR",
+@click.option("--weights", "--model", "weights_dir", default=None, metavar="DIR",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="decode: a local Hugging Face checkpoint (config.json and *.safetensors; no pickle, no network) "
-                   "instead of synthetic weights; accuracy: the checkpoint to evaluate (with its tokenizer.json). "
+                   "instead of synthetic weights; accuracy: the checkpoint to evaluate (with its tokenizer.json); "
+                   "serve: the model folder the engine serves (its tokenizer.json builds the prompts). "
                    "`bench convert-gguf` makes one from a GGUF file.")
 @click.option("--task-data", "task_data", default=None, metavar="DIR",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -82,6 +97,22 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="decode with --weights: also report the perplexity of this local text (its first 1024 tokens, "
                    "by the checkpoint's tokenizer.json), FP8 beside unquantized.")
+@click.option("--engine", "engine", default=None, metavar="NAME",
+              help="serve: the engine to start on --weights and sweep (transformers); it is stopped at the end.")
+@click.option("--engine-arg", "engine_args", multiple=True, metavar="ARG",
+              help="serve: one more argument for the engine's command line (repeat it).")
+@click.option("--url", "url", default=None, metavar="URL",
+              help="serve: sweep an OpenAI-compatible server already running there (e.g. http://127.0.0.1:8000) "
+                   "instead of starting one; --weights gives its tokenizer.")
+@click.option("--slo", "slo", default=None, metavar="ttft=T,tpot=T",
+              help="serve: goodput also against this SLO (e.g. ttft=2s,tpot=100ms), beside the MLPerf presets.")
+@click.option("--request-rate", "request_rates", multiple=True, metavar="R[,R]",
+              help="serve: open-loop levels at these requests per second (Poisson arrivals) instead of the "
+                   "concurrency sweep.")
+@click.option("--burstiness", type=click.FloatRange(min=0.01), default=None, metavar="B",
+              help="serve with --request-rate: the gamma shape of the gaps between sends (1 Poisson, below 1 burstier).")
+@click.option("--accelerators", "accelerators", default=None, type=click.IntRange(min=1), metavar="N",
+              help="serve: accelerators the server uses, for per-accelerator figures (default 1).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder that receives the run folder.")
 @click.option("--label", default=None, help="A name for this run, shown in reports.")
@@ -115,7 +146,9 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Write report.html into the run folder at the end.")
 def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
-        weights_dir: Optional[Path], task_data: Optional[Path], limit: Optional[int], text_file: Optional[Path], out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
+        weights_dir: Optional[Path], task_data: Optional[Path], limit: Optional[int], text_file: Optional[Path],
+        engine: Optional[str], engine_args: tuple[str, ...], url: Optional[str], slo: Optional[str],
+        request_rates: tuple[str, ...], burstiness: Optional[float], accelerators: Optional[int], out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
         regime_names: tuple[str, ...], flush_mode: str, repeats: int, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
@@ -132,7 +165,10 @@ def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters
                          case_filters=case_filters, min_bytes=min_bytes, max_bytes=max_bytes,
                          device_index=device_index, nproc=nproc, timeout_s=timeout_s,
                          benchmark_options=(("weights", weights_dir), ("task_data", task_data), ("limit", limit),
-                                            ("text", text_file)), out_dir=out_dir,
+                                            ("text", text_file), ("engine", engine),
+                                            ("engine_arg", engine_args or None), ("url", url), ("slo", slo),
+                                            ("request_rate", _rates(request_rates)), ("burstiness", burstiness),
+                                            ("accelerators", accelerators)), out_dir=out_dir,
                          label=label, energy=energy, energy_window_s=energy_window, graphs=graphs, regimes=regimes,
                          flush_always=flush_mode == "always", repeats=repeats, min_time_s=min_time,
                          max_time_s=max_time, min_samples=min_samples, call_budget_s=call_budget, report=report)

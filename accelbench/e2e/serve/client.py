@@ -1,5 +1,6 @@
-"""The load generator: streaming OpenAI-compatible completions over aiohttp, a closed loop of
-`concurrency` users, each sending its next request as soon as the last one ended.
+"""The load generator: streaming OpenAI-compatible completions over aiohttp, in a closed loop of
+`concurrency` users, each sending its next request as soon as the last one ended (run_level), or
+in an open loop at a request rate, Poisson or burstier (run_rate_level).
 
 What it records per request: when it was sent, when each streamed chunk with text arrived, when
 the stream ended, and the server's `usage` (prompt and completion tokens). A stream's token count
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -88,6 +90,12 @@ class LevelResult:
     ended: float
     client: ClientLoad
     server_gone: Optional[str] = None  # the server stopped answering during the level
+    # When the first user found no request left to send: from then on fewer than `concurrency`
+    # streams run (the ramp-down), so the steady window ends here.
+    drain_started: Optional[float] = None
+    began: Optional[float] = None  # when the level's first request (a warm-up one) was sent
+    warmup: int = 0  # requests sent first and not kept
+    rate: Optional[float] = None  # an open-loop level's requests per second (concurrency 0)
 
 
 async def stream_completion(session: aiohttp.ClientSession, url: str, payload: dict[str, Any],
@@ -136,39 +144,95 @@ async def _lag_probe(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(loop.time() - asked - LAG_PROBE_S)
 
 
+def _gone(result: RequestResult) -> bool:
+    """The server is not there any more (refused, dropped), rather than one request going wrong."""
+    return bool(result.error) and any(kind in result.error for kind in (
+        "ConnectionRefused", "ClientConnectorError", "ServerDisconnected", "ClientPayloadError"))
+
+
+class _Level:
+    """What both kinds of level share: the session, the event loop's lag probe, the client's CPU,
+    the results and whether the server went away."""
+
+    def __init__(self, url: str, payload: Callable[[int], dict[str, Any]], warmup: int, timeout_s: float) -> None:
+        self.url, self.payload, self.warmup, self.timeout_s = url, payload, warmup, timeout_s
+        self.results: list[tuple[int, RequestResult]] = []
+        self.gone: Optional[str] = None
+        self.drain: Optional[float] = None
+
+    async def send(self, session: aiohttp.ClientSession, index: int) -> None:
+        result = await stream_completion(session, self.url, self.payload(index), self.timeout_s)
+        if _gone(result) and self.gone is None:
+            self.gone = result.error
+        self.results.append((index, result))
+
+    async def run(self, drive: Callable[[aiohttp.ClientSession], Any], concurrency: int,
+                  rate: Optional[float] = None) -> LevelResult:
+        lags: list[float] = []
+        stop = asyncio.Event()
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        probe = asyncio.create_task(_lag_probe(lags, stop))
+        async with aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER) as session:
+            await drive(session)
+        stop.set()
+        await probe
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        measured = [r for i, r in sorted(self.results, key=lambda x: x[0]) if i >= self.warmup]
+        lags.sort()
+        lag_p50, lag_p99 = ((lags[min(len(lags) - 1, int(q * len(lags)))] for q in (0.5, 0.99)) if lags else (0.0, 0.0))
+        started = min((r.sent for r in measured), default=wall0)
+        ended = max((r.ended or r.sent for r in measured), default=wall0 + wall)
+        return LevelResult(concurrency, measured, started, ended,
+                           ClientLoad(lag_p50, lag_p99, cpu / wall if wall else 0.0), self.gone, self.drain, wall0,
+                           warmup=self.warmup, rate=rate)
+
+
 async def run_level(url: str, payload: Callable[[int], dict[str, Any]], concurrency: int, requests: int,
                     warmup: int, timeout_s: float) -> LevelResult:
     """`concurrency` users send `warmup + requests` requests in all (request i's body: payload(i)),
     each its next as soon as its last ended. The first `warmup` to be sent are not kept. A
     connection refused mid-level stops the level and says so."""
-    lags: list[float] = []
-    stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    results: list[tuple[int, RequestResult]] = []
+    level = _Level(url, payload, warmup, timeout_s)
     next_index = 0
-    gone: Optional[str] = None
 
     async def user(session: aiohttp.ClientSession) -> None:
-        nonlocal next_index, gone
-        while next_index < warmup + requests and gone is None:
+        nonlocal next_index
+        while next_index < warmup + requests and level.gone is None:
             index = next_index
             next_index += 1
-            result = await stream_completion(session, url, payload(index), timeout_s)
-            if result.error and ("ConnectionRefused" in result.error or "ClientConnectorError" in result.error
-                                 or "ServerDisconnected" in result.error):
-                gone = result.error
-            results.append((index, result))
+            await level.send(session, index)
+        if level.drain is None:
+            level.drain = time.perf_counter()
 
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    probe = asyncio.create_task(_lag_probe(lags, stop))
-    async with aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER) as session:
+    async def drive(session: aiohttp.ClientSession) -> None:
         await asyncio.gather(*(user(session) for _ in range(concurrency)))
-    stop.set()
-    await probe
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    measured = [r for i, r in sorted(results, key=lambda x: x[0]) if i >= warmup]
-    lags.sort()
-    lag_p50, lag_p99 = ((lags[min(len(lags) - 1, int(q * len(lags)))] for q in (0.5, 0.99)) if lags else (0.0, 0.0))
-    started = min((r.sent for r in measured), default=wall0)
-    ended = max((r.ended or r.sent for r in measured), default=wall0 + wall)
-    return LevelResult(concurrency, measured, started, ended, ClientLoad(lag_p50, lag_p99, cpu / wall if wall else 0.0), gone)
+
+    return await level.run(drive, concurrency)
+
+
+async def run_rate_level(url: str, payload: Callable[[int], dict[str, Any]], rate: float, requests: int,
+                         warmup: int, timeout_s: float, burstiness: float = 1.0, seed: int = 0) -> LevelResult:
+    """An open loop: `warmup + requests` requests sent at `rate` per second on average, whatever the
+    server's pace, the gaps between sends drawn from a gamma distribution of shape `burstiness`
+    (1: a Poisson process; below 1 burstier, above 1 more regular), seeded. The steady window
+    ends with the last send; a server that falls behind shows as requests piling up (latency)."""
+    if rate <= 0 or burstiness <= 0:
+        raise ValueError("rate and burstiness must be positive")
+    level = _Level(url, payload, warmup, timeout_s)
+    rng = random.Random(seed)
+
+    async def drive(session: aiohttp.ClientSession) -> None:
+        tasks = []
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        for index in range(warmup + requests):
+            if level.gone is not None:
+                break
+            await asyncio.sleep(max(0.0, due - loop.time()))  # an absolute schedule: a late wake-up does not shift the rest
+            tasks.append(asyncio.create_task(level.send(session, index)))
+            due += rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+        level.drain = time.perf_counter()
+        await asyncio.gather(*tasks)
+
+    return await level.run(drive, concurrency=0, rate=rate)
