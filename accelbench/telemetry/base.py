@@ -4,6 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Optional
 
+from accelbench.fleet.health import Health
 from accelbench.records import DeviceState
 
 
@@ -54,6 +55,11 @@ class Telemetry(ABC):
             return "sampled"
         return None
 
+    def health(self) -> Health:
+        """The device's health facts (ECC, row remapping, PCIe link, NVLinks, power limit): fleet
+        acceptance's. Fields this reader cannot read stay None, and `unreadable` says why."""
+        return Health(unreadable=[f"{self.reader}: reads no health facts"])
+
     def close(self) -> None:
         pass
 
@@ -72,6 +78,9 @@ class NullTelemetry(Telemetry):
 
     def state(self) -> DeviceState:
         return DeviceState()
+
+    def health(self) -> Health:
+        return Health(unreadable=[self.reason])
 
     def availability(self) -> dict[str, str]:
         return {"energy counter": f"no: {self.reason}", "power": f"no: {self.reason}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from accelbench.fleet.health import Health
 from accelbench.records import DeviceState
 from accelbench.telemetry.base import NullTelemetry, Telemetry
 from accelbench.telemetry.base import read_or_none as _try
@@ -116,6 +117,48 @@ class NvmlTelemetry(Telemetry):
             "pcie_link": self._pcie_link(),
             "topology": self._topology(count),
         }
+
+    def health(self) -> Health:
+        """NVML's health facts. Read the PCIe link under load: an idle GPU drops its link generation."""
+        n, h = self.nvml, self.handle
+        unreadable: list[str] = []
+
+        def read(what: str, fn: str, *args: Any) -> Any:
+            if not hasattr(n, fn):
+                unreadable.append(f"{what}: this nvidia-ml-py has no {fn}")
+                return None
+            value = _try(getattr(n, fn), h, *args)
+            if value is None:
+                unreadable.append(f"{what}: {fn} is not supported here")
+            return value
+
+        def ecc(kind: int, counter: int) -> Optional[int]:
+            return read("ECC errors", "nvmlDeviceGetTotalEccErrors", kind, counter)
+        uncorrected, corrected = 1, 0  # nvmlMemoryErrorType_t
+        volatile, aggregate = 0, 1  # nvmlEccCounterType_t
+        rows = read("row remapping", "nvmlDeviceGetRemappedRows")
+        limit = read("power limit", "nvmlDeviceGetEnforcedPowerLimit")
+        default = read("default power limit", "nvmlDeviceGetPowerManagementDefaultLimit")
+        mig = _try(n.nvmlDeviceGetMigMode, h) if hasattr(n, "nvmlDeviceGetMigMode") else None
+        persistence = _try(n.nvmlDeviceGetPersistenceMode, h)
+        return Health(
+            ecc_uncorrected_volatile=ecc(uncorrected, volatile), ecc_uncorrected_aggregate=ecc(uncorrected, aggregate),
+            ecc_corrected_volatile=ecc(corrected, volatile), ecc_corrected_aggregate=ecc(corrected, aggregate),
+            rows_remapped_corrected=None if rows is None else int(rows[0]),
+            rows_remapped_uncorrected=None if rows is None else int(rows[1]),
+            row_remap_pending=None if rows is None else bool(rows[2]),
+            row_remap_failed=None if rows is None else bool(rows[3]),
+            pcie_gen=read("PCIe link", "nvmlDeviceGetCurrPcieLinkGeneration"),
+            pcie_gen_max=read("PCIe link", "nvmlDeviceGetMaxPcieLinkGeneration"),
+            pcie_width=read("PCIe link", "nvmlDeviceGetCurrPcieLinkWidth"),
+            pcie_width_max=read("PCIe link", "nvmlDeviceGetMaxPcieLinkWidth"),
+            nvlinks_active=self._active_nvlinks(),
+            power_limit_w=None if limit is None else limit / 1000.0,
+            power_limit_default_w=None if default is None else default / 1000.0,
+            temperature_c=_try(n.nvmlDeviceGetTemperature, h, 0),  # NVML_TEMPERATURE_GPU
+            driver=_decode(_try(n.nvmlSystemGetDriverVersion)), vbios=_decode(_try(n.nvmlDeviceGetVbiosVersion, h)),
+            persistence_mode=None if persistence is None else bool(persistence),
+            mig_mode=None if mig is None else bool(mig[0]), unreadable=sorted(set(unreadable)))
 
     def _active_nvlinks(self) -> Optional[int]:
         n = self.nvml

@@ -1,0 +1,129 @@
+"""Fleet verdicts (accelbench/fleet): a slow card among its peers, health rules, the baseline file."""
+import random
+
+import pytest
+
+from accelbench.errors import UsageError
+from accelbench.fleet.health import Health
+from accelbench.fleet.verdicts import Baseline, DeviceResult, exit_code, judge
+
+
+def node(slow: dict[int, float] = (), devices: int = 8, seed: int = 0) -> list[DeviceResult]:
+    """Eight cards whose figures scatter by about 0.5 % (as one model's healthy cards do); `slow`:
+    device -> the fraction of its figures it reaches."""
+    rng = random.Random(seed)
+    slow = dict(slow)
+    out = []
+    for d in range(devices):
+        factor = slow.get(d, 1.0)
+        figures = {"gemm_bf16_tflops": 700 * factor * rng.gauss(1, 0.005),
+                   "membw_gbps": 3000 * factor * rng.gauss(1, 0.005), "h2d_gbps": 55 * rng.gauss(1, 0.005)}
+        out.append(DeviceResult(f"n0/cuda:{d}", "n0", figures,
+                                Health(pcie_gen=5, pcie_gen_max=5, pcie_width=16, pcie_width_max=16,
+                                       ecc_uncorrected_volatile=0, ecc_uncorrected_aggregate=0, nvlinks_active=18,
+                                       power_limit_w=700, power_limit_default_w=700)))
+    return out
+
+
+def test_a_card_8_percent_slow_is_failed_beside_its_peers_and_the_others_pass():
+    verdicts = {v.device: v for v in judge(node(slow={5: 0.92}))}
+    assert verdicts["n0/cuda:5"].status == "fail"
+    assert any("gemm_bf16_tflops" in r and "below its peers' median" in r for r in verdicts["n0/cuda:5"].reasons)
+    assert all(v.status == "pass" and not v.reasons for d, v in verdicts.items() if d != "n0/cuda:5"), verdicts
+    assert exit_code(list(verdicts.values())) == 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_healthy_cards_scattering_as_healthy_cards_do_all_pass(seed):
+    verdicts = judge(node(seed=seed))
+    assert all(v.status == "pass" for v in verdicts), [v.reasons for v in verdicts if v.reasons]
+    assert exit_code(verdicts) == 0
+
+
+def test_a_card_4_percent_slow_is_a_warning_not_a_failure():
+    verdicts = {v.device: v for v in judge(node(slow={2: 0.96}))}
+    assert verdicts["n0/cuda:2"].status == "warn"
+    assert exit_code(list(verdicts.values())) == 0
+
+
+def test_a_narrow_pcie_link_and_an_uncorrected_ecc_error_fail_the_card_with_both_reasons():
+    results = node()
+    results[3].health.pcie_gen = 4
+    results[3].health.ecc_uncorrected_volatile = 1
+    verdict = {v.device: v for v in judge(results)}["n0/cuda:3"]
+    assert verdict.status == "fail"
+    assert any("uncorrected ECC" in r for r in verdict.reasons)
+    assert any("PCIe link at Gen4, below the Gen5" in r for r in verdict.reasons)
+    assert all(len(r.splitlines()) == 1 for r in verdict.reasons)
+
+
+def test_a_lost_nvlink_fails_and_a_lowered_power_limit_warns():
+    results = node()
+    results[1].health.nvlinks_active = 17
+    results[6].health.power_limit_w = 500
+    verdicts = {v.device: v for v in judge(results)}
+    assert verdicts["n0/cuda:1"].status == "fail" and "17 NVLinks active where its peers have 18" in \
+        verdicts["n0/cuda:1"].reasons[0]
+    assert verdicts["n0/cuda:6"].status == "warn" and "power limit 500 W" in verdicts["n0/cuda:6"].reasons[0]
+
+
+def test_unreadable_health_says_nothing_rather_than_passing_on_a_guess():
+    results = node()
+    results[0].health = Health(unreadable=["NVML: not supported"])
+    assert {v.device: v for v in judge(results)}["n0/cuda:0"].status == "pass"
+
+
+def test_a_device_whose_process_died_fails_with_the_reason_and_the_others_are_judged():
+    results = node(slow={4: 0.9})
+    results[2].failed = "rank 2 exited with signal 9 during gemm"
+    verdicts = {v.device: v for v in judge(results)}
+    assert verdicts["n0/cuda:2"].status == "fail" and verdicts["n0/cuda:2"].reasons == [results[2].failed]
+    assert verdicts["n0/cuda:4"].status == "fail" and verdicts["n0/cuda:0"].status == "pass"
+
+
+def test_the_baseline_file_round_trips_and_a_card_under_it_fails(tmp_path):
+    good = Baseline.from_results(node(), "run-a on n0")
+    good.save(tmp_path / "baseline.json")
+    again = Baseline.load(tmp_path / "baseline.json")
+    assert again == good and again.devices == 8 and set(again.figures) == {"gemm_bf16_tflops", "membw_gbps",
+                                                                            "h2d_gbps"}
+    # A whole node 6 % slow (a lower power cap on every card): its peers agree, the baseline does not.
+    verdicts = judge(node(slow={d: 0.94 for d in range(8)}, seed=1), baseline=again)
+    assert all(v.status == "fail" and any("below the baseline's" in r for r in v.reasons) for v in verdicts)
+
+
+def test_a_file_that_is_not_a_baseline_is_one_clear_error(tmp_path):
+    (tmp_path / "b.json").write_text('{"version": 1}')
+    with pytest.raises(UsageError, match="not a fleet baseline file"):
+        Baseline.load(tmp_path / "b.json")
+    with pytest.raises(UsageError, match="not a fleet baseline file"):
+        Baseline.load(tmp_path / "missing.json")
+
+
+def test_nvml_health_facts_map_the_librarys_answers_and_name_what_it_cannot_read():
+    import types
+
+    from accelbench.fleet.health import health_findings
+    from accelbench.telemetry.nvml import NvmlTelemetry
+
+    def unsupported(*args):
+        raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+    ecc = {(1, 0): 1, (1, 1): 3, (0, 0): 0, (0, 1): 12}  # (uncorrected?, aggregate?) -> count
+    nvml = types.SimpleNamespace(
+        nvmlDeviceGetTotalEccErrors=lambda h, kind, counter: ecc[(kind, counter)],
+        nvmlDeviceGetRemappedRows=lambda h: (2, 1, True, False),
+        nvmlDeviceGetCurrPcieLinkGeneration=lambda h: 4, nvmlDeviceGetMaxPcieLinkGeneration=lambda h: 5,
+        nvmlDeviceGetCurrPcieLinkWidth=lambda h: 16, nvmlDeviceGetMaxPcieLinkWidth=lambda h: 16,
+        nvmlDeviceGetEnforcedPowerLimit=lambda h: 700_000, nvmlDeviceGetPowerManagementDefaultLimit=unsupported,
+        nvmlDeviceGetTemperature=lambda h, sensor: 41, nvmlSystemGetDriverVersion=lambda: b"580.159.04",
+        nvmlDeviceGetVbiosVersion=lambda h: "96.00", nvmlDeviceGetPersistenceMode=lambda h: 1,
+        nvmlDeviceGetMigMode=lambda h: (0, 0))
+    health = NvmlTelemetry(nvml, object()).health()
+    assert (health.ecc_uncorrected_volatile, health.ecc_uncorrected_aggregate, health.ecc_corrected_aggregate) == \
+        (1, 3, 12)
+    assert health.row_remap_pending is True and health.row_remap_failed is False and health.rows_remapped_uncorrected == 1
+    assert (health.pcie_gen, health.pcie_gen_max, health.power_limit_w) == (4, 5, 700.0)
+    assert health.power_limit_default_w is None and any("default power limit" in u for u in health.unreadable)
+    assert health.nvlinks_active is None and health.driver == "580.159.04" and health.mig_mode is False
+    reasons = [f.reason for f in health_findings(health) if f.severity == "fail"]
+    assert len(reasons) == 3 and "uncorrected ECC" in reasons[0] and "pending" in reasons[1] and "Gen4" in reasons[2]
