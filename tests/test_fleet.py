@@ -1,11 +1,17 @@
 """Fleet verdicts (accelbench/fleet): a slow card among its peers, health rules, the baseline file."""
+import json
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
 from accelbench.errors import UsageError
 from accelbench.fleet.health import Health
 from accelbench.fleet.verdicts import Baseline, DeviceResult, exit_code, judge
+
+from conftest import REPO
 
 
 def node(slow: dict[int, float] = (), devices: int = 8, seed: int = 0) -> list[DeviceResult]:
@@ -127,3 +133,57 @@ def test_nvml_health_facts_map_the_librarys_answers_and_name_what_it_cannot_read
     assert health.nvlinks_active is None and health.driver == "580.159.04" and health.mig_mode is False
     reasons = [f.reason for f in health_findings(health) if f.severity == "fail"]
     assert len(reasons) == 3 and "uncorrected ECC" in reasons[0] and "pending" in reasons[1] and "Gen4" in reasons[2]
+
+
+# --- `bench fleet` on the CPU: N processes share it (the machinery, not the CPU, is under test) ---
+
+SELECTION = ("--bench", "faulty-gemm,membw", "--case", "fp32/square/512", "--case", "torch/triad/fp32/64MiB")
+
+
+def fleet(tmp_path, *args, **env):
+    environment = dict(os.environ, ACCELBENCH_PLUGINS=str(REPO / "tests" / "helpers" / "fleet_faults"), **env)
+    return subprocess.run([sys.executable, "-m", "accelbench", "fleet", "--backend", "cpu", "--quick", "--out",
+                           str(tmp_path), *args], capture_output=True, text=True, cwd=REPO, env=environment,
+                          timeout=300)
+
+
+def verdicts_of(tmp_path):
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir() and "fleet" in p.name]
+    data = json.loads((folder / "fleet.json").read_text())
+    return {d["device"].rsplit("/", 1)[1]: d for d in data["devices"]}
+
+
+def test_a_device_whose_process_dies_and_one_that_hangs_fail_and_the_other_is_judged(tmp_path):
+    out = fleet(tmp_path, "--devices", "3", "--timeout", "45", *SELECTION, FLEET_FAULT_DIE="1", FLEET_FAULT_HANG="2")
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    devices = verdicts_of(tmp_path)
+    assert devices["device0"]["verdict"]["status"] == "pass" and len(devices["device0"]["figures"]) == 2
+    assert devices["device1"]["verdict"]["status"] == "fail" and "died (SIGKILL)" in devices["device1"]["failed"]
+    assert devices["device2"]["verdict"]["status"] == "fail" and "no result within 45 s (hung)" in \
+        devices["device2"]["failed"]
+    assert "1 pass, 0 warn, 2 fail" in out.stdout + out.stderr
+
+
+def test_a_saved_baseline_is_judged_against_by_a_later_run(tmp_path):
+    baseline = tmp_path / "baseline.json"
+    first = fleet(tmp_path / "a", "--devices", "2", *SELECTION, "--save-baseline", str(baseline))
+    assert first.returncode == 0 and baseline.is_file(), first.stdout[-2000:] + first.stderr[-2000:]
+    saved = Baseline.load(baseline)
+    assert set(saved.figures) == {"faulty-gemm fp32/square/512 tflops", "membw torch/triad/fp32/64MiB gbps"}
+    # A shared 2-core VM moves these figures by 10 % from run to run, so the later run is judged against
+    # the baseline scaled well clear of that: half of it passes, twice it fails every device on every figure.
+    for scale, code in ((0.5, 0), (2.0, 1)):
+        edited = tmp_path / f"baseline-x{scale}.json"
+        Baseline({k: v * scale for k, v in saved.figures.items()}, saved.source, saved.devices).save(edited)
+        later = fleet(tmp_path / f"b{scale}", "--devices", "2", *SELECTION, "--baseline", str(edited))
+        assert later.returncode == code, later.stdout[-2000:] + later.stderr[-2000:]
+        for device in verdicts_of(tmp_path / f"b{scale}").values():
+            below = [r for r in device["verdict"]["reasons"] if "below the baseline's" in r]
+            assert len(below) == (2 if code else 0), device["verdict"]["reasons"]
+
+
+@pytest.mark.parametrize("args", [("--devices", "two"), ("--devices", "0,0"), ("--bench", "gemm"),
+                                  ("--baseline", "/nonexistent/baseline.json")])
+def test_bad_fleet_usage_is_one_line_and_exit_2(tmp_path, args):
+    out = fleet(tmp_path, *args)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr

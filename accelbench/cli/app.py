@@ -28,6 +28,7 @@ VERBS = {
     "doctor": Verb("accelbench.cli.inspect", "Self-check a backend before the first run"),
     "env": Verb("accelbench.cli.inspect", "Backends found on this machine, the device, its peaks, telemetry and versions"),
     "export": Verb("accelbench.cli.results", "Write runs in another tool's format"),
+    "fleet": Verb("accelbench.cli.fleet", "Run the acceptance selection on every device of this node at once and judge each"),
     "history": Verb("accelbench.cli.results", "Trends over every run under DIRS"),
     "list": Verb("accelbench.cli.inspect", "List benchmarks and how many cases each suite has (or a suite's cases)"),
     "report": Verb("accelbench.cli.results", "Render run folders into one report"),

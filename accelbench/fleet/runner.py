@@ -1,0 +1,146 @@
+"""`bench fleet`'s work: the acceptance selection on every device at once, one `bench run` process per
+device (its own device, its own run folder), each watched against a deadline, the devices' health
+facts read while they work, and the figures gathered for verdicts.py.
+
+One process per device rather than one multi-rank job: a device whose process dies or hangs loses
+its own figures only, and the others are judged without it (a collective job would end with it).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelbench.errors import ResultsError
+from accelbench.fleet.health import Health
+from accelbench.fleet.verdicts import DeviceResult
+
+@dataclass(frozen=True)
+class Selection:
+    benches: tuple[str, ...]
+    cases: tuple[str, ...]  # `bench run --case` filters of the standard suite
+
+
+# The acceptance selection: a large GEMM (bf16; FP8 per tensor where the device has it), device-memory
+# bandwidth, the host link both ways. On a CPU (tests, CI): what a CPU has, small.
+SELECTIONS = {
+    "accelerator": Selection(("gemm", "fp8", "membw", "transfer"),
+                             ("bf16/square/8192", "tensor/auto/gemm/normal/m8192k8192n8192", "torch/triad/fp32/1GiB",
+                              "h2d/pinned/256MiB", "d2h/pinned/256MiB")),
+    "cpu": Selection(("gemm", "membw"), ("fp32/square/512", "torch/triad/fp32/64MiB")),
+}
+QUICK = ("--max-time", "0.5", "--min-samples", "5", "--energy-window", "0.3")
+HEALTH_AFTER_S = 5.0  # read the health facts this far into the work: links at their working speed
+
+
+@dataclass
+class DeviceRun:
+    device: int
+    process: subprocess.Popen
+    out: Path
+    log: Path
+
+
+def run_devices(backend: str, devices: list[int], out: Path, selection: Selection, quick: bool,
+                timeout_s: float, node: str, say=print) -> list[DeviceResult]:
+    """Start the selection on every device, wait (each process at most `timeout_s`), and gather."""
+    runs: list[DeviceRun] = []
+    env = dict(os.environ)
+    if backend == "cpu" and "OMP_NUM_THREADS" not in env:  # the processes share the cores
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(devices)))
+    for d in devices:
+        folder = out / "devices" / str(d)
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "accelbench", "run", "--backend", backend, "--device", str(d),
+                   "--suite", "standard", "--bench", ",".join(selection.benches),
+                   *[arg for case in selection.cases for arg in ("--case", case)],
+                   "--out", str(folder), "--label", f"fleet-{node}-device{d}", "--no-report",
+                   *(QUICK if quick else ())]
+        log = folder / "run.log"
+        with open(log, "wb") as sink:
+            runs.append(DeviceRun(d, subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                                      stdin=subprocess.DEVNULL, start_new_session=True),
+                                  folder, log))
+    say(f"fleet: the acceptance selection on {len(devices)} device(s) of {node} at once "
+        f"({', '.join(selection.benches)}; at most {timeout_s:.0f} s each)")
+    health = _health_under_load(backend, runs)
+    deadline = time.monotonic() + timeout_s
+    hung: set[int] = set()
+    for run in runs:
+        try:
+            run.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            hung.add(run.device)
+            _kill(run.process)
+    return [_gather(run, node, health.get(run.device, Health()), run.device in hung, timeout_s) for run in runs]
+
+
+def _health_under_load(backend: str, runs: list[DeviceRun]) -> dict[int, Health]:
+    started = time.monotonic()
+    while time.monotonic() - started < HEALTH_AFTER_S and any(r.process.poll() is None for r in runs):
+        time.sleep(0.2)
+    from accelbench.backends import resolve_backend
+    out = {}
+    for run in runs:
+        try:
+            out[run.device] = resolve_backend(backend, run.device).telemetry().health()
+        except Exception as exc:  # a device we cannot open is judged on its figures; say why
+            out[run.device] = Health(unreadable=[f"{type(exc).__name__}: {exc}"])
+    return out
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _gather(run: DeviceRun, node: str, health: Health, hung: bool, timeout_s: float) -> DeviceResult:
+    from accelbench.store import load_run
+    result = DeviceResult(f"{node}/device{run.device}", node, health=health)
+    folders = sorted(p for p in run.out.iterdir() if p.is_dir())
+    loaded = None
+    if folders:
+        try:
+            loaded = load_run(folders[-1])
+        except ResultsError:
+            loaded = None
+    if loaded is not None:
+        for case in loaded.cases:
+            metric = case.headline_metric() if case.status == "ok" else None
+            if metric is not None and metric.value is not None:
+                result.figures[f"{case.benchmark} {case.case_id} {metric.name}"] = float(metric.value)
+            elif case.status == "failed" and result.failed is None:
+                result.failed = f"{case.benchmark} {case.case_id} failed: {case.reason}"
+    code = run.process.returncode
+    if hung:
+        result.failed = f"no result within {timeout_s:.0f} s (hung): killed; {_last_line(run.log)}"
+    elif code is not None and code < 0:
+        result.failed = f"its process died ({signal.Signals(-code).name}) during the selection; {_last_line(run.log)}"
+    elif code == 2:
+        result.failed = f"its run was refused: {_last_line(run.log)}"
+    elif result.failed is None and not result.figures:
+        result.failed = f"no figure (exit code {code}): {_last_line(run.log)}"
+    return result
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return (lines[-1][:200] if lines else "its log is empty") + f" (log: {log})"
+
+
+def selection_for(backend: str) -> Selection:
+    return SELECTIONS["cpu" if backend == "cpu" else "accelerator"]
+
+
+def node_name() -> str:
+    return os.uname().nodename
