@@ -19,6 +19,7 @@ from accelbench.errors import ResultsError
 from accelbench.fleet.health import Health
 from accelbench.fleet.verdicts import DeviceResult
 
+
 @dataclass(frozen=True)
 class Selection:
     benches: tuple[str, ...]
