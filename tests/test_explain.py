@@ -1,0 +1,77 @@
+"""Predicted beside measured (accelbench/explain/model.py): worked examples on a committed H100 run."""
+import gzip
+import json
+
+import pytest
+
+from accelbench.explain.model import Ceilings, decode_step, decompose, prefill
+
+from conftest import REPO
+
+H100_DECODE = REPO / "results" / "20261121T221511Z-cuda-vm-h100-decode-must-show"
+
+
+def test_a_decode_step_of_the_8b_shape_on_the_h100_run_from_its_measured_ceiling():
+    # Llama-3.1-8B bf16, batch 1, prompt 512, 256 new tokens: 15.0098 GB of weights streamed per step and
+    # 0.1007 GB of KV cache at the end (mean over the steps: 0.0839 GB); the run's floor/copy read 3002 GB/s.
+    ceilings = Ceilings(read_bytes_per_s=3002.0965e9)
+    explained = decode_step("b1", measured_s=5.926e-3, weight_bytes=15_009_849_344, kv_bytes=83_886_080,
+                            ceilings=ceilings)
+    weights, kv = explained.parts
+    assert weights.seconds == pytest.approx(15_009_849_344 / 3002.0965e9) == pytest.approx(5.0e-3, rel=1e-3)
+    assert kv.seconds == pytest.approx(2.794e-5, rel=1e-3)
+    assert explained.predicted_s == pytest.approx(5.0278e-3, rel=1e-3)
+    assert explained.ratio == pytest.approx(1.1786, rel=1e-3)  # the step is 18 % over its streaming floor
+    shares = explained.shares()
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["unexplained"] == pytest.approx(0.1516, rel=1e-2)
+
+
+def test_measured_fixed_parts_close_the_gap_and_add_up():
+    ceilings = Ceilings(read_bytes_per_s=2.0e12)
+    explained = decode_step("x", measured_s=10e-3, weight_bytes=16e9, kv_bytes=0.4e9, ceilings=ceilings,
+                            fixed={"attention": 0.6e-3, "launch": 0.2e-3, "quantizers": 0.3e-3})
+    assert [p.name for p in explained.parts] == ["weights", "kv_cache", "attention", "launch", "quantizers"]
+    assert explained.predicted_s == pytest.approx(8e-3 + 0.2e-3 + 1.1e-3)
+    assert explained.unexplained_s == pytest.approx(0.7e-3)
+    assert [p.how for p in explained.parts] == ["modelled", "modelled", "measured", "measured", "measured"]
+
+
+def test_tensor_parallel_communication_at_the_measured_bus_bandwidth():
+    # 2 ranks, 80 layers x 2 all-reduces of 16 KiB; busbw 100 GB/s is algbw 100 GB/s at n = 2.
+    ceilings = Ceilings(read_bytes_per_s=4e12, allreduce_busbw=100e9)
+    explained = decode_step("tp", 60e-3, 70e9, 0, ceilings, allreduces=160, allreduce_bytes=16384, ranks=2)
+    assert explained.parts[-1].name == "communication"
+    assert explained.parts[-1].seconds == pytest.approx(160 * 16384 / 100e9)
+
+
+def test_a_missing_ceiling_says_so_instead_of_predicting_from_the_datasheet():
+    explained = decode_step("b1", 5e-3, 15e9, 0, Ceilings())
+    assert explained.predicted_s is None and explained.ratio is None and explained.parts == []
+    assert "membw.device" in explained.missing[0]
+    assert "matmul.bf16" in prefill("p512", 0.02, 7.75e12, "bf16", Ceilings(matmul_flops_per_s={"fp32": 1e13})).missing[0]
+    tp = decode_step("tp", 5e-3, 15e9, 0, Ceilings(read_bytes_per_s=3e12), allreduces=64, allreduce_bytes=8192, ranks=2)
+    assert tp.predicted_s is None and "all-reduce" in tp.missing[0]
+
+
+def test_the_ceilings_are_read_from_the_committed_run():
+    run = json.loads((H100_DECODE / "run.json").read_text())
+    ceilings = Ceilings.from_run(run["ceilings"])
+    assert ceilings.read_bytes_per_s == pytest.approx(3002.0965e9, rel=1e-6)
+    cases = H100_DECODE / "cases.jsonl"
+    lines = gzip.open(cases.with_suffix(".jsonl.gz"), "rt") if not cases.exists() else open(cases)
+    bf16 = next(json.loads(line) for line in lines if "llama3.1-8b/graphs/bf16/b1/" in line)
+    tpot = next(m["value"] for m in bf16["metrics"] if m["name"] == "tpot")
+    explained = decode_step(bf16["case_id"], tpot, bf16["facts"]["weight_bytes_streamed"], 0, ceilings)
+    # the decode benchmark's own floor fraction is this ratio's inverse (weights alone, kv aside)
+    assert 1 / explained.ratio == pytest.approx(0.8447, rel=1e-2)
+
+
+def test_two_devices_ratio_decomposes_into_their_parts():
+    a = decode_step("h100", 5.9e-3, 15e9, 0.1e9, Ceilings(read_bytes_per_s=3.0e12), fixed={"launch": 0.4e-3})
+    b = decode_step("h200", 4.5e-3, 15e9, 0.1e9, Ceilings(read_bytes_per_s=4.3e12), fixed={"launch": 0.4e-3})
+    overall, parts = decompose(a, b)
+    assert overall == pytest.approx(4.5 / 5.9)
+    by = {p.name: p for p in parts}
+    assert by["weights"].ratio == pytest.approx(3.0 / 4.3) and by["launch"].ratio == pytest.approx(1.0)
+    assert sum(p.weight for p in parts) == pytest.approx(1.0)
