@@ -22,7 +22,7 @@ from accelbench.backends.base import Backend
 from accelbench.errors import UsageError
 from accelbench.records import Accuracy, Metric, RooflineWork
 from accelbench.stats import SampleStats
-from accelbench.view import FloorFraction, OverviewRow, Plot, RecipeCost, TableView
+from accelbench.view import FloorFraction, OverviewRow, Plot, RecipeCost, StepModel, TableView
 
 SUITES = ("quick", "standard", "full")
 
@@ -157,7 +157,7 @@ class Benchmark(ABC):
     plots: ClassVar[tuple[Plot, ...]] = ()  # its plots in the report (accelbench.view.Plot)
     table: ClassVar[TableView] = TableView()  # its tables' columns in the report
     # Figures derived when a run is read, from the run's measured ceilings (view.FloorFraction).
-    derived: ClassVar[tuple[FloorFraction, ...]] = ()
+    derived: ClassVar[tuple[FloorFraction | StepModel, ...]] = ()
     # What a precision recipe costs in quality, where this benchmark measures it (view.RecipeCost).
     recipe_cost: ClassVar[Optional[RecipeCost]] = None
 

@@ -195,5 +195,47 @@ class FloorFraction:
         return cls(**fields)
 
 
-def derived_of(views: dict[str, dict[str, Any]], benchmark: str) -> list[FloorFraction]:
-    return [FloorFraction.from_json(d) for d in views.get(benchmark, {}).get("derived", ())]
+@dataclass(frozen=True)
+class StepModel:
+    """A step's time predicted from the run's measured ceiling (accelbench/explain/model.py), derived
+    when a run is read: the weights (`weights_fact` bytes) and the rest of the bytes a step reads
+    (`bytes_fact` less the weights: the KV cache) at the measured bandwidth `ceiling`, against the
+    case's measured `per_metric` time. Metrics: `predicted_<per>` (s), `<per>_vs_predicted` (x,
+    measured ÷ predicted), and each part's share of the measured time, `share_<part>` (%), the
+    unexplained rest included. Without the run's ceiling: no prediction (never the datasheet's)."""
+
+    per_metric: str
+    weights_fact: str
+    bytes_fact: str
+    ceiling: str
+    only_where: tuple[tuple[str, Any], ...] = ()
+    kind: str = "step_model"
+
+    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float], ceilings: dict[str, float],
+                spec: dict[str, Any]) -> list[tuple[str, Optional[float], str]]:
+        from accelbench.explain.model import Ceilings, decode_step
+        per, weights, total = (metrics.get(self.per_metric), params_and_facts.get(self.weights_fact),
+                               params_and_facts.get(self.bytes_fact))
+        if not per or not weights or not total or any(params_and_facts.get(k, v) != v for k, v in self.only_where):
+            return []
+        explained = decode_step("", per, float(weights), max(0.0, float(total) - float(weights)),
+                                Ceilings(read_bytes_per_s=ceilings.get(self.ceiling)))
+        if explained.missing:
+            return [(f"predicted_{self.per_metric}", None, "s")]
+        return ([(f"predicted_{self.per_metric}", explained.predicted_s, "s"),
+                 (f"{self.per_metric}_vs_predicted", explained.ratio, "x")]
+                + [(f"share_{name}", 100.0 * share, "%") for name, share in explained.shares().items()])
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StepModel":
+        fields = dict(data)
+        fields["only_where"] = tuple((k, v) for k, v in fields.get("only_where", ()))
+        return cls(**fields)
+
+
+def derived_of(views: dict[str, dict[str, Any]], benchmark: str) -> list["FloorFraction | StepModel"]:
+    return [StepModel.from_json(d) if d.get("kind") == "step_model" else FloorFraction.from_json(d)
+            for d in views.get(benchmark, {}).get("derived", ())]

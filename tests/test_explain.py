@@ -75,3 +75,31 @@ def test_two_devices_ratio_decomposes_into_their_parts():
     by = {p.name: p for p in parts}
     assert by["weights"].ratio == pytest.approx(3.0 / 4.3) and by["launch"].ratio == pytest.approx(1.0)
     assert sum(p.weight for p in parts) == pytest.approx(1.0)
+
+
+H200_DECODE = REPO / "results" / "20261121T203205Z-cuda-vm-h200-decode-must-show"
+
+
+def test_a_decode_case_of_a_run_carries_its_prediction_and_parts():
+    from accelbench.store import cases_frame, load_run
+    frame = cases_frame([load_run(H100_DECODE)])
+    case = frame[frame["case_id"] == "llama3.1-8b/graphs/bf16/b1/p512/n256"].set_index("metric")["value"]
+    assert case["predicted_tpot"] == pytest.approx(5.028e-3, rel=1e-3)
+    assert case["tpot_vs_predicted"] == pytest.approx(case["tpot"] / case["predicted_tpot"])
+    assert case["share_weights"] + case["share_kv_cache"] + case["share_unexplained"] == pytest.approx(100.0)
+    assert "predicted_tpot" not in set(frame.loc[frame["case_id"] == "floor/copy", "metric"])
+
+
+def test_the_report_decomposes_the_h200_over_h100_decode_speed_up_into_its_parts():
+    from accelbench.reports.html import Report
+    from accelbench.store import load_run
+    report = Report.build([load_run(H100_DECODE), load_run(H200_DECODE)], baseline="H100")
+    (decode,) = [s for s in report.sections() if s.name == "decode"]
+    columns = decode.gap.columns
+    row = next(r for r in decode.gap.rows if r[0] == "llama3.1-8b/graphs/bf16/b1/p512/n256")
+    assert row[1] == "NVIDIA H200" and row[columns.index("speed-up (time ratio)")] == "1.29×"
+    # the weights part scales as the two runs' measured bandwidths do; the rest of the step does not
+    h100 = json.loads((H100_DECODE / "run.json").read_text())["ceilings"]["membw.device"]["value"]
+    h200 = json.loads((H200_DECODE / "run.json").read_text())["ceilings"]["membw.device"]["value"]
+    assert row[columns.index("weights part ×")] == f"{h200 / h100:.2f}×" == "1.41×"
+    assert row[columns.index("unexplained part ×")] == "0.87×"

@@ -24,7 +24,7 @@ from accelbench.models import MODELS, ModelConfig
 from accelbench.records import Accuracy, Metric, RooflineWork
 from accelbench.stats import SampleStats, percentile
 from accelbench.timing import StepMarks
-from accelbench.view import FloorFraction, OverviewRow, Plot, TableView
+from accelbench.view import FloorFraction, OverviewRow, Plot, StepModel, TableView
 
 
 from accelbench.e2e.decode.engines import EagerEngine, GraphEngine, HfEngine
@@ -137,8 +137,13 @@ class Decode(Benchmark):
     # A step's fraction of the memory-bandwidth floor: floor time (bytes a step must read /
     # bandwidth) over the measured time per step, with the run's measured device-memory ceiling
     # (`membw.device`, which the floor probe measures first) where it has one, else the datasheet's.
+    # And the step predicted from its parts (accelbench/explain/model.py): weights and KV cache at
+    # the same measured bandwidth, the rest of the measured TPOT unexplained (fixed work not yet
+    # timed on its own).
     derived = (FloorFraction("floor_fraction", "bytes_per_step", "tpot", "membw.device",
-                             only_where=(("memory_level", "device"),)),)
+                             only_where=(("memory_level", "device"),)),
+               StepModel("tpot", "weight_bytes_streamed", "bytes_per_step", "membw.device",
+                         only_where=(("memory_level", "device"),)))
 
     @classmethod
     def roofline_work(cls, params, facts):
