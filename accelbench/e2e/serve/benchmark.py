@@ -33,7 +33,7 @@ from accelbench.e2e.serve.launcher import Engine
 from accelbench.e2e.serve.load import RandomPrompts
 from accelbench.e2e.serve.slo import PRESETS, Slo, parse_slo
 from accelbench.errors import CaseSkipped, UsageError
-from accelbench.view import Plot, TableView
+from accelbench.view import OverviewRow, Plot, TableView
 
 # (input tokens, output tokens) and concurrency levels by suite. Quick: short lengths a CPU serves
 # in seconds; standard: InferenceX's 1024/128 (prefill-heavy chat); full adds 1024/1024 and 8192/1024.
@@ -56,6 +56,20 @@ class Serve(Benchmark):
     headline_metrics = ("output_tokens_per_s",)
     summary_groups = ("lengths",)
     run_options = ("weights", "engine", "url", "engine_arg", "slo", "accelerators", "request_rate", "burstiness")
+    # Devices compared on the same work: the same lengths through the same engine. The best level of
+    # each device, and what a million output tokens cost there at each MLPerf preset's goodput (the
+    # procurement view names the figure it priced).
+    SAME_WORK = ("lengths", "engine")
+    overview = (
+        OverviewRow("serving output tokens/s per accelerator (best level)", "output_tokens_per_s_per_accelerator",
+                    same=("lengths", "engine"), compare_on=SAME_WORK, order=75),
+        OverviewRow("serving goodput tokens/s at MLPerf 8B server SLO (TTFT 2 s, TPOT 100 ms; best level)",
+                    "goodput_tokens_mlperf-8b-server", same=("lengths", "engine"), compare_on=SAME_WORK, order=76,
+                    priced=("output tokens within the MLPerf 8B server SLO", "tokens")),
+        OverviewRow("serving goodput tokens/s at MLPerf 8B interactive SLO (0.5 s, 30 ms; best level)",
+                    "goodput_tokens_mlperf-8b-interactive", same=("lengths", "engine"), compare_on=SAME_WORK,
+                    order=77, priced=("output tokens within the MLPerf 8B interactive SLO", "tokens")),
+    )
     plots = (Plot("Throughput per accelerator against interactivity (each point a concurrency level)",
                   x="tokens_per_s_per_user", y=("output_tokens_per_s_per_accelerator",),
                   series=("concurrency", "engine"), panels="lengths", scatter=True, x_log=10,
