@@ -27,7 +27,7 @@ from accelbench import METHOD_VERSION, SCHEMA_VERSION
 from accelbench.errors import ResultsError
 from accelbench.records import CaseRecord, Ceiling, RooflineWork, RunInfo, from_json_dict, to_json_dict
 from accelbench.stats import RepeatSpread
-from accelbench.view import derived_of
+from accelbench.view import BesideCase, derived_of
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
@@ -317,9 +317,15 @@ def _derived_metrics(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Option
         return []
     values = {m.name: m.value for m in case.metrics if m.value is not None}
     ceilings = {k: c.value for k, c in run.info.ceilings.items()}
-    return _mamf(run, case) + [metric for d in derived_of(run.views, case.benchmark)
-                               for metric in d.metrics({**case.facts, **case.params}, values, ceilings,
-                                                       run.info.spec or {})]
+    out = _mamf(run, case)
+    for d in derived_of(run.views, case.benchmark):
+        if isinstance(d, BesideCase):
+            others = [(c.benchmark, c.params, {m.name: m.value for m in c.metrics if m.value is not None})
+                      for c in run.cases if c.status == "ok" and c is not case]
+            out += d.metrics_beside({**case.facts, **case.params}, values, others)
+        else:
+            out += d.metrics({**case.facts, **case.params}, values, ceilings, run.info.spec or {})
+    return out
 
 
 def _mamf(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:

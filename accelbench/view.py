@@ -236,6 +236,52 @@ class StepModel:
         return cls(**fields)
 
 
-def derived_of(views: dict[str, dict[str, Any]], benchmark: str) -> list["FloorFraction | StepModel"]:
-    return [StepModel.from_json(d) if d.get("kind") == "step_model" else FloorFraction.from_json(d)
-            for d in views.get(benchmark, {}).get("derived", ())]
+@dataclass(frozen=True)
+class BesideCase:
+    """A figure set beside another benchmark's case of the same run, derived when the run is read:
+    `name` = this case's `per_metric` ÷ the other case's `other_metric`, where the other case is of
+    `benchmark`, has the parameters `params`, and has as each parameter of `linked` (other's
+    parameter, this case's fact or parameter) this case's value (serve at concurrency 1: the
+    engine's TPOT over the decode graphs engine's for the same model shape on the same device)."""
+
+    name: str
+    per_metric: str
+    benchmark: str
+    other_metric: str
+    params: tuple[tuple[str, Any], ...] = ()
+    linked: tuple[tuple[str, str], ...] = ()
+    only_where: tuple[tuple[str, Any], ...] = ()
+    note: str = ""
+    kind: str = "beside_case"
+
+    def metrics_beside(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
+                       others: list[tuple[str, dict[str, Any], dict[str, float]]]) -> list[tuple[str, Optional[float], str]]:
+        """`others`: (benchmark, parameters, metrics) of the run's ok cases."""
+        mine = metrics.get(self.per_metric)
+        if not mine or any(params_and_facts.get(k, v) != v for k, v in self.only_where):
+            return []
+        want = dict(self.params) | {theirs: params_and_facts.get(ours) for theirs, ours in self.linked}
+        if any(v is None for v in want.values()):
+            return []
+        for benchmark, params, values in others:
+            if benchmark == self.benchmark and all(params.get(k) == v for k, v in want.items()) \
+                    and values.get(self.other_metric):
+                return [(self.name, mine / values[self.other_metric], "x")]
+        return []
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "BesideCase":
+        fields = dict(data)
+        for name in ("params", "linked", "only_where"):
+            fields[name] = tuple((k, v) for k, v in fields.get(name, ()))
+        return cls(**fields)
+
+
+_DERIVED = {"step_model": StepModel, "beside_case": BesideCase}
+
+
+def derived_of(views: dict[str, dict[str, Any]], benchmark: str) -> list["FloorFraction | StepModel | BesideCase"]:
+    return [_DERIVED.get(d.get("kind"), FloorFraction).from_json(d) for d in views.get(benchmark, {}).get("derived", ())]

@@ -232,3 +232,24 @@ def test_a_random_checkpoint_of_a_shape_loads_in_transformers_and_generates(tmp_
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.bfloat16)
     tokens = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert tokens.shape == (1, 7)
+
+
+def test_at_concurrency_1_the_engines_tpot_is_set_beside_the_decode_graphs_engines(tmp_path):
+    from accelbench.records import CaseRecord, Metric
+    from accelbench.stats import SampleStats
+    from accelbench.store import cases_frame, load_run
+    from helpers.synthetic_runs import decode_record, write_synthetic_run
+
+    def level(concurrency, tpot, shape="llama3.1-8b"):
+        return CaseRecord("serve", f"in1024-out128/c{concurrency}",
+                          {"lengths": "1024/128", "input": 1024, "output": 128, "concurrency": concurrency,
+                           "engine": "transformers"}, "ok", samples_s=[0.01] * 3,
+                          stats=SampleStats.from_samples([0.01] * 3),
+                          metrics=[Metric("output_tokens_per_s", 100.0, "tokens/s"), Metric("tpot_p50", tpot, "s")],
+                          facts={"model_shape": shape})
+    decode = decode_record(1, 200.0, model="llama3.1-8b")  # TPOT 5 ms
+    run = write_synthetic_run(tmp_path / "r", "GPU", [decode, level(1, 0.0075), level(2, 0.009),
+                                                      level(1, 0.006, shape="llama3.2-1b")])
+    frame = cases_frame([load_run(run)])
+    beside = frame[frame["metric"] == "tpot_vs_decode_graphs"]
+    assert list(beside["value"]) == [pytest.approx(1.5)]  # concurrency 1, same shape: 7.5 ms over 5 ms

@@ -33,7 +33,7 @@ from accelbench.e2e.serve.launcher import Engine
 from accelbench.e2e.serve.load import RandomPrompts
 from accelbench.e2e.serve.slo import PRESETS, Slo, parse_slo
 from accelbench.errors import CaseSkipped, UsageError
-from accelbench.view import OverviewRow, Plot, TableView
+from accelbench.view import BesideCase, OverviewRow, Plot, TableView
 
 # (input tokens, output tokens) and concurrency levels by suite. Quick: short lengths a CPU serves
 # in seconds; standard: InferenceX's 1024/128 (prefill-heavy chat); full adds 1024/1024 and 8192/1024.
@@ -76,12 +76,19 @@ class Serve(Benchmark):
                   x_label="tokens/s per user (1 / median TPOT)", y_labels=("output tokens/s per accelerator",),
                   formats=(("concurrency", "c{}"),)),)
     # The key columns (the report shows three): throughput, and goodput at each MLPerf preset, per level.
+    # At concurrency 1, the engine's TPOT over the suite's own decode floor-chasing engine (graphs,
+    # bf16, batch 1) for the same model shape in the same run: what the engine costs over the device.
+    derived = (BesideCase("tpot_vs_decode_graphs", "tpot_p50", "decode", "tpot",
+                          params=(("engine", "graphs"), ("batch", 1), ("fp8", "none"), ("dtype", "bf16")),
+                          linked=(("model", "model_shape"),), only_where=(("concurrency", 1),),
+                          note="the engine's median TPOT ÷ the decode graphs engine's (its prompt length may differ)"),)
     table = TableView(key=("output_tokens_per_s", "goodput_tokens_mlperf-8b-server",
                            "goodput_tokens_mlperf-8b-interactive"),
                       more=("ttft_p99", "tpot_p99", "output_tokens_per_s_per_accelerator", "requests_per_s",
                             "tokens_per_s_per_user", "ttft_p50", "ttft_p90", "tpot_p50", "tpot_p90", "itl_p50",
                             "itl_p99", "e2e_p50", "e2e_p99", "slo_met_mlperf-8b-server",
-                            "slo_met_mlperf-8b-interactive", "goodput_tokens_user", "slo_met_user", "tokens_per_j"),
+                            "slo_met_mlperf-8b-interactive", "goodput_tokens_user", "slo_met_user", "tokens_per_j",
+                            "tpot_vs_decode_graphs"),
                       lower_is_better=("ttft_p99", "tpot_p99"),
                       names=(("output_tokens_per_s", "output tokens/s"), ("ttft_p99", "TTFT p99"),
                              ("tpot_p99", "TPOT p99"),
@@ -258,6 +265,9 @@ class Serve(Benchmark):
             facts["url"] = self.url
         if self.model is not None:
             facts["model"] = self.model.name
+            shape = _shape_of(self.model)
+            if shape:
+                facts["model_shape"] = shape
         devices = os.environ.get("CUDA_VISIBLE_DEVICES")
         if devices is not None:
             facts["cuda_visible_devices"] = devices
@@ -267,3 +277,15 @@ class Serve(Benchmark):
         if self._engine is not None:
             self._engine.stop()
             self._engine = None
+
+
+def _shape_of(model: Path) -> Optional[str]:
+    """The accelbench.models shape the checkpoint has (its vocabulary aside), e.g. "llama3.1-8b"."""
+    from accelbench.models import MODELS, ModelConfig
+    try:
+        config = ModelConfig.from_hf(model.name, json.loads((model / "config.json").read_text()))
+    except (OSError, ValueError, KeyError):
+        return None
+    key = (config.hidden, config.heads, config.kv_heads, config.intermediate, config.layers)
+    return next((name for name, m in MODELS.items() if (m.hidden, m.heads, m.kv_heads, m.intermediate, m.layers) == key),
+                None)
