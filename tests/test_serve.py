@@ -253,3 +253,13 @@ def test_at_concurrency_1_the_engines_tpot_is_set_beside_the_decode_graphs_engin
     frame = cases_frame([load_run(run)])
     beside = frame[frame["metric"] == "tpot_vs_decode_graphs"]
     assert list(beside["value"]) == [pytest.approx(1.5)]  # concurrency 1, same shape: 7.5 ms over 5 ms
+
+
+@pytest.mark.parametrize("source", [10.0], indirect=True)
+def test_chat_completions_stream_their_deltas_and_are_counted_the_same_way(source):
+    chat = source.replace("/v1/completions", "/v1/chat/completions")
+    result = asyncio.run(run_level(chat, lambda i: {"messages": [{"role": "user", "content": f"r{i}"}],
+                                                    "max_tokens": 12, "stream": True}, 4, requests=8, warmup=4,
+                                   timeout_s=60))
+    assert all(r.ok and r.completion_tokens == 12 and len(r.token_times) == 12 for r in result.requests)
+    assert statistics.median(r.tpot for r in result.requests) == pytest.approx(0.010, rel=0.1)

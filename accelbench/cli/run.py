@@ -111,6 +111,8 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
                    "concurrency sweep.")
 @click.option("--burstiness", type=click.FloatRange(min=0.01), default=None, metavar="B",
               help="serve with --request-rate: the gamma shape of the gaps between sends (1 Poisson, below 1 burstier).")
+@click.option("--api", "api", type=click.Choice(["completions", "chat"]), default=None,
+              help="serve: stream /v1/completions (default) or /v1/chat/completions (the prompt as one user message).")
 @click.option("--accelerators", "accelerators", default=None, type=click.IntRange(min=1), metavar="N",
               help="serve: accelerators the server uses, for per-accelerator figures (default 1).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
@@ -148,7 +150,8 @@ def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
         weights_dir: Optional[Path], task_data: Optional[Path], limit: Optional[int], text_file: Optional[Path],
         engine: Optional[str], engine_args: tuple[str, ...], url: Optional[str], slo: Optional[str],
-        request_rates: tuple[str, ...], burstiness: Optional[float], accelerators: Optional[int], out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
+        request_rates: tuple[str, ...], burstiness: Optional[float], api: Optional[str], accelerators: Optional[int],
+        out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
         regime_names: tuple[str, ...], flush_mode: str, repeats: int, min_time: Optional[float], max_time: Optional[float], min_samples: Optional[int],
         call_budget: Optional[float], report: bool) -> None:
     """Run benchmarks and write results/<run_id>/ (run.json, cases.jsonl, report.html).
@@ -167,7 +170,7 @@ def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters
                          benchmark_options=(("weights", weights_dir), ("task_data", task_data), ("limit", limit),
                                             ("text", text_file), ("engine", engine),
                                             ("engine_arg", engine_args or None), ("url", url), ("slo", slo),
-                                            ("request_rate", _rates(request_rates)), ("burstiness", burstiness),
+                                            ("request_rate", _rates(request_rates)), ("burstiness", burstiness), ("api", api),
                                             ("accelerators", accelerators)), out_dir=out_dir,
                          label=label, energy=energy, energy_window_s=energy_window, graphs=graphs, regimes=regimes,
                          flush_always=flush_mode == "always", repeats=repeats, min_time_s=min_time,

@@ -39,6 +39,7 @@ from accelbench.view import BesideCase, OverviewRow, Plot, TableView
 # in seconds; standard: InferenceX's 1024/128 (prefill-heavy chat); full adds 1024/1024 and 8192/1024.
 LENGTHS = {"quick": ((64, 16),), "standard": ((1024, 128),), "full": ((1024, 128), (1024, 1024), (8192, 1024))}
 CONCURRENCY = {"quick": (1, 2, 4), "standard": tuple(2 ** i for i in range(9)), "full": tuple(2 ** i for i in range(11))}
+API_PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 MEASURED_ROUNDS = 3  # measured requests per level: this many per user (at least 8), after one warm-up round
 REQUEST_TIMEOUT_S = 600.0
 HEALTH_TIMEOUT_S = 5.0
@@ -55,7 +56,8 @@ class Serve(Benchmark):
                    "full": "open-loop (request-rate) levels: they run with --request-rate R[,R] instead of the sweep"}
     headline_metrics = ("output_tokens_per_s",)
     summary_groups = ("lengths",)
-    run_options = ("weights", "engine", "url", "engine_arg", "slo", "accelerators", "request_rate", "burstiness")
+    run_options = ("weights", "engine", "url", "engine_arg", "slo", "accelerators", "request_rate", "burstiness",
+                   "api")
     # Devices compared on the same work: the same lengths through the same engine. The best level of
     # each device, and what a million output tokens cost there at each MLPerf preset's goodput (the
     # procurement view names the figure it priced).
@@ -106,6 +108,7 @@ class Serve(Benchmark):
         self.accelerators = 1
         self.request_rates: tuple[float, ...] = ()  # open-loop levels instead of the concurrency sweep
         self.burstiness = 1.0
+        self.api = "completions"  # or "chat": /v1/chat/completions, the prompt as one user message
         self._engine: Optional[Engine] = None
         self._failed: Optional[str] = None  # the engine's start failed or it died: later levels say so
         self._previous: dict[str, Observation] = {}  # lengths -> the last level's observation
@@ -134,6 +137,10 @@ class Serve(Benchmark):
             self.request_rates = tuple(value)
         elif option == "burstiness":
             self.burstiness = float(value)
+        elif option == "api":
+            if value not in API_PATHS:
+                raise UsageError(f"--api {value}: choose from {', '.join(API_PATHS)}")
+            self.api = value
         else:
             raise UsageError(f"serve takes no --{option}")
 
@@ -148,6 +155,10 @@ class Serve(Benchmark):
 
     # --- cases ---
     def cases(self, suite: str) -> list[Case]:
+        return [Case(("chat/" if self.api == "chat" else "") + c.case_id, {**c.params, "api": self.api})
+                for c in self._levels(suite)]
+
+    def _levels(self, suite: str) -> list[Case]:
         if self.request_rates:  # the user's open-loop levels, in the order given
             return [Case(f"in{i}-out{o}/r{rate:g}", {"lengths": f"{i}/{o}", "input": i, "output": o,
                                                      "request_rate": rate, "burstiness": self.burstiness,
@@ -189,14 +200,18 @@ class Serve(Benchmark):
         model = self._served_model or self._model_name(base_url)
         self._served_model = model
 
+        chat = p.get("api") == "chat"
+
         def payload(index: int) -> dict[str, Any]:
-            body = {"model": model, "prompt": prompts(index), "max_tokens": p["output"], "stream": True,
-                    "stream_options": {"include_usage": True}, "temperature": 0.0}
+            text = prompts(index)
+            body = {"model": model, "max_tokens": p["output"], "stream": True,
+                    "stream_options": {"include_usage": True}, "temperature": 0.0,
+                    **({"messages": [{"role": "user", "content": text}]} if chat else {"prompt": text})}
             return {**body, **(forced(p["output"]) if forced else {})}
 
         def observe() -> Observation:
             from accelbench.e2e.serve.client import run_level, run_rate_level
-            url = base_url + "/v1/completions"
+            url = base_url + API_PATHS[p.get("api", "completions")]
             if rate:
                 result = asyncio.run(run_rate_level(url, payload, rate, requests, warmup, REQUEST_TIMEOUT_S,
                                                     burstiness=p["burstiness"]))

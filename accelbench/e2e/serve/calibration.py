@@ -1,4 +1,4 @@
-"""A calibration source: an OpenAI-compatible completions endpoint that streams one token every
+"""A calibration source: OpenAI-compatible completions and chat completions endpoints that stream one token every
 `interval` seconds, exactly `tokens` of them, with the usage chunk at the end. What the load
 generator measures against it is known in advance, so the generator's own error, and the load at
 which the generator (not the server) becomes the limit, can be measured (tests/test_serve.py).
@@ -17,9 +17,10 @@ import json
 from aiohttp import web
 
 
-def _chunk(text: str, usage: dict | None = None) -> bytes:
-    body = {"id": "calibration", "object": "text_completion", "model": "calibration",
-            "choices": [] if usage else [{"index": 0, "text": text}]}
+def _chunk(text: str, usage: dict | None = None, chat: bool = False) -> bytes:
+    choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
+    body = {"id": "calibration", "object": "chat.completion.chunk" if chat else "text_completion",
+            "model": "calibration", "choices": [] if usage else [choice]}
     if usage:
         body["usage"] = usage
     return f"data: {json.dumps(body)}\n\n".encode()
@@ -28,6 +29,7 @@ def _chunk(text: str, usage: dict | None = None) -> bytes:
 def app(interval_s: float) -> web.Application:
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        chat = request.path.endswith("/chat/completions")
         tokens = int(body.get("max_tokens", 16))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -35,10 +37,10 @@ def app(interval_s: float) -> web.Application:
         start = loop.time()
         for k in range(tokens):
             await asyncio.sleep(max(0.0, start + (k + 1) * interval_s - loop.time()))
-            await response.write(_chunk(" tok"))
-        prompt = body.get("prompt", "")
+            await response.write(_chunk(" tok", chat=chat))
+        prompt = body.get("prompt") or " ".join(m.get("content", "") for m in body.get("messages", []))
         await response.write(_chunk("", {"prompt_tokens": len(str(prompt).split()), "completion_tokens": tokens,
-                                         "total_tokens": len(str(prompt).split()) + tokens}))
+                                         "total_tokens": len(str(prompt).split()) + tokens}, chat=chat))
         await response.write(b"data: [DONE]\n\n")
         return response
 
@@ -46,7 +48,8 @@ def app(interval_s: float) -> web.Application:
         return web.json_response({"status": "ok"})
 
     application = web.Application()
-    application.add_routes([web.post("/v1/completions", completions), web.get("/health", health)])
+    application.add_routes([web.post("/v1/completions", completions), web.post("/v1/chat/completions", completions),
+                            web.get("/health", health)])
     return application
 
 
