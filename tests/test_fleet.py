@@ -187,3 +187,28 @@ def test_a_saved_baseline_is_judged_against_by_a_later_run(tmp_path):
 def test_bad_fleet_usage_is_one_line_and_exit_2(tmp_path, args):
     out = fleet(tmp_path, *args)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_the_fleet_folders_of_two_nodes_are_judged_together_as_one_cluster(tmp_path):
+    from dataclasses import asdict
+    for name, slow in (("a", {}), ("b", {2: 0.92})):
+        devices = node(slow=slow, devices=4, seed=ord(name))
+        for d in devices:
+            d.node, d.device = name, f"{name}/cuda:{d.device.rsplit(':', 1)[1]}"
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "fleet.json").write_text(json.dumps({"devices": [asdict(d) for d in devices]}))
+    out = subprocess.run([sys.executable, "-m", "accelbench", "fleet", "--judge", str(tmp_path / "a"), "--judge",
+                          str(tmp_path / "b"), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    judged = json.loads(next((tmp_path / "out").glob("*-fleet-judged/fleet.json")).read_text())
+    devices = {d["device"]: d["verdict"] for d in judged["devices"]}
+    assert devices["b/cuda:2"]["status"] == "fail" and "8 devices" in devices["b/cuda:2"]["reasons"][0]
+    assert all(v["status"] == "pass" for k, v in devices.items() if k != "b/cuda:2")
+
+
+def test_the_committed_h100_fleet_folder_reads_back():
+    from accelbench.fleet.verdicts import DeviceResult
+    data = json.loads((REPO / "results" / "20261207T230528Z-fleet-cuda-vm" / "fleet.json").read_text())
+    (device,) = [DeviceResult.from_json(d) for d in data["devices"]]
+    assert device.health.pcie_gen == 5 and device.figures["gemm bf16/square/8192 tflops"] == pytest.approx(268.6, abs=0.1)

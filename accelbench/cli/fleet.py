@@ -50,32 +50,25 @@ def _devices(text: Optional[str], count: int) -> list[int]:
 @click.option("--bench", "bench_names", default=None, metavar="NAME[,NAME]",
               help="Another selection of benchmarks (with --case), instead of the acceptance selection.")
 @click.option("--case", "case_filters", multiple=True, metavar="TEXT", help="With --bench: the cases to run.")
+@click.option("--judge", "judge_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Run nothing: judge together the devices of these fleet folders (one per node: a cluster's "
+                   "cards beside each other). Repeat it.")
 def fleet_cmd(backend: str, devices_text: Optional[str], quick: bool, out_dir: Path, baseline_file: Optional[Path],
               save_file: Optional[Path], timeout_s: Optional[float], bench_names: Optional[str],
-              case_filters: tuple[str, ...]) -> None:
+              case_filters: tuple[str, ...], judge_dirs: tuple[Path, ...]) -> None:
     """Run the acceptance selection on every device of this node at once and judge each: pass, warn
     or fail, beside its peers (robust z-score and deficit), a baseline, and its health facts.
 
     Exit codes: 0 no device fails, 1 a device fails (its process died, hung, failed a check, is slow
     or unhealthy), 2 bad usage."""
-    from accelbench.backends import best_available, resolve_backend
-    from accelbench.fleet.runner import Selection, node_name, run_devices, selection_for
     from accelbench.fleet.verdicts import Baseline, exit_code, judge
 
-    name = backend if backend != "auto" else best_available()
-    count = resolve_backend(name).device_count()
-    devices = _devices(devices_text, count)
-    if name != "cpu" and max(devices) >= count:
-        raise UsageError(f"--devices {devices_text}: this node has {count} {name} device(s)")
-    if (bench_names is None) != (not case_filters):
-        raise UsageError("--bench and --case go together: a selection is benchmarks and their cases")
     baseline = Baseline.load(baseline_file) if baseline_file else None
-    selection = (Selection(tuple(b.strip() for b in bench_names.split(",") if b.strip()), tuple(case_filters))
-                 if bench_names else selection_for(name))
-    node = node_name()
-    folder = out_dir / f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-fleet-{name}-{node}"
-    results = run_devices(name, devices, folder, selection, quick, timeout_s or (180.0 if quick else 600.0), node,
-                          say=lambda text: console.print(text, highlight=False))
+    if judge_dirs:
+        results = [r for d in judge_dirs for r in _read_fleet(d)]
+        folder = out_dir / f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-fleet-judged"
+    else:
+        folder, results = _run(backend, devices_text, quick, out_dir, timeout_s, bench_names, case_filters)
     verdicts = judge(results, baseline)
     if save_file:
         Baseline.from_results(results, f"{folder.name}").save(save_file)
@@ -86,6 +79,36 @@ def fleet_cmd(backend: str, devices_text: Optional[str], quick: bool, out_dir: P
     console.print(f"{sum(v.status == 'pass' for v in verdicts)} pass, {sum(v.status == 'warn' for v in verdicts)} warn, "
                   f"{sum(v.status == 'fail' for v in verdicts)} fail -> {folder}", highlight=False)
     sys.exit(exit_code(verdicts))
+
+
+def _read_fleet(folder: Path) -> list:
+    from accelbench.fleet.verdicts import DeviceResult
+    path = folder / "fleet.json"
+    try:
+        return [DeviceResult.from_json(d) for d in json.loads(path.read_text(encoding="utf-8"))["devices"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--judge {folder}: no readable fleet.json ({type(exc).__name__}: {exc})") from None
+
+
+def _run(backend: str, devices_text: Optional[str], quick: bool, out_dir: Path, timeout_s: Optional[float],
+         bench_names: Optional[str], case_filters: tuple[str, ...]):
+    from accelbench.backends import best_available, resolve_backend
+    from accelbench.fleet.runner import Selection, node_name, run_devices, selection_for
+
+    name = backend if backend != "auto" else best_available()
+    count = resolve_backend(name).device_count()
+    devices = _devices(devices_text, count)
+    if name != "cpu" and max(devices) >= count:
+        raise UsageError(f"--devices {devices_text}: this node has {count} {name} device(s)")
+    if (bench_names is None) != (not case_filters):
+        raise UsageError("--bench and --case go together: a selection is benchmarks and their cases")
+    selection = (Selection(tuple(b.strip() for b in bench_names.split(",") if b.strip()), tuple(case_filters))
+                 if bench_names else selection_for(name))
+    node = node_name()
+    folder = out_dir / f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-fleet-{name}-{node}"
+    results = run_devices(name, devices, folder, selection, quick, timeout_s or (180.0 if quick else 600.0), node,
+                          say=lambda text: console.print(text, highlight=False))
+    return folder, results
 
 
 def _write(folder: Path, results, verdicts, baseline_file: Optional[Path]) -> None:

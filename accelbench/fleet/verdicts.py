@@ -38,6 +38,13 @@ class DeviceResult:
     health: Health = field(default_factory=Health)
     failed: Optional[str] = None  # its process died or hung, or a case failed its check
 
+    @classmethod
+    def from_json(cls, data: dict) -> "DeviceResult":
+        """One device of a fleet.json (cli/fleet.py writes them)."""
+        health = {k: v for k, v in (data.get("health") or {}).items() if k in Health.__dataclass_fields__}
+        return cls(str(data["device"]), str(data["node"]), {k: float(v) for k, v in data.get("figures", {}).items()},
+                   Health(**health), data.get("failed"))
+
 
 @dataclass
 class Verdict:
