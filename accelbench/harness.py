@@ -300,7 +300,6 @@ class Runner:
         record.state_after = self.telemetry.state()
         record.facts.update(seen.facts)
         record.accuracy = seen.accuracy
-        record.metrics = list(seen.metrics)  # a failed level keeps what it measured, as facts of the failure
         if seen.failure:
             record.status, record.reason = "failed", seen.failure
             return
@@ -312,6 +311,7 @@ class Runner:
             return
         if not seen.samples_s:
             raise CaseSkipped("nothing was observed in the steady window (too few requests)")
+        record.metrics = list(seen.metrics)  # only now: a level that failed its check gives no figure
         record.samples_s = seen.samples_s
         record.stats = SampleStats.from_samples(seen.samples_s)
         record.method = TimingMethod(timer=seen.timer, graphs=False, cache="not applicable (a server's work, watched)",
@@ -322,6 +322,9 @@ class Runner:
                                            self.writer.info.idle_power_w)
             if record.energy is not None:
                 record.metrics += energy_metrics(seen.work, record.energy)
+                if seen.work.tokens:
+                    record.metrics.append(Metric("joules_per_token", record.energy.joules / seen.work.tokens, "J/token",
+                                                 f"over the {record.energy.window_s:.1f} s steady window"))
         reasons = set(record.state_after.throttle_reasons) | sampler.trace.reasons
         record.throttle_reasons = sorted(reasons)
         record.throttled = bool(THROTTLE_REASONS & reasons)

@@ -137,8 +137,13 @@ def test_bench_run_sweeps_transformers_serve_at_1_2_4_and_checks_every_token(tmp
     assert run.returncode == 0, out[-2000:] + err[-2000:]
     cases = _cases(tmp_path)
     assert [c["params"]["concurrency"] for c in cases] == [1, 2, 4]
-    for case in cases:
-        assert case["status"] == "ok", case["reason"]
+    # On 2 cores the engine may saturate by concurrency 2 (throughput flat, TPOT up): the sweep then
+    # stops by itself, and says so.
+    statuses = [(c["status"], c["reason"]) for c in cases]
+    assert statuses[0][0] == statuses[1][0] == "ok", statuses
+    assert statuses[2][0] == "ok" or (statuses[2][0] == "skipped" and "stopped at saturation" in statuses[2][1]), \
+        statuses
+    for case in (c for c in cases if c["status"] == "ok"):
         assert case["accuracy"]["passed"] and "usage count and the forced length" in case["accuracy"]["reference"]
         figures = {m["name"]: m["value"] for m in case["metrics"]}
         assert figures["output_tokens_per_s"] > 0 and 0 < figures["ttft_p50"] <= figures["ttft_p99"]
@@ -146,7 +151,21 @@ def test_bench_run_sweeps_transformers_serve_at_1_2_4_and_checks_every_token(tmp
         facts = case["facts"]
         assert facts["engine"] == "transformers" and facts["engine_version"] and facts["output_tokens_mean"] == 16
         assert 60 <= facts["prompt_tokens_mean"] <= 70  # 64 random tokens, decoded and encoded again
-    assert not _serving_children(run.pid)  # the engine stopped with the run
+    assert not _engines_serving(checkpoint)  # the engine stopped with the run
+
+
+def _engines_serving(checkpoint: Path) -> list[int]:
+    """Live processes serving `checkpoint` (an engine left behind would be re-parented, so its
+    command line, not its parent, finds it)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:
+            continue
+        if b"serve" in argv and b"--continuous-batching" in argv and str(checkpoint).encode() in argv:
+            found.append(int(cmdline.parent.name))
+    return found
 
 
 def _serving_children(pid: int) -> list[int]:

@@ -75,21 +75,21 @@ class Serve(Benchmark):
     plots = (Plot("Throughput per accelerator against interactivity (each point a concurrency level)",
                   x="tokens_per_s_per_user", y=("output_tokens_per_s_per_accelerator",),
                   series=("concurrency", "engine"), panels="lengths", scatter=True, x_log=10,
-                  x_label="tokens/s per user (1 / median TPOT)", y_labels=("output tokens/s per accelerator",),
-                  formats=(("concurrency", "c{}"),)),)
-    # The key columns (the report shows three): throughput, and goodput at each MLPerf preset, per level.
+                  x_label="tokens/s per user (1 / median TPOT)", y_labels=("output tokens/s per accelerator",)),)
     # At concurrency 1, the engine's TPOT over the suite's own decode floor-chasing engine (graphs,
     # bf16, batch 1) for the same model shape in the same run: what the engine costs over the device.
     derived = (BesideCase("tpot_vs_decode_graphs", "tpot_p50", "decode", "tpot",
                           params=(("engine", "graphs"), ("batch", 1), ("fp8", "none"), ("dtype", "bf16")),
                           linked=(("model", "model_shape"),), only_where=(("concurrency", 1),),
                           note="the engine's median TPOT ÷ the decode graphs engine's (its prompt length may differ)"),)
+    # The key columns (the report shows three): throughput, and goodput at each MLPerf preset, per level.
     table = TableView(key=("output_tokens_per_s", "goodput_tokens_mlperf-8b-server",
                            "goodput_tokens_mlperf-8b-interactive"),
                       more=("ttft_p99", "tpot_p99", "output_tokens_per_s_per_accelerator", "requests_per_s",
                             "tokens_per_s_per_user", "ttft_p50", "ttft_p90", "tpot_p50", "tpot_p90", "itl_p50",
                             "itl_p99", "e2e_p50", "e2e_p99", "slo_met_mlperf-8b-server",
                             "slo_met_mlperf-8b-interactive", "goodput_tokens_user", "slo_met_user", "tokens_per_j",
+                            "joules_per_token",
                             "tpot_vs_decode_graphs"),
                       lower_is_better=("ttft_p99", "tpot_p99"),
                       names=(("output_tokens_per_s", "output tokens/s"), ("ttft_p99", "TTFT p99"),
@@ -124,8 +124,10 @@ class Serve(Benchmark):
             if value not in known:
                 raise UsageError(f"--engine {value}: choose from {', '.join(sorted(known))}")
             self.recipe = known[value]
+            self._one_server()
         elif option == "url":
             self.url = str(value).rstrip("/")
+            self._one_server()
             self._check_reachable(self.url)
         elif option == "engine_arg":
             self.engine_args = tuple(value)
@@ -144,6 +146,11 @@ class Serve(Benchmark):
         else:
             raise UsageError(f"serve takes no --{option}")
 
+    def _one_server(self) -> None:
+        if self.recipe is not None and self.url is not None:
+            raise UsageError("give --engine NAME (a server this suite starts) or --url URL (one already running), "
+                             "not both")
+
     @staticmethod
     def _check_reachable(url: str) -> None:
         try:
@@ -155,6 +162,8 @@ class Serve(Benchmark):
 
     # --- cases ---
     def cases(self, suite: str) -> list[Case]:
+        if self.recipe is not None and self.model is None:
+            raise UsageError(f"--engine {self.recipe.name} needs --weights DIR: the model folder it serves")
         return [Case(("chat/" if self.api == "chat" else "") + c.case_id, {**c.params, "api": self.api})
                 for c in self._levels(suite)]
 
@@ -177,19 +186,18 @@ class Serve(Benchmark):
         if self.recipe is None and self.url is None:
             raise CaseSkipped("needs --engine NAME --weights DIR (an engine this suite starts) or --url URL "
                               "(an OpenAI-compatible server already running)")
-        if self.recipe is not None and self.model is None:
-            raise UsageError(f"--engine {self.recipe.name} needs --weights DIR: the model folder it serves")
         if importlib.util.find_spec("aiohttp") is None:
             raise CaseSkipped("the load generator needs aiohttp (pip install 'accelbench[serve]')")
         if self._failed:
             raise CaseSkipped(self._failed)
         if p["lengths"] in self._saturated:
             raise CaseSkipped(f"the sweep stopped at saturation: {self._saturated[p['lengths']]}")
-        base_url = self._base_url()
         tokenizer = self._tokenizer_json()
-        prompts = RandomPrompts(tokenizer, p["input"], seed=zlib.crc32(case.case_id.encode())) if tokenizer else None
-        if prompts is None:
-            raise CaseSkipped("no tokenizer.json in --weights: random-token prompts need the model's vocabulary")
+        if tokenizer is None:
+            raise CaseSkipped("needs --weights DIR with a tokenizer.json: random-token prompts need the model's "
+                              "vocabulary")
+        prompts = RandomPrompts(tokenizer, p["input"], seed=zlib.crc32(case.case_id.encode()))
+        base_url = self._base_url()
         forced = self.recipe.force_length if self.recipe else None
         rate = p.get("request_rate")
         users = p.get("concurrency") or 0
