@@ -41,7 +41,7 @@ def _rates(values: tuple[str, ...]) -> Optional[tuple[float, ...]]:
             rate = float(text)
         except ValueError:
             rate = -1.0
-        if not rate > 0 or rate != rate or rate == float("inf"):
+        if not 0 < rate < float("inf"):  # NaN fails too
             raise click.BadParameter(f"{text!r} is not a positive rate (requests per second)", param_hint="--request-rate")
         rates.append(rate)
     return tuple(rates) or None
