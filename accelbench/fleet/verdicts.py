@@ -86,10 +86,10 @@ class Baseline:
 
 
 def robust_spread(values: list[float]) -> tuple[float, float]:
-    """(median, robust standard deviation) of `values`."""
+    """(median, robust standard deviation: the median absolute deviation scaled to a normal's σ) of `values`."""
+    from scipy.stats import median_abs_deviation
     mid = statistics.median(values)
-    mad = statistics.median(abs(v - mid) for v in values)
-    return mid, max(1.4826 * mad, SPREAD_FLOOR * abs(mid))
+    return mid, max(float(median_abs_deviation(values, scale="normal")), SPREAD_FLOOR * abs(mid))
 
 
 def judge(results: list[DeviceResult], baseline: Optional[Baseline] = None,
