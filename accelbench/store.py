@@ -27,7 +27,7 @@ from accelbench import METHOD_VERSION, SCHEMA_VERSION
 from accelbench.errors import ResultsError
 from accelbench.records import CaseRecord, Ceiling, RooflineWork, RunInfo, from_json_dict, to_json_dict
 from accelbench.stats import RepeatSpread
-from accelbench.view import BesideCase, derived_of
+from accelbench.view import RunFigures, derived_of
 
 RUN_FILE = "run.json"
 CASES_FILE = "cases.jsonl"
@@ -279,6 +279,7 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
     rows = []
     for run in runs:
         spreads = repeat_spreads(run.cases)
+        figures = _run_figures(run)
         base = {"run_id": run.info.run_id, "label": run.info.label, "device": run.info.device_name,
                 "backend": run.info.backend}
         for case in run.cases:
@@ -291,7 +292,7 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
                                if (roofline := run.roofline_of(case)) else (None,) * 4)),
                     "regime": case.method.regime if case.method else None, "repeat": case.repeat}
             metrics = [(m.name, m.value, m.unit) for m in case.metrics]
-            metrics += _derived_metrics(run, case)
+            metrics += _derived_metrics(run, case, figures)
             spread = spreads.get((case.benchmark, case.case_id))
             if spread is not None and case.status == "ok":
                 # Between the repeats' medians, beside the spread of this repeat's own samples.
@@ -308,24 +309,24 @@ def cases_frame(runs: list[LoadedRun]) -> pd.DataFrame:
     return frame[FRAME_COLUMNS[:-3] + params + FRAME_COLUMNS[-3:]]
 
 
-def _derived_metrics(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:
+def _run_figures(run: LoadedRun) -> RunFigures:
+    """What the run's derived figures read, gathered once per run."""
+    return RunFigures({k: c.value for k, c in run.info.ceilings.items()}, run.info.spec or {},
+                      tuple((c.benchmark, c.params, {m.name: m.value for m in c.metrics if m.value is not None})
+                            for c in run.cases if c.status == "ok"))
+
+
+def _derived_metrics(run: LoadedRun, case: CaseRecord, figures: RunFigures) -> list[tuple[str, Optional[float], str]]:
     """Figures that need the whole run: MAMF utilization (achieved over the best FLOP/s this run
-    measured for the same key), and what the case's benchmark declares derived from the run's
-    measured ceilings (decode: a step's fraction of the memory-bandwidth floor; view.FloorFraction),
-    read from run.json's views: no benchmark code is imported."""
+    measured for the same key), and what the case's benchmark declares derived from the run
+    (decode: a step's fraction of the memory-bandwidth floor, its predicted step; serve: its TPOT
+    beside decode's; view.FloorFraction, StepModel, BesideCase), read from run.json's views: no
+    benchmark code is imported."""
     if case.status != "ok":
         return []
     values = {m.name: m.value for m in case.metrics if m.value is not None}
-    ceilings = {k: c.value for k, c in run.info.ceilings.items()}
-    out = _mamf(run, case)
-    for d in derived_of(run.views, case.benchmark):
-        if isinstance(d, BesideCase):
-            others = [(c.benchmark, c.params, {m.name: m.value for m in c.metrics if m.value is not None})
-                      for c in run.cases if c.status == "ok" and c is not case]
-            out += d.metrics_beside({**case.facts, **case.params}, values, others)
-        else:
-            out += d.metrics({**case.facts, **case.params}, values, ceilings, run.info.spec or {})
-    return out
+    return _mamf(run, case) + [metric for d in derived_of(run.views, case.benchmark)
+                               for metric in d.metrics({**case.facts, **case.params}, values, figures)]
 
 
 def _mamf(run: LoadedRun, case: CaseRecord) -> list[tuple[str, Optional[float], str]]:

@@ -159,6 +159,21 @@ def table_of(views: dict[str, dict[str, Any]], benchmark: str) -> TableView:
 
 
 @dataclass(frozen=True)
+class RunFigures:
+    """What a derived figure may read of its run besides its own case: the measured ceilings, the
+    datasheet spec, and the other ok cases as (benchmark, parameters, metrics)."""
+
+    ceilings: dict[str, float] = dataclasses.field(default_factory=dict)
+    spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cases: tuple[tuple[str, dict[str, Any], dict[str, float]], ...] = ()
+
+
+def _pairs(fields: dict[str, Any], *names: str) -> dict[str, Any]:
+    """`fields` with each of `names` as a tuple of (key, value) pairs (JSON has lists)."""
+    return fields | {name: tuple((k, v) for k, v in fields.get(name, ())) for name in names}
+
+
+@dataclass(frozen=True)
 class FloorFraction:
     """A figure derived when a run is read, declared as data so that reading needs no benchmark
     code: the time `amount_fact` of the case would take at a bandwidth, over the case's measured
@@ -174,8 +189,9 @@ class FloorFraction:
     spec_key: str = "mem_bandwidth_Bps"
     only_where: tuple[tuple[str, Any], ...] = ()
 
-    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float], ceilings: dict[str, float],
-                spec: dict[str, Any]) -> list[tuple[str, float, str]]:
+    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
+                run: RunFigures) -> list[tuple[str, float, str]]:
+        ceilings, spec = run.ceilings, run.spec
         per, amount = metrics.get(self.per_metric), params_and_facts.get(self.amount_fact)
         if not per or not amount or any(params_and_facts.get(k, v) != v for k, v in self.only_where):
             return []
@@ -190,9 +206,7 @@ class FloorFraction:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "FloorFraction":
-        fields = dict(data)
-        fields["only_where"] = tuple((k, v) for k, v in fields.get("only_where", ()))
-        return cls(**fields)
+        return cls(**_pairs(dict(data), "only_where"))
 
 
 @dataclass(frozen=True)
@@ -211,15 +225,15 @@ class StepModel:
     only_where: tuple[tuple[str, Any], ...] = ()
     kind: str = "step_model"
 
-    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float], ceilings: dict[str, float],
-                spec: dict[str, Any]) -> list[tuple[str, Optional[float], str]]:
+    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
+                run: RunFigures) -> list[tuple[str, Optional[float], str]]:
         from accelbench.explain.model import Ceilings, decode_step
         per, weights, total = (metrics.get(self.per_metric), params_and_facts.get(self.weights_fact),
                                params_and_facts.get(self.bytes_fact))
         if not per or not weights or not total or any(params_and_facts.get(k, v) != v for k, v in self.only_where):
             return []
         explained = decode_step("", per, float(weights), max(0.0, float(total) - float(weights)),
-                                Ceilings(read_bytes_per_s=ceilings.get(self.ceiling)))
+                                Ceilings(read_bytes_per_s=run.ceilings.get(self.ceiling)))
         if explained.missing:
             return [(f"predicted_{self.per_metric}", None, "s")]
         return ([(f"predicted_{self.per_metric}", explained.predicted_s, "s"),
@@ -231,9 +245,7 @@ class StepModel:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StepModel":
-        fields = dict(data)
-        fields["only_where"] = tuple((k, v) for k, v in fields.get("only_where", ()))
-        return cls(**fields)
+        return cls(**_pairs(dict(data), "only_where"))
 
 
 @dataclass(frozen=True)
@@ -251,19 +263,17 @@ class BesideCase:
     params: tuple[tuple[str, Any], ...] = ()
     linked: tuple[tuple[str, str], ...] = ()
     only_where: tuple[tuple[str, Any], ...] = ()
-    note: str = ""
     kind: str = "beside_case"
 
-    def metrics_beside(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
-                       others: list[tuple[str, dict[str, Any], dict[str, float]]]) -> list[tuple[str, Optional[float], str]]:
-        """`others`: (benchmark, parameters, metrics) of the run's ok cases."""
+    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
+                run: RunFigures) -> list[tuple[str, Optional[float], str]]:
         mine = metrics.get(self.per_metric)
         if not mine or any(params_and_facts.get(k, v) != v for k, v in self.only_where):
             return []
         want = dict(self.params) | {theirs: params_and_facts.get(ours) for theirs, ours in self.linked}
         if any(v is None for v in want.values()):
             return []
-        for benchmark, params, values in others:
+        for benchmark, params, values in run.cases:
             if benchmark == self.benchmark and all(params.get(k) == v for k, v in want.items()) \
                     and values.get(self.other_metric):
                 return [(self.name, mine / values[self.other_metric], "x")]
@@ -274,9 +284,8 @@ class BesideCase:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "BesideCase":
-        fields = dict(data)
-        for name in ("params", "linked", "only_where"):
-            fields[name] = tuple((k, v) for k, v in fields.get(name, ()))
+        fields = _pairs(dict(data), "params", "linked", "only_where")
+        fields.pop("note", None)  # runs written before it was dropped
         return cls(**fields)
 
 

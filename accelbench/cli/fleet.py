@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -132,7 +133,6 @@ def _print(results, verdicts) -> None:
     table = Table(title="fleet: each device beside its peers (figure, then % of the devices' median)")
     for column in ("device", "verdict", *names, "why"):
         table.add_column(column, overflow="fold")
-    import statistics
     medians = {n: statistics.median(r.figures[n] for r in results if n in r.figures) for n in names}
     style = {"pass": "green", "warn": "yellow", "fail": "bold red"}
     for r, v in zip(results, verdicts):
