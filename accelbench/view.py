@@ -212,17 +212,20 @@ class FloorFraction:
 @dataclass(frozen=True)
 class StepModel:
     """A step's time predicted from the run's measured ceiling (accelbench/explain/model.py), derived
-    when a run is read: the weights (`weights_fact` bytes) and the rest of the bytes a step reads
-    (`bytes_fact` less the weights: the KV cache) at the measured bandwidth `ceiling`, against the
-    case's measured `per_metric` time. Metrics: `predicted_<per>` (s), `<per>_vs_predicted` (x,
-    measured ÷ predicted), and each part's share of the measured time, `share_<part>` (%), the
-    unexplained rest included. Without the run's ceiling: no prediction (never the datasheet's)."""
+    when a run is read: the weights (`weights_fact` bytes) at the measured bandwidth `ceiling`, plus
+    the step without its projections where the case timed it (`fixed_metric`: attention over the
+    cache, norms, quantizers, sampling, launches, all measured), else the rest of the bytes a step
+    reads (`bytes_fact` less the weights: the KV cache) at the same bandwidth, against the case's
+    measured `per_metric` time. Metrics: `predicted_<per>` (s), `<per>_vs_predicted` (x, measured ÷
+    predicted), and each part's share of the measured time, `<per>_share_<part>` (%), the unexplained
+    rest included. Without the run's ceiling: no prediction (never the datasheet's)."""
 
     per_metric: str
     weights_fact: str
     bytes_fact: str
     ceiling: str
     only_where: tuple[tuple[str, Any], ...] = ()
+    fixed_metric: Optional[str] = None
     kind: str = "step_model"
 
     def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
@@ -232,13 +235,11 @@ class StepModel:
                                params_and_facts.get(self.bytes_fact))
         if not per or not weights or not total or any(params_and_facts.get(k, v) != v for k, v in self.only_where):
             return []
-        explained = decode_step("", per, float(weights), max(0.0, float(total) - float(weights)),
-                                Ceilings(read_bytes_per_s=run.ceilings.get(self.ceiling)))
-        if explained.missing:
-            return [(f"predicted_{self.per_metric}", None, "s")]
-        return ([(f"predicted_{self.per_metric}", explained.predicted_s, "s"),
-                 (f"{self.per_metric}_vs_predicted", explained.ratio, "x")]
-                + [(f"share_{name}", 100.0 * share, "%") for name, share in explained.shares().items()])
+        fixed = metrics.get(self.fixed_metric) if self.fixed_metric else None
+        kv = 0.0 if fixed else max(0.0, float(total) - float(weights))  # the timed rest reads the cache itself
+        explained = decode_step("", per, float(weights), kv, Ceilings(read_bytes_per_s=run.ceilings.get(self.ceiling)),
+                                fixed={"fixed_work": fixed} if fixed else None)
+        return _explained_metrics(explained, self.per_metric)
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -246,6 +247,53 @@ class StepModel:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StepModel":
         return cls(**_pairs(dict(data), "only_where"))
+
+
+@dataclass(frozen=True)
+class PrefillModel:
+    """The prefill (TTFT) predicted from the run's measured matmul rate: the projections' FLOPs
+    (`flops_fact`) at the run's best measured rate for the case's matmul dtype (`dtype_fact`: the
+    ceiling `matmul.<dtype>`), the output layer's weights for the one position it runs on
+    (`head_fact` bytes) at the measured read bandwidth `read_ceiling`, and the prefill without its
+    projections (`fixed_metric`, measured on the case's engine). Metrics `predicted_<per>`,
+    `<per>_vs_predicted` and `<per>_share_<part>`. Only cases that timed the part get a prediction."""
+
+    per_metric: str
+    flops_fact: str
+    head_fact: str
+    dtype_fact: str
+    read_ceiling: str
+    fixed_metric: str
+    kind: str = "prefill_model"
+
+    def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
+                run: RunFigures) -> list[tuple[str, Optional[float], str]]:
+        from accelbench.explain.model import Ceilings, prefill
+        per, flops, fixed = (metrics.get(self.per_metric), params_and_facts.get(self.flops_fact),
+                             metrics.get(self.fixed_metric))
+        dtype = params_and_facts.get(self.dtype_fact)
+        if not per or not flops or not fixed or not dtype:
+            return []
+        matmul = {key.split(".", 1)[1]: value for key, value in run.ceilings.items() if key.startswith("matmul.")}
+        ceilings = Ceilings(read_bytes_per_s=run.ceilings.get(self.read_ceiling), matmul_flops_per_s=matmul)
+        explained = prefill("", per, float(flops), str(dtype), ceilings, fixed_s=fixed,
+                            head_bytes=float(params_and_facts.get(self.head_fact) or 0.0))
+        return _explained_metrics(explained, self.per_metric)
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PrefillModel":
+        return cls(**dict(data))
+
+
+def _explained_metrics(explained, per_metric: str) -> list[tuple[str, Optional[float], str]]:
+    if explained.missing:
+        return [(f"predicted_{per_metric}", None, "s")]
+    return ([(f"predicted_{per_metric}", explained.predicted_s, "s"),
+             (f"{per_metric}_vs_predicted", explained.ratio, "x")]
+            + [(f"{per_metric}_share_{name}", 100.0 * share, "%") for name, share in explained.shares().items()])
 
 
 @dataclass(frozen=True)
@@ -289,8 +337,8 @@ class BesideCase:
         return cls(**fields)
 
 
-_DERIVED = {"step_model": StepModel, "beside_case": BesideCase}
+_DERIVED = {"step_model": StepModel, "prefill_model": PrefillModel, "beside_case": BesideCase}
 
 
-def derived_of(views: dict[str, dict[str, Any]], benchmark: str) -> list["FloorFraction | StepModel | BesideCase"]:
+def derived_of(views: dict[str, dict[str, Any]], benchmark: str) -> list["FloorFraction | StepModel | PrefillModel | BesideCase"]:
     return [_DERIVED.get(d.get("kind"), FloorFraction).from_json(d) for d in views.get(benchmark, {}).get("derived", ())]

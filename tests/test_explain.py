@@ -86,7 +86,7 @@ def test_a_decode_case_of_a_run_carries_its_prediction_and_parts():
     case = frame[frame["case_id"] == "llama3.1-8b/graphs/bf16/b1/p512/n256"].set_index("metric")["value"]
     assert case["predicted_tpot"] == pytest.approx(5.028e-3, rel=1e-3)
     assert case["tpot_vs_predicted"] == pytest.approx(case["tpot"] / case["predicted_tpot"])
-    assert case["share_weights"] + case["share_kv_cache"] + case["share_unexplained"] == pytest.approx(100.0)
+    assert case["tpot_share_weights"] + case["tpot_share_kv_cache"] + case["tpot_share_unexplained"] == pytest.approx(100.0)
     assert "predicted_tpot" not in set(frame.loc[frame["case_id"] == "floor/copy", "metric"])
 
 
@@ -97,9 +97,68 @@ def test_the_report_decomposes_the_h200_over_h100_decode_speed_up_into_its_parts
     (decode,) = [s for s in report.sections() if s.name == "decode"]
     columns = decode.gap.columns
     row = next(r for r in decode.gap.rows if r[0] == "llama3.1-8b/graphs/bf16/b1/p512/n256")
-    assert row[1] == "NVIDIA H200" and row[columns.index("speed-up (time ratio)")] == "1.29×"
+    assert row[1] == "tpot" and row[2] == "NVIDIA H200" and row[columns.index("speed-up (time ratio)")] == "1.29×"
     # the weights part scales as the two runs' measured bandwidths do; the rest of the step does not
     h100 = json.loads((H100_DECODE / "run.json").read_text())["ceilings"]["membw.device"]["value"]
     h200 = json.loads((H200_DECODE / "run.json").read_text())["ceilings"]["membw.device"]["value"]
     assert row[columns.index("weights part ×")] == f"{h200 / h100:.2f}×" == "1.41×"
     assert row[columns.index("unexplained part ×")] == "0.87×"
+
+
+def test_a_prefill_from_the_measured_matmul_rate_its_output_layer_and_its_timed_rest():
+    # 8B-like: 7.0e9 projection parameters (output layer aside) x 512 positions; 0.5e9 output-layer
+    # parameters in bf16 read once; the run's best bf16 matmul 700 TFLOP/s, its read bandwidth 3 TB/s.
+    ceilings = Ceilings(read_bytes_per_s=3e12, matmul_flops_per_s={"bf16": 700e12})
+    explained = prefill("p512", measured_s=13e-3, flops=2 * 7.0e9 * 512, dtype="bf16", ceilings=ceilings,
+                        fixed_s=1.5e-3, head_bytes=1.0e9)
+    assert [(p.name, p.how) for p in explained.parts] == [("matmul", "modelled"), ("output_layer", "modelled"),
+                                                          ("fixed_work", "measured")]
+    assert explained.parts[0].seconds == pytest.approx(7.168e12 / 700e12)  # 10.24 ms
+    assert explained.parts[1].seconds == pytest.approx(1.0e9 / 3e12)
+    assert explained.predicted_s == pytest.approx(10.24e-3 + 0.3333e-3 + 1.5e-3, rel=1e-4)
+    assert sum(explained.shares().values()) == pytest.approx(1.0)
+    assert "membw.device" in prefill("p", 1.0, 1e12, "bf16", Ceilings(matmul_flops_per_s={"bf16": 1e14}),
+                                     head_bytes=1e9).missing[0]
+
+
+def test_a_cpu_run_times_the_step_without_its_projections_and_predicts_step_and_prefill(tmp_path):
+    """A real run (eager engine, tiny model, fp32) with --step-parts beside the gemm benchmark: the
+    step without its projections is timed on the same engine and is shorter than the step; the
+    parts and the unexplained rest add up to the measured step; the prefill is predicted from the
+    run's own fp32 matmul rate."""
+    from click.testing import CliRunner
+    from accelbench.cli import main
+    from accelbench.store import cases_frame, load_run
+    result = CliRunner().invoke(main, ["run", "--backend", "cpu", "--bench", "decode,gemm", "--suite", "quick",
+                                       "--case", "tiny-llama3/eager/fp32/", "--case", "floor/copy",
+                                       "--case", "fp32/square/512", "--step-parts", "--no-energy",
+                                       "--min-time", "0", "--max-time", "0.2", "--min-samples", "2",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run,) = tmp_path.iterdir()
+    frame = cases_frame([load_run(run)])
+    case = frame[frame["case_id"] == "tiny-llama3/eager/fp32/b1/p32/n8"].set_index("metric")["value"]
+    assert 0 < case["tpot_without_projections"] < case["tpot"]
+    assert 0 < case["ttft_without_projections"] < case["ttft"]
+    assert case["tpot_share_weights"] + case["tpot_share_fixed_work"] + case["tpot_share_unexplained"] == pytest.approx(100.0)
+    assert "tpot_share_kv_cache" not in case  # the timed rest reads the cache itself
+    assert case["predicted_tpot"] > case["tpot_without_projections"]
+    assert case["predicted_ttft"] > case["ttft_without_projections"]
+    shares = [m for m in case.index if m.startswith("ttft_share_")]
+    assert sorted(shares) == ["ttft_share_fixed_work", "ttft_share_matmul", "ttft_share_output_layer",
+                              "ttft_share_unexplained"]
+    assert sum(case[m] for m in shares) == pytest.approx(100.0)
+
+
+def test_the_report_draws_a_stacked_bar_of_each_predicted_cases_parts(recwarn):
+    import base64
+    import io
+    from PIL import Image
+    from accelbench.reports.gap import parts_plot
+    from accelbench.store import cases_frame, load_run
+    frame = cases_frame([load_run(H100_DECODE), load_run(H200_DECODE)])
+    (png,) = parts_plot(frame[frame["benchmark"] == "decode"])
+    image = Image.open(io.BytesIO(base64.b64decode(png)))
+    assert image.width > 500 and image.height > 150
+    assert not [w for w in recwarn if "overlap" in str(w.message)]
+    assert parts_plot(frame[frame["benchmark"] == "membw"]) == []  # nothing predicted: no plot

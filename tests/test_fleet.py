@@ -212,3 +212,21 @@ def test_the_committed_h100_fleet_folder_reads_back():
     data = json.loads((REPO / "results" / "20261207T230528Z-fleet-cuda-vm" / "fleet.json").read_text())
     (device,) = [DeviceResult.from_json(d) for d in data["devices"]]
     assert device.health.pcie_gen == 5 and device.figures["gemm bf16/square/8192 tflops"] == pytest.approx(268.6, abs=0.1)
+
+
+def test_the_fleet_page_draws_a_strip_per_figure_with_the_slow_card_red(tmp_path):
+    import base64
+    import io
+    from accelbench.fleet.report import COLOURS, strip_plot, write_page
+    devices = node(slow={5: 0.92})
+    verdicts = judge(devices)
+    baseline = Baseline.from_results(node(), "known-good")
+    page = write_page(tmp_path, devices, verdicts, baseline).read_text()
+    assert page.count("<img") == 3 and "fail" in page and "below its peers" in page
+    from PIL import Image
+    png = strip_plot("gemm_bf16_tflops", devices, {v.device: v for v in verdicts}, baseline)
+    image = Image.open(io.BytesIO(base64.b64decode(png))).convert("RGB")
+    pixels = [image.getpixel((x, y)) for x in range(image.width) for y in range(image.height)]
+    red = tuple(int(COLOURS["fail"][i:i + 2], 16) for i in (1, 3, 5))
+    green = tuple(int(COLOURS["pass"][i:i + 2], 16) for i in (1, 3, 5))
+    assert sum(p == red for p in pixels) > 20 and sum(p == green for p in pixels) > 7 * 20  # one red dot, seven green

@@ -259,19 +259,19 @@ def test_at_concurrency_1_the_engines_tpot_is_set_beside_the_decode_graphs_engin
     from accelbench.store import cases_frame, load_run
     from helpers.synthetic_runs import decode_record, write_synthetic_run
 
-    def level(concurrency, tpot, shape="llama3.1-8b"):
+    def level(concurrency, tpot, model="checkpoint:m8b"):
         return CaseRecord("serve", f"in1024-out128/c{concurrency}",
                           {"lengths": "1024/128", "input": 1024, "output": 128, "concurrency": concurrency,
                            "engine": "transformers"}, "ok", samples_s=[0.01] * 3,
                           stats=SampleStats.from_samples([0.01] * 3),
                           metrics=[Metric("output_tokens_per_s", 100.0, "tokens/s"), Metric("tpot_p50", tpot, "s")],
-                          facts={"model_shape": shape})
-    decode = decode_record(1, 200.0, model="llama3.1-8b")  # TPOT 5 ms
+                          facts={"decode_model": model, "model_shape": "llama3.1-8b"})
+    decode = decode_record(1, 200.0, model="checkpoint:m8b")  # TPOT 5 ms
     run = write_synthetic_run(tmp_path / "r", "GPU", [decode, level(1, 0.0075), level(2, 0.009),
-                                                      level(1, 0.006, shape="llama3.2-1b")])
+                                                      level(1, 0.006, model="checkpoint:other")])
     frame = cases_frame([load_run(run)])
     beside = frame[frame["metric"] == "tpot_vs_decode_graphs"]
-    assert list(beside["value"]) == [pytest.approx(1.5)]  # concurrency 1, same shape: 7.5 ms over 5 ms
+    assert list(beside["value"]) == [pytest.approx(1.5)]  # concurrency 1, same checkpoint: 7.5 ms over 5 ms
 
 
 @pytest.mark.parametrize("source", [10.0], indirect=True)

@@ -1,6 +1,7 @@
 """`bench fleet`: every device of this node at once, judged beside its peers, a baseline and its health
-(docs/fleet.md). The work is fleet/runner.py's, the verdicts fleet/verdicts.py's; this module parses
-options and writes the fleet folder (fleet.json, fleet.csv) and the table."""
+(docs/fleet.md). The work is fleet/runner.py's, the verdicts fleet/verdicts.py's, the page
+fleet/report.py's; this module parses options and writes the fleet folder (fleet.json, fleet.csv,
+fleet.html) and the table."""
 from __future__ import annotations
 
 import csv
@@ -76,6 +77,8 @@ def fleet_cmd(backend: str, devices_text: Optional[str], quick: bool, out_dir: P
         console.print(f"baseline of {sum(r.failed is None for r in results)} device(s) written to {save_file}",
                       highlight=False)
     _write(folder, results, verdicts, baseline_file)
+    from accelbench.fleet.report import write_page
+    write_page(folder, results, verdicts, baseline)
     _print(results, verdicts)
     console.print(f"{sum(v.status == 'pass' for v in verdicts)} pass, {sum(v.status == 'warn' for v in verdicts)} warn, "
                   f"{sum(v.status == 'fail' for v in verdicts)} fail -> {folder}", highlight=False)

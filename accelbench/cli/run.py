@@ -97,6 +97,10 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="decode with --weights: also report the perplexity of this local text (its first 1024 tokens, "
                    "by the checkpoint's tokenizer.json), FP8 beside unquantized.")
+@click.option("--step-parts", "step_parts", is_flag=True, default=None,
+              help="decode: also time each case's decode step and prefill with every projection replaced by a "
+                   "stand-in that reads no weight (one more generation per case; a graphs case compiles again), "
+                   "the measured part of the step predicted beside the measured one (docs/metrics.md).")
 @click.option("--engine", "engine", default=None, metavar="NAME",
               help="serve: the engine to start on --weights and sweep (transformers); it is stopped at the end.")
 @click.option("--engine-arg", "engine_args", multiple=True, metavar="ARG",
@@ -148,7 +152,7 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
               help="Write report.html into the run folder at the end.")
 def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters: tuple[str, ...],
         min_bytes: Optional[int], max_bytes: Optional[int], device_index: int, nproc: int, timeout_s: float,
-        weights_dir: Optional[Path], task_data: Optional[Path], limit: Optional[int], text_file: Optional[Path],
+        weights_dir: Optional[Path], task_data: Optional[Path], limit: Optional[int], text_file: Optional[Path], step_parts: Optional[bool],
         engine: Optional[str], engine_args: tuple[str, ...], url: Optional[str], slo: Optional[str],
         request_rates: tuple[str, ...], burstiness: Optional[float], api: Optional[str], accelerators: Optional[int],
         out_dir: Path, label: Optional[str], energy: bool, energy_window: Optional[float], graphs: str,
@@ -168,7 +172,7 @@ def run_cmd(backend: str, suite: str, bench_names: tuple[str, ...], case_filters
                          case_filters=case_filters, min_bytes=min_bytes, max_bytes=max_bytes,
                          device_index=device_index, nproc=nproc, timeout_s=timeout_s,
                          benchmark_options=(("weights", weights_dir), ("task_data", task_data), ("limit", limit),
-                                            ("text", text_file), ("engine", engine),
+                                            ("text", text_file), ("step_parts", step_parts), ("engine", engine),
                                             ("engine_arg", engine_args or None), ("url", url), ("slo", slo),
                                             ("request_rate", _rates(request_rates)), ("burstiness", burstiness), ("api", api),
                                             ("accelerators", accelerators)), out_dir=out_dir,

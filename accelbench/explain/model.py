@@ -6,7 +6,10 @@
   run's measured bus bandwidth at that size), plus each part of the step's fixed work the case
   measured itself (`fixed`: attention at its cache length, the FP8 quantizers, one replayed
   launch, ...).
-- **Prefill**: its FLOPs ÷ the run's best measured matmul rate for the dtype, plus attention where measured.
+- **Prefill**: its projections' FLOPs ÷ the run's best measured matmul rate for the dtype, the
+  output layer read once, plus the prefill without its projections where the case timed it.
+- `fixed` / `fixed_s` come from accelbench/e2e/decode/parts.py: the same engine running the step
+  (or prefill) with every projection replaced by a stand-in that reads no weight.
 A part is *measured* where its time comes from a timing of that part, *modelled* where it is a count
 over a measured ceiling; the rest of the measured time is *unexplained*. A prediction needs its
 ceilings from the run: without one, the case says which is missing instead of predicting from the
@@ -102,14 +105,28 @@ def decode_step(case_id: str, measured_s: float, weight_bytes: float, kv_bytes: 
 
 
 def prefill(case_id: str, measured_s: float, flops: float, dtype: str, ceilings: Ceilings,
-            attention_s: Optional[float] = None) -> Explanation:
+            attention_s: Optional[float] = None, fixed_s: Optional[float] = None,
+            head_bytes: float = 0.0) -> Explanation:
+    """A prefill (its TTFT) from its parts: the projections' FLOPs at the run's best measured matmul
+    rate for `dtype`, the output layer read once (`head_bytes` at the measured read bandwidth: it
+    runs on the last position only), and either attention timed on its own or the whole prefill
+    without its projections (`fixed_s`: attention, norms, quantizers, launches)."""
     out = Explanation(case_id, measured_s)
     rate = ceilings.matmul_flops_per_s.get(dtype)
     if not rate:
         out.missing.append(f"a measured {dtype} matmul rate (matmul.{dtype}: run the gemm benchmark)")
+    if head_bytes and not ceilings.read_bytes_per_s:
+        out.missing.append("a measured device-memory read bandwidth (membw.device) for the output layer")
+    if out.missing:
         return out
     out.parts.append(Part("matmul", flops / rate, "modelled", f"{flops / 1e12:.2f} TFLOP ÷ {rate / 1e12:.0f} TFLOP/s measured"))
-    if attention_s is not None:
+    if head_bytes:
+        bw = ceilings.read_bytes_per_s
+        out.parts.append(Part("output_layer", head_bytes / bw, "modelled",
+                              f"{head_bytes / 1e9:.3f} GB ÷ {bw / 1e9:.0f} GB/s measured"))
+    if fixed_s is not None:
+        out.parts.append(Part("fixed_work", fixed_s, "measured", "the prefill without its projections, timed"))
+    elif attention_s is not None:
         out.parts.append(Part("attention", attention_s, "measured", "timed on its own in this run"))
     return out
 

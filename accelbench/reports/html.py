@@ -15,7 +15,7 @@ import pandas as pd
 from accelbench import __version__
 from accelbench.reports.numbers import plain, quantity
 from accelbench.reports.fingerprint import differences
-from accelbench.reports.gap import gap_table
+from accelbench.reports.gap import gap_table, parts_plot
 from accelbench.reports.overview import Overview, build_overview, devices_of
 from accelbench.reports.plots import plots_for
 from accelbench.reports.procurement import CostRow, Prices, procurement
@@ -125,7 +125,7 @@ class Report:
             table = table_of(views, str(bench))
             out.append(BenchmarkSection(str(bench), compact_table(rows, devices, self.overview.baseline, table),
                                         full_table(rows, multi, table), problems_table(rows),
-                                        plots_for(str(bench), rows, multi, infos, views),
+                                        plots_for(str(bench), rows, multi, infos, views) + parts_plot(rows),
                                         rows.drop_duplicates(["run_id", "case_id"]).shape[0],
                                         gap_table(rows, devices, self.overview.baseline) if multi else Table([], [])))
         return out

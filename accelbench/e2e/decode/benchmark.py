@@ -24,10 +24,11 @@ from accelbench.models import MODELS, ModelConfig
 from accelbench.records import Accuracy, Metric, RooflineWork
 from accelbench.stats import SampleStats, percentile
 from accelbench.timing import StepMarks
-from accelbench.view import FloorFraction, OverviewRow, Plot, StepModel, TableView
+from accelbench.view import FloorFraction, OverviewRow, Plot, PrefillModel, StepModel, TableView
 
 
 from accelbench.e2e.decode.engines import EagerEngine, GraphEngine, HfEngine
+from accelbench.e2e.decode.parts import fp8_activation_quantizer, time_without_projections
 from accelbench.e2e.decode.quality import CHECK_STEPS, Fp8Cost, TextScore, check_logits, text_tokens
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -68,7 +69,10 @@ SUITES = {
                       ("w8a8-row", "w8a8-tensor", "w8a8+head-tensor", "w8-row"),
                       engines=("graphs",)),
                  Grid(("llama3.1-8b",), ("bf16",), (4, 16, 64), (512,), 256, engines=("graphs", "hf")),
-                 Grid(("llama3.2-1b", "llama3.2-3b", "qwen2.5-7b", "mistral-7b", "llama3.1-70b"), ("bf16",), (1,), (512,), 256)],
+                 Grid(("llama3.2-1b", "llama3.2-3b", "qwen2.5-7b", "mistral-7b", "llama3.1-70b"), ("bf16",), (1,), (512,), 256),
+                 # A long prefill (TTFT at 4096 prompt tokens) on the eager engine: its prefill is the
+                 # graphs engine's, without a second compile.
+                 Grid(("llama3.1-8b",), ("bf16",), (1,), (4096,), 32, engines=("eager",))],
     "full": [Grid(tuple(MODELS), ("bf16",), (1, 2, 4, 8, 16, 32, 64, 128, 256), (128, 512, 2048, 8192), 256,
                   ("none", "w8a8-row", "w8-row"))],
 }
@@ -137,13 +141,16 @@ class Decode(Benchmark):
     # A step's fraction of the memory-bandwidth floor: floor time (bytes a step must read /
     # bandwidth) over the measured time per step, with the run's measured device-memory ceiling
     # (`membw.device`, which the floor probe measures first) where it has one, else the datasheet's.
-    # And the step predicted from its parts (accelbench/explain/model.py): weights and KV cache at
-    # the same measured bandwidth, the rest of the measured TPOT unexplained (fixed work not yet
-    # timed on its own).
+    # And the step predicted from its parts (accelbench/explain/model.py): the weights at the same
+    # measured bandwidth, plus the step without its projections where the case timed it
+    # (--step-parts), else the KV cache at that bandwidth and the rest unexplained; the prefill
+    # from the run's measured matmul rate plus the prefill without its projections.
     derived = (FloorFraction("floor_fraction", "bytes_per_step", "tpot", "membw.device",
                              only_where=(("memory_level", "device"),)),
                StepModel("tpot", "weight_bytes_streamed", "bytes_per_step", "membw.device",
-                         only_where=(("memory_level", "device"),)))
+                         only_where=(("memory_level", "device"),), fixed_metric="tpot_without_projections"),
+               PrefillModel("ttft", "prefill_projection_flops", "output_layer_bytes", "matmul_dtype", "membw.device",
+                            "ttft_without_projections"))
 
     @classmethod
     def roofline_work(cls, params, facts):
@@ -162,10 +169,14 @@ class Decode(Benchmark):
         self.checkpoint: Optional[tuple[Path, ModelConfig]] = None
         self.text_tokens: Optional[list[int]] = None
         self.text_name = ""
+        self.step_parts = False  # also time each case's step and prefill without their projections
 
-    run_options = ("weights", "text")  # bench run --weights DIR [--text FILE]
+    run_options = ("weights", "text", "step_parts")  # bench run --weights DIR [--text FILE] [--step-parts]
 
     def configure(self, option: str, value: Any) -> None:
+        if option == "step_parts":
+            self.step_parts = bool(value)
+            return
         {"weights": self.use_weights, "text": self.use_text}[option](Path(value))
 
     def use_text(self, text_file: Path) -> None:
@@ -280,6 +291,11 @@ class Decode(Benchmark):
         here = reference_model.config  # this rank's shard where tensor-parallel
         prefill_flops = 2 * streamed_params * batch * prompt_len \
             + 2 * batch * here.layers * here.heads * here.head_dim * prompt_len * prompt_len  # QK^T and PV, causal
+        # What the prefill's projections multiply: every position through every projection but the
+        # output layer, which runs on the last position only (read once: a bandwidth cost).
+        head_params = weights[reference_model.head_weight].numel()
+        prefill_projection_flops = 2 * (streamed_params - head_params) * batch * prompt_len
+        head_bytes = head_params * dtype.itemsize if fp8 is None or fp8.head is None else head_params
         spec = backend.spec()
         llc = backend.cache_bytes()
         # Weights that fit in (or near) the last-level cache are read from the cache: no floor fraction.
@@ -298,7 +314,18 @@ class Decode(Benchmark):
             peak = spec.peak(peak_dtype) if spec else None
             out.append(Metric("prefill_mfu", 100.0 * prefill_flops / percentile(ttft, 50) / peak if peak else None, "%",
                               f"of the {peak_dtype} peak" if peak else f"no {peak_dtype} peak known for this device"))
-            return out + cost.metrics() + score.found
+            return out + cost.metrics() + score.found + parts_metrics()
+
+        def parts_metrics() -> list[Metric]:
+            """The step and the prefill without their projections (parts.py), on this engine."""
+            if not self.step_parts or p["engine"] not in ("eager", "graphs"):
+                return []
+            quantize = fp8_activation_quantizer(fp8) if fp8 is not None else None
+            ttft_rest, tpot_rest = time_without_projections(type(engine), model, prompt, new, backend, quantize,
+                                                            tensor_parallel=self._ranks() > 1)
+            what = "every projection replaced by a stand-in that reads no weight (parts.py), same engine"
+            return [Metric("tpot_without_projections", tpot_rest, "s", f"the decode step with {what}"),
+                    Metric("ttft_without_projections", ttft_rest, "s", f"the prefill with {what}")]
 
         return Workload(
             run=engine.run, check=check, work=Work(tokens=batch * new), working_set_bytes=int(streamed),
@@ -318,6 +345,8 @@ class Decode(Benchmark):
                    "weights": f"checkpoint {self.checkpoint[0]}" if self.checkpoint else "synthetic (seeded)",
                    "published_model": config.name in MODELS,
                    "kv_cache_bytes": batch * (prompt_len + new) * kv_token, "prefill_flops": prefill_flops,
+                   "prefill_projection_flops": prefill_projection_flops, "output_layer_bytes": head_bytes,
+                   "matmul_dtype": "fp8" if p["fp8"].startswith("w8a8") else p["dtype"],
                    "engine_detail": engine.detail, **({"fp8_execution": fp8.execution} if fp8 else {})})
 
     def _ranks(self) -> int:

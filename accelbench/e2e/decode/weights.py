@@ -120,6 +120,11 @@ def load_checkpoint(directory: Path, config: ModelConfig, dtype: torch.dtype, de
     return out
 
 
+def checkpoint_name(directory: Path) -> str:
+    """What the decode benchmark calls a checkpoint run through --weights (its cases' `model`)."""
+    return f"checkpoint:{Path(directory).name}"
+
+
 def checkpoint_config(directory: Path) -> ModelConfig:
     """The architecture a checkpoint's config.json describes, or a one-line refusal."""
     raw = read_hf_config(directory)
@@ -129,7 +134,7 @@ def checkpoint_config(directory: Path) -> ModelConfig:
     if raw.get("sliding_window") and raw.get("use_sliding_window", raw.get("model_type") == "mistral"):
         raise UsageError(f"{directory}: sliding-window attention is not supported")
     try:
-        return ModelConfig.from_hf(f"checkpoint:{Path(directory).name}", raw)
+        return ModelConfig.from_hf(checkpoint_name(directory), raw)
     except (KeyError, ValueError) as exc:
         raise UsageError(f"{directory}: config.json: {exc}") from None
 

@@ -26,6 +26,7 @@ from typing import Any, Optional
 from accelbench.backends.base import Backend
 from accelbench.benchmark import Benchmark, Case, Observation, Observed
 from accelbench.contention import process_group_cpu_s
+from accelbench.e2e.decode.weights import checkpoint_name
 from accelbench.e2e.serve import level as levels
 from accelbench.e2e.serve.engines import recipes
 from accelbench.e2e.serve.engines.base import Recipe
@@ -77,11 +78,12 @@ class Serve(Benchmark):
                   series=("concurrency", "engine"), panels="lengths", scatter=True, x_log=10,
                   x_label="tokens/s per user (1 / median TPOT)", y_labels=("output tokens/s per accelerator",)),)
     # At concurrency 1, the engine's TPOT over the suite's own decode floor-chasing engine (graphs,
-    # bf16, batch 1) for the same model shape in the same run: what the engine costs over the device
-    # (the two prompt lengths may differ).
+    # bf16, batch 1) on the same checkpoint in the same run (`bench run --bench decode,serve --weights
+    # DIR`: decode names it `checkpoint:<folder>`): what the engine costs over the device (the two
+    # prompt lengths may differ).
     derived = (BesideCase("tpot_vs_decode_graphs", "tpot_p50", "decode", "tpot",
                           params=(("engine", "graphs"), ("batch", 1), ("fp8", "none"), ("dtype", "bf16")),
-                          linked=(("model", "model_shape"),), only_where=(("concurrency", 1),)),)
+                          linked=(("model", "decode_model"),), only_where=(("concurrency", 1),)),)
     # The key columns (the report shows three): throughput, and goodput at each MLPerf preset, per level.
     table = TableView(key=("output_tokens_per_s", "goodput_tokens_mlperf-8b-server",
                            "goodput_tokens_mlperf-8b-interactive"),
@@ -288,6 +290,7 @@ class Serve(Benchmark):
             facts["url"] = self.url
         if self.model is not None:
             facts["model"] = self.model.name
+            facts["decode_model"] = checkpoint_name(self.model)  # the decode benchmark's name for it
             shape = _shape_of(self.model)
             if shape:
                 facts["model_shape"] = shape
