@@ -226,6 +226,11 @@ class StepModel:
     ceiling: str
     only_where: tuple[tuple[str, Any], ...] = ()
     fixed_metric: Optional[str] = None
+    # Where the case timed its projections themselves (FP8: each one's chosen kernel over every
+    # layer's weights), that time is a measured part and only the weights it does not cover
+    # (`untimed_weights_fact` bytes: the bf16 output layer) are modelled.
+    projections_metric: Optional[str] = None
+    untimed_weights_fact: Optional[str] = None
     kind: str = "step_model"
 
     def metrics(self, params_and_facts: dict[str, Any], metrics: dict[str, float],
@@ -237,8 +242,13 @@ class StepModel:
             return []
         fixed = metrics.get(self.fixed_metric) if self.fixed_metric else None
         kv = 0.0 if fixed else max(0.0, float(total) - float(weights))  # the timed rest reads the cache itself
+        measured = {"fixed_work": fixed} if fixed else {}
+        projections = metrics.get(self.projections_metric) if self.projections_metric and fixed else None
+        untimed = params_and_facts.get(self.untimed_weights_fact) if self.untimed_weights_fact else None
+        if projections and untimed is not None:
+            weights, measured = float(untimed), {"projections": projections, **measured}
         explained = decode_step("", per, float(weights), kv, Ceilings(read_bytes_per_s=run.ceilings.get(self.ceiling)),
-                                fixed={"fixed_work": fixed} if fixed else None)
+                                fixed=measured or None)
         return _explained_metrics(explained, self.per_metric)
 
     def as_json(self) -> dict[str, Any]:

@@ -162,3 +162,21 @@ def test_the_report_draws_a_stacked_bar_of_each_predicted_cases_parts(recwarn):
     assert image.width > 500 and image.height > 150
     assert not [w for w in recwarn if "overlap" in str(w.message)]
     assert parts_plot(frame[frame["benchmark"] == "membw"]) == []  # nothing predicted: no plot
+
+
+def test_timed_fp8_projections_are_a_measured_part_and_only_the_untimed_weights_are_modelled():
+    from accelbench.view import RunFigures, StepModel
+    model = StepModel("tpot", "weight_bytes_streamed", "bytes_per_step", "membw.device",
+                      fixed_metric="tpot_without_projections", projections_metric="projections_timed",
+                      untimed_weights_fact="weight_bytes_untimed")
+    facts = {"weight_bytes_streamed": 8.0e9, "bytes_per_step": 8.1e9, "weight_bytes_untimed": 1.0e9}
+    run = RunFigures(ceilings={"membw.device": 4e12})
+    got = {name: value for name, value, _ in model.metrics(
+        facts, {"tpot": 3.0e-3, "tpot_without_projections": 0.5e-3, "projections_timed": 2.0e-3}, run)}
+    assert got["predicted_tpot"] == pytest.approx(1.0e9 / 4e12 + 2.0e-3 + 0.5e-3)
+    assert got["tpot_share_projections"] == pytest.approx(100 * 2.0 / 3.0)
+    assert got["tpot_share_weights"] == pytest.approx(100 * 0.25 / 3.0)
+    # without the projections' timing: every weight modelled
+    plain = {name: value for name, value, _ in model.metrics(facts, {"tpot": 3.0e-3, "tpot_without_projections": 0.5e-3},
+                                                             run)}
+    assert plain["predicted_tpot"] == pytest.approx(8.0e9 / 4e12 + 0.5e-3)

@@ -148,7 +148,8 @@ class Decode(Benchmark):
     derived = (FloorFraction("floor_fraction", "bytes_per_step", "tpot", "membw.device",
                              only_where=(("memory_level", "device"),)),
                StepModel("tpot", "weight_bytes_streamed", "bytes_per_step", "membw.device",
-                         only_where=(("memory_level", "device"),), fixed_metric="tpot_without_projections"),
+                         only_where=(("memory_level", "device"),), fixed_metric="tpot_without_projections",
+                         projections_metric="projections_timed", untimed_weights_fact="weight_bytes_untimed"),
                PrefillModel("ttft", "prefill_projection_flops", "output_layer_bytes", "matmul_dtype", "membw.device",
                             "ttft_without_projections"))
 
@@ -324,8 +325,13 @@ class Decode(Benchmark):
             ttft_rest, tpot_rest = time_without_projections(type(engine), model, prompt, new, backend, quantize,
                                                             tensor_parallel=self._ranks() > 1)
             what = "every projection replaced by a stand-in that reads no weight (parts.py), same engine"
-            return [Metric("tpot_without_projections", tpot_rest, "s", f"the decode step with {what}"),
-                    Metric("ttft_without_projections", ttft_rest, "s", f"the prefill with {what}")]
+            out = [Metric("tpot_without_projections", tpot_rest, "s", f"the decode step with {what}"),
+                   Metric("ttft_without_projections", ttft_rest, "s", f"the prefill with {what}")]
+            timed = fp8.projections_timed_s() if fp8 is not None else None
+            if timed is not None:
+                out.append(Metric("projections_timed", timed, "s", "a step's FP8 projections: each one's chosen kernel "
+                                  "timed over every layer's weights before capture (fp8_linear.choose_kernels)"))
+            return out
 
         return Workload(
             run=engine.run, check=check, work=Work(tokens=batch * new), working_set_bytes=int(streamed),
@@ -346,6 +352,9 @@ class Decode(Benchmark):
                    "published_model": config.name in MODELS,
                    "kv_cache_bytes": batch * (prompt_len + new) * kv_token, "prefill_flops": prefill_flops,
                    "prefill_projection_flops": prefill_projection_flops, "output_layer_bytes": head_bytes,
+                   # What a step streams besides the FP8 projections (the bf16 output layer, norms):
+                   # modelled where those projections are timed (projections_timed).
+                   **({"weight_bytes_untimed": streamed - fp8.fp8_bytes()} if fp8 is not None else {}),
                    "matmul_dtype": "fp8" if p["fp8"].startswith("w8a8") else p["dtype"],
                    "engine_detail": engine.detail, **({"fp8_execution": fp8.execution} if fp8 else {})})
 

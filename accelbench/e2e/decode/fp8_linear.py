@@ -29,6 +29,7 @@ projections, as gpt-fast and torchao's `quantize_` do by default; its accuracy c
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 from typing import Optional
 
@@ -101,6 +102,14 @@ class Fp8Linears:
     def _kernels(rows: int) -> list[str]:
         """The kernels that can multiply `rows` activation rows."""
         return [OWN_GEMM] + list(SPLIT_K) * (rows <= GEMV_ROWS)
+
+    def projections_timed_s(self) -> Optional[float]:
+        """A step's FP8 projections as choose_kernels timed them (each projection's fastest kernel, per
+        call, times its layers), or None where it timed none or not all of them."""
+        counts = collections.Counter(map(_projection, self.q))
+        if not self.times_for or set(self.times_for) != set(counts):
+            return None
+        return sum(min(self.times_for[p].values()) * 1e-6 * n for p, n in counts.items())
 
     def _kernel_for(self, projection: str) -> str:
         """The fastest kernel choose_kernels timed on `projection` (the executor's GEMM where it timed none)."""
