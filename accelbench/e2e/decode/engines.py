@@ -77,6 +77,10 @@ class GraphEngine(EagerEngine):
             # tuning, as gpt-fast sets it, is also what makes Inductor turn a one-row matmul (batch 1)
             # into a Triton reduction tuned to stream the weight at full bandwidth.
             import torch._inductor.config as inductor
+            # Each step compiles afresh: the same frame (StaticStep.__call__) is compiled once per
+            # case (twice with --step-parts), and past Dynamo's recompile limit (8) it would stop
+            # compiling it. Steps already captured replay their graphs without Dynamo.
+            torch._dynamo.reset()
             step, tuning = torch.compile(self.step, fullgraph=True, dynamic=False), \
                 inductor.patch(coordinate_descent_tuning=True)
             self.detail = self.detail.replace("decode step", "decode step compiled (torch.compile, coordinate-descent "
