@@ -180,3 +180,19 @@ def test_timed_fp8_projections_are_a_measured_part_and_only_the_untimed_weights_
     plain = {name: value for name, value, _ in model.metrics(facts, {"tpot": 3.0e-3, "tpot_without_projections": 0.5e-3},
                                                              run)}
     assert plain["predicted_tpot"] == pytest.approx(8.0e9 / 4e12 + 0.5e-3)
+
+
+def test_a_tensor_parallel_step_without_its_projections_keeps_its_all_reduces(tmp_path):
+    """decode-tp over 2 gloo ranks with --step-parts: the stand-in step still sums its (contiguous)
+    partial outputs across the ranks, and is timed."""
+    import subprocess
+    import sys
+    from accelbench.store import cases_frame, load_run
+    ran = subprocess.run([sys.executable, "-m", "accelbench", "run", "--backend", "cpu", "--bench", "decode-tp",
+                          "--nproc", "2", "--suite", "quick", "--case", "tp/eager/fp32", "--step-parts", "--no-energy",
+                          "--no-report", "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    (run,) = tmp_path.iterdir()
+    frame = cases_frame([load_run(run)])
+    case = frame[frame["case_id"] == "tiny-llama3/tp/eager/fp32/b1/p32/n8"].set_index("metric")["value"]
+    assert 0 < case["tpot_without_projections"] < case["tpot"]

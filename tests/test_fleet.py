@@ -182,6 +182,22 @@ def test_a_saved_baseline_is_judged_against_by_a_later_run(tmp_path):
             assert len(below) == (2 if code else 0), device["verdict"]["reasons"]
 
 
+def test_the_acceptance_selection_ends_with_an_all_reduce_over_the_node(tmp_path):
+    """The default selection on 2 CPU 'devices', then the node's all-reduce (2 gloo ranks): its bus
+    bandwidth is a figure of each device (equal within the node: judged across nodes), and the
+    peer-to-peer copies say why they were not measured."""
+    out = fleet(tmp_path, "--devices", "2")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    devices = verdicts_of(tmp_path)
+    node = [{k: v for k, v in d["figures"].items() if k.startswith("node collectives all_reduce/fp32/1MiB")}
+            for d in devices.values()]
+    assert len(node[0]) == 1 and node[0] == node[1] and list(node[0].values())[0] > 0
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir() and "fleet" in p.name]
+    checks = json.loads((folder / "fleet.json").read_text())["node_checks"]
+    assert checks["failures"] == [] and any("peer-to-peer copies: not measured on cpu" in n for n in checks["notes"])
+    assert "peer-to-peer copies: not measured on cpu" in " ".join((out.stdout + out.stderr).split())
+
+
 @pytest.mark.parametrize("args", [("--devices", "two"), ("--devices", "0,0"), ("--bench", "gemm"),
                                   ("--baseline", "/nonexistent/baseline.json")])
 def test_bad_fleet_usage_is_one_line_and_exit_2(tmp_path, args):

@@ -66,23 +66,28 @@ def fleet_cmd(backend: str, devices_text: Optional[str], quick: bool, out_dir: P
     from accelbench.fleet.verdicts import Baseline, exit_code, judge
 
     baseline = Baseline.load(baseline_file) if baseline_file else None
+    checks = None
     if judge_dirs:
         results = [r for d in judge_dirs for r in _read_fleet(d)]
         folder = out_dir / f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-fleet-judged"
     else:
-        folder, results = _run(backend, devices_text, quick, out_dir, timeout_s, bench_names, case_filters)
+        folder, results, checks = _run(backend, devices_text, quick, out_dir, timeout_s, bench_names, case_filters)
     verdicts = judge(results, baseline)
     if save_file:
         Baseline.from_results(results, f"{folder.name}").save(save_file)
         console.print(f"baseline of {sum(r.failed is None for r in results)} device(s) written to {save_file}",
                       highlight=False)
-    _write(folder, results, verdicts, baseline_file)
+    _write(folder, results, verdicts, baseline_file, checks)
     from accelbench.fleet.report import write_page
     write_page(folder, results, verdicts, baseline)
     _print(results, verdicts)
+    for line in (checks.notes if checks else []):
+        console.print(f"node: {line}", highlight=False)
+    for line in (checks.failures if checks else []):
+        console.print(f"[bold red]node check failed[/]: {line}", highlight=False)
     console.print(f"{sum(v.status == 'pass' for v in verdicts)} pass, {sum(v.status == 'warn' for v in verdicts)} warn, "
                   f"{sum(v.status == 'fail' for v in verdicts)} fail -> {folder}", highlight=False)
-    sys.exit(exit_code(verdicts))
+    sys.exit(max(exit_code(verdicts), 1 if checks and checks.failures else 0))
 
 
 def _read_fleet(folder: Path) -> list:
@@ -97,7 +102,7 @@ def _read_fleet(folder: Path) -> list:
 def _run(backend: str, devices_text: Optional[str], quick: bool, out_dir: Path, timeout_s: Optional[float],
          bench_names: Optional[str], case_filters: tuple[str, ...]):
     from accelbench.backends import best_available, resolve_backend
-    from accelbench.fleet.runner import Selection, node_name, run_devices, selection_for
+    from accelbench.fleet.runner import NodeChecks, Selection, node_name, run_devices, run_node_checks, selection_for
 
     name = backend if backend != "auto" else best_available()
     count = resolve_backend(name).device_count()
@@ -110,16 +115,24 @@ def _run(backend: str, devices_text: Optional[str], quick: bool, out_dir: Path, 
                  if bench_names else selection_for(name))
     node = node_name()
     folder = out_dir / f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-fleet-{name}-{node}"
-    results = run_devices(name, devices, folder, selection, quick, timeout_s or (180.0 if quick else 600.0), node,
-                          say=lambda text: console.print(text, highlight=False))
-    return folder, results
+    timeout = timeout_s or (180.0 if quick else 600.0)
+    say = lambda text: console.print(text, highlight=False)  # noqa: E731
+    results = run_devices(name, devices, folder, selection, quick, timeout, node, say=say)
+    if bench_names:  # another selection instead of the acceptance selection: the node's checks are part of the latter
+        checks = NodeChecks({}, [], ["--bench selection: the node's all-reduce and peer-to-peer copies were not run"])
+    else:
+        checks = run_node_checks(name, devices, folder, quick, timeout, say=say)
+    for device, result in zip(devices, results):
+        result.figures.update(checks.figures.get(device, {}))
+    return folder, results, checks
 
 
-def _write(folder: Path, results, verdicts, baseline_file: Optional[Path]) -> None:
+def _write(folder: Path, results, verdicts, baseline_file: Optional[Path], checks=None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     by_device = {v.device: v for v in verdicts}
     data = {"baseline": str(baseline_file) if baseline_file else None,
-            "devices": [asdict(r) | {"verdict": asdict(by_device[r.device])} for r in results]}
+            "devices": [asdict(r) | {"verdict": asdict(by_device[r.device])} for r in results],
+            "node_checks": asdict(checks) if checks else None}
     (folder / "fleet.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     names = sorted({n for r in results for n in r.figures})
     with open(folder / "fleet.csv", "w", newline="", encoding="utf-8") as f:

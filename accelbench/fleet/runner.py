@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelbench.errors import ResultsError
@@ -145,3 +145,93 @@ def selection_for(backend: str) -> Selection:
 
 def node_name() -> str:
     return os.uname().nodename
+
+
+# The node's own checks, after the per-device runs: an all-reduce over all its devices at once (a
+# large message: bus bandwidth), and on GPUs peer-to-peer copies between every pair (peers.py).
+NODE_ALL_REDUCE = {"accelerator": "all_reduce/bf16/1GiB", "cpu": "all_reduce/fp32/1MiB"}
+
+
+@dataclass
+class NodeChecks:
+    figures: dict[int, dict[str, float]]  # device -> figures the node's checks gave it
+    pairs: list[dict]  # the peer-to-peer matrix (peers.PairCopy as dicts)
+    notes: list[str]  # what was not measured, and why
+    failures: list[str] = field(default_factory=list)  # checks that ran and failed: the node fails (exit 1)
+
+
+def run_node_checks(backend: str, devices: list[int], out: Path, quick: bool, timeout_s: float,
+                    say=print) -> NodeChecks:
+    checks = NodeChecks({}, [], [])
+    if len(devices) < 2:
+        checks.notes.append("one device: no all-reduce over the node, no peer-to-peer copies")
+        return checks
+    _node_all_reduce(backend, devices, out, quick, timeout_s, checks, say)
+    if backend == "cuda":
+        _peer_copies(devices, out, timeout_s, checks, say)
+    else:
+        checks.notes.append(f"peer-to-peer copies: not measured on {backend} (CUDA devices only)")
+    return checks
+
+
+def _node_all_reduce(backend: str, devices: list[int], out: Path, quick: bool, timeout_s: float,
+                     checks: NodeChecks, say) -> None:
+    env = dict(os.environ)
+    if backend == "cuda":  # rank r uses local device r: make those the chosen ones
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+    elif backend != "cpu" and devices != list(range(len(devices))):
+        checks.notes.append(f"all-reduce over the node: needs the first N devices on {backend} (got {devices})")
+        return
+    case = NODE_ALL_REDUCE["cpu" if backend == "cpu" else "accelerator"]
+    folder = out / "node" / "all_reduce"
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "accelbench", "run", "--backend", backend, "--bench", "collectives",
+               "--nproc", str(len(devices)), "--suite", "standard", "--case", case, "--out", str(folder),
+               "--label", "fleet-node-all-reduce", "--no-report", "--timeout", str(int(timeout_s)),
+               *(QUICK if quick else ())]
+    say(f"fleet: all-reduce over the node's {len(devices)} devices ({case})")
+    log = folder / "run.log"
+    try:
+        with open(log, "wb") as sink:
+            subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                           timeout=timeout_s + 60)
+    except subprocess.TimeoutExpired:
+        checks.failures.append(f"all-reduce over the node: no result within {timeout_s:.0f} s (log: {log})")
+        return
+    from accelbench.store import load_run
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    try:
+        cases = load_run(runs[-1]).cases if runs else []
+    except ResultsError:
+        cases = []
+    found = [c for c in cases if c.case_id.startswith(case)]
+    metric = found[0].headline_metric() if found and found[0].status == "ok" else None
+    if metric is None or metric.value is None:
+        reason = found[0].reason if found else _last_line(log)
+        checks.failures.append(f"all-reduce over the node failed: {reason}")
+        return
+    for d in devices:  # a node's figure: equal on its devices, judged across nodes (--judge)
+        checks.figures.setdefault(d, {})[f"node collectives {found[0].case_id} {metric.name}"] = float(metric.value)
+
+
+def _peer_copies(devices: list[int], out: Path, timeout_s: float, checks: NodeChecks, say) -> None:
+    from accelbench.fleet.peers import PairCopy, device_figures
+    path = out / "node" / "peers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    say(f"fleet: peer-to-peer copies between every pair of the {len(devices)} devices")
+    try:
+        done = subprocess.run([sys.executable, "-m", "accelbench.fleet.peers", "--devices", ",".join(map(str, devices)),
+                               "--out", str(path)], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        checks.failures.append(f"peer-to-peer copies: no result within {timeout_s:.0f} s")
+        return
+    if done.returncode != 0 or not path.exists():
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        checks.failures.append(f"peer-to-peer copies failed (exit {done.returncode}): {tail}")
+        return
+    import json
+    checks.pairs = json.loads(path.read_text(encoding="utf-8"))["pairs"]
+    pairs = [PairCopy(**p) for p in checks.pairs]
+    checks.failures += [p.failed for p in pairs if p.failed]
+    for device, figures in device_figures(pairs).items():
+        checks.figures.setdefault(device, {}).update(figures)
