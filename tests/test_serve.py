@@ -212,6 +212,22 @@ def test_an_unreachable_url_is_one_line_and_exit_2(tmp_path):
     assert not list(tmp_path.iterdir())  # refused before any run folder
 
 
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_an_engine_that_is_not_installed_skips_its_levels_saying_how_to_get_it(tmp_path, engine):
+    import importlib.util
+    if importlib.util.find_spec(engine) is not None:
+        pytest.skip(f"{engine} is installed here")
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "tokenizer.json").write_text("{}")
+    run = _bench("run", "--bench", "serve", "--engine", engine, "--weights", str(model), "--out", str(tmp_path / "out"))
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err[-2000:]
+    skipped = [c for c in _cases(tmp_path / "out") if c["status"] == "skipped"]
+    assert len(skipped) == 3 and all(f"the Python module '{engine}' is not installed (pip install" in c["reason"]
+                                     for c in skipped), skipped
+
+
 @pytest.mark.parametrize("slo", ["ttft=2s", "ttft=fast,tpot=1ms", "ttft=2s,tpot=-1ms,x=1"])
 def test_a_bad_slo_is_one_line_and_exit_2(tmp_path, slo):
     run = _bench("run", "--bench", "serve", "--slo", slo, "--out", str(tmp_path))

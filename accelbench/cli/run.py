@@ -102,7 +102,8 @@ def parse_bytes(ctx, param, value: Optional[str]) -> Optional[int]:
                    "stand-in that reads no weight (one more generation per case; a graphs case compiles again), "
                    "the measured part of the step predicted beside the measured one (docs/metrics.md).")
 @click.option("--engine", "engine", default=None, metavar="NAME",
-              help="serve: the engine to start on --weights and sweep (transformers); it is stopped at the end.")
+              help="serve: the engine to start on --weights and sweep (transformers; vllm and sglang, not yet run by this "
+                   "project); it is stopped at the end.")
 @click.option("--engine-arg", "engine_args", multiple=True, metavar="ARG",
               help="serve: one more argument for the engine's command line (repeat it).")
 @click.option("--url", "url", default=None, metavar="URL",

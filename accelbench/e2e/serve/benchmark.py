@@ -192,6 +192,10 @@ class Serve(Benchmark):
             raise CaseSkipped("the load generator needs aiohttp (pip install 'accelbench[serve]')")
         if self._failed:
             raise CaseSkipped(self._failed)
+        missing = self.recipe.missing() if self.recipe is not None and self._engine is None else None
+        if missing:  # before anything else is read: the engine cannot run here
+            self._failed = missing
+            raise CaseSkipped(missing)
         if p["lengths"] in self._saturated:
             raise CaseSkipped(f"the sweep stopped at saturation: {self._saturated[p['lengths']]}")
         tokenizer = self._tokenizer_json()

@@ -23,12 +23,13 @@ class Recipe:
     # request fields that make the engine generate exactly n tokens (None: it cannot be forced;
     # the actual lengths are recorded either way)
     force_length: Optional[Callable[[int], dict[str, Any]]] = None
+    install: str = "pip install 'accelbench[serve]'"  # how a user gets it, said where it is missing
 
     def missing(self) -> Optional[str]:
         """Why this engine cannot start here, in one line; None where it can."""
         for module in self.modules:
             if importlib.util.find_spec(module) is None:
-                return f"{self.name}: the Python module {module!r} is not installed (pip install 'accelbench[serve]')"
+                return f"{self.name}: the Python module {module!r} is not installed ({self.install})"
         if self.executable and shutil.which(self.executable) is None:
             return f"{self.name}: {self.executable!r} is not on PATH"
         return None
