@@ -22,7 +22,7 @@ from accelbench.backends.base import Backend
 from accelbench.errors import UsageError
 from accelbench.records import Accuracy, Metric, RooflineWork
 from accelbench.stats import SampleStats
-from accelbench.view import BesideCase, FloorFraction, OverviewRow, Plot, RecipeCost, StepModel, TableView
+from accelbench.view import BesideCase, FloorFraction, OverviewRow, Plot, PrefillModel, RecipeCost, StepModel, TableView
 
 SUITES = ("quick", "standard", "full")
 
@@ -157,7 +157,7 @@ class Benchmark(ABC):
     plots: ClassVar[tuple[Plot, ...]] = ()  # its plots in the report (accelbench.view.Plot)
     table: ClassVar[TableView] = TableView()  # its tables' columns in the report
     # Figures derived when a run is read, from the run's ceilings and other cases (view.RunFigures).
-    derived: ClassVar[tuple[FloorFraction | StepModel | BesideCase, ...]] = ()
+    derived: ClassVar[tuple[FloorFraction | StepModel | PrefillModel | BesideCase, ...]] = ()
     # What a precision recipe costs in quality, where this benchmark measures it (view.RecipeCost).
     recipe_cost: ClassVar[Optional[RecipeCost]] = None
 
