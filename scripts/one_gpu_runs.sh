@@ -82,14 +82,14 @@ if has serve; then
   elif [ -z "$tokenizer" ]; then
     echo "serve: needs --tokenizer DIR (a folder with tokenizer.json): skipped"; status=1
   else
-    model="$out/serve/llama3.1-8b-shape-random"
+    scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT  # 16 GB of random weights: rebuilt by the script, never kept
+    model="$scratch/llama3.1-8b-shape-random"
     python3 scripts/make_random_checkpoint.py "$model" --shape llama3.1-8b --tokenizer "$tokenizer" --device cuda \
       > "$out/serve/checkpoint.log" 2>&1 || { echo "serve: the checkpoint was not written"; tail -n 3 "$out/serve/checkpoint.log"; exit 1; }
     capped python3 -m accelbench run --backend cuda --suite standard --bench decode,serve --engine transformers \
       --weights "$model" --case floor/copy --case graphs/bf16/b1/p512 --case in1024-out128 \
       --label serve-8b-shape-transformers --out "$out/serve/runs" > "$out/serve/run.log" 2>&1 || status=1
     tail -n 30 "$out/serve/run.log"
-    rm -rf "$model"  # 16 GB of random weights: rebuilt from the script, never kept
   fi
 fi
 exit $status
