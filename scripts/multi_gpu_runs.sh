@@ -56,15 +56,7 @@ if has fleet; then
   tail -n 30 "$out/fleet/clean.log"
   card=${loaded:-$((gpus - 1))}
   if [ "$backend" = cuda ]; then
-    CUDA_VISIBLE_DEVICES=$card python3 - > "$out/fleet/gemm_loop.log" 2>&1 <<'PY' &
-import time, torch
-a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
-end = time.time() + 400; n = 0
-while time.time() < end:
-    for _ in range(20): a @ b
-    torch.cuda.synchronize(); n += 20
-print("gemm loop", n, "products")
-PY
+    CUDA_VISIBLE_DEVICES=$card python3 scripts/gemm_loop.py 400 > "$out/fleet/gemm_loop.log" 2>&1 &
     loop=$!; sleep 5
     python3 -m accelbench fleet --backend cuda --baseline "$out/fleet/baseline.json" --out "$out/fleet" \
       > "$out/fleet/loaded-card$card.log" 2>&1

@@ -41,15 +41,7 @@ if has fleet; then
     python3 -m accelbench fleet --backend cuda --quick "${extra[@]}" --out "$out/fleet" > "$out/fleet/$step.log" 2>&1 || status=1
     echo "fleet $step: $(( $(date +%s) - start )) s"; tail -n 14 "$out/fleet/$step.log"
   done
-  python3 - > "$out/fleet/gemm_loop.log" 2>&1 <<'PY' &
-import time, torch
-a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
-end = time.time() + 120; n = 0
-while time.time() < end:
-    for _ in range(20): a @ b
-    torch.cuda.synchronize(); n += 20
-print("gemm loop", n, "products")
-PY
+  python3 scripts/gemm_loop.py 120 > "$out/fleet/gemm_loop.log" 2>&1 &
   loop=$!; sleep 5
   python3 -m accelbench fleet --backend cuda --quick --baseline "$out/fleet/baseline.json" --out "$out/fleet" \
     > "$out/fleet/loaded.log" 2>&1
