@@ -25,7 +25,8 @@ from conftest import REPO, bench_cmd
 STANDIN = Path(__file__).parent / "standin"
 KNOBS = ("STANDIN_HPU_NAME", "STANDIN_HPU_COUNT", "STANDIN_HPU_NO_FP8_GEMM", "STANDIN_HPU_WRONG_SCALE_AXIS",
          "STANDIN_HPU_STRICT_FP64", "STANDIN_HPU_MEMORY_BYTES", "STANDIN_HPU_CAST_PRODUCT", "STANDIN_HPU_RELEASE",
-         "STANDIN_HLML", "HABANA_VISIBLE_MODULES", "HLS_MODULE_ID", "PT_HPU_LAZY_MODE", "LOCAL_RANK",
+         "STANDIN_HLML", "STANDIN_HLML_PCIE_GEN", "STANDIN_HLML_UNCORRECTED", "STANDIN_HLML_PENDING_ROWS",
+         "HABANA_VISIBLE_MODULES", "HLS_MODULE_ID", "PT_HPU_LAZY_MODE", "LOCAL_RANK",
          "PT_HPU_ENABLE_LAZY_COLLECTIVES")
 
 
@@ -485,6 +486,25 @@ def test_finding_5_telemetry_reads_the_card_the_rank_took():
     proc = run_python(code, STANDIN_HPU_COUNT="2", STANDIN_HLML="1")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("None") and "which card" in proc.stdout
+
+
+def test_hlml_health_facts_fail_a_degraded_card_and_name_what_hlml_cannot_read():
+    """HLML's health facts through the HPU backend's telemetry (stand-in HLML): a healthy card has no
+    finding and says the corrected ECC count is unreadable (HLML does not support it); a link at Gen3 of
+    its Gen5, an uncorrected ECC error and a pending row replacement each fail it, with their reasons."""
+    code = ("from accelbench.backends import resolve_backend; from accelbench.fleet.health import health_findings; "
+            "h = resolve_backend('hpu', 0).telemetry().health(); "
+            "print('facts', h.pcie_gen, h.pcie_gen_max, h.pcie_width_max, h.ecc_uncorrected_volatile, h.row_remap_pending); "
+            "print('unreadable', h.unreadable); print('findings', [(f.severity, f.reason) for f in health_findings(h)])")
+    healthy = run_python(code, STANDIN_HLML="1")
+    assert healthy.returncode == 0, healthy.stderr
+    assert "facts 5 5 16 0 False" in healthy.stdout and "findings []" in healthy.stdout
+    assert "corrected ECC errors: hlmlDeviceGetTotalECCErrors is not supported here" in healthy.stdout
+    degraded = run_python(code, STANDIN_HLML="1", STANDIN_HLML_PCIE_GEN="3", STANDIN_HLML_UNCORRECTED="1",
+                          STANDIN_HLML_PENDING_ROWS="1")
+    assert degraded.returncode == 0, degraded.stderr
+    findings = degraded.stdout.split("findings", 1)[1]
+    assert findings.count("'fail'") == 3 and "Gen3" in findings and "uncorrected ECC" in findings and "pending" in findings
 
 
 def test_finding_6_collectives_replay_in_hpu_graphs_over_hccl(tmp_path):

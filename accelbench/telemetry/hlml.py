@@ -9,6 +9,13 @@ the documented CSV format; not yet run on Gaudi hardware.
   administrator may have changed), hlmlDeviceGetCurrentClocksThrottleReasons (bit mask). The
   handle is the one whose hlmlDeviceGetModuleID is the card's module ID: HLML's indices are not
   module IDs.
+- HLML health facts (fleet acceptance, `health()`): hlmlDeviceGetTotalECCErrors(handle, error type
+  0 corrected / 1 uncorrected, counter 0 volatile / 1 aggregate; an HLML may support one type only),
+  hlmlDeviceGetReplacedRowsCount(handle, cause 0 multiple single-bit / 1 double-bit ECC errors) and
+  hlmlDeviceGetReplacedRowsPendingStatus, hlmlDeviceGetCurrPCIELinkGeneration / ...Width now against
+  the capabilities hlmlDeviceGetPCIInfo reports (`caps.link_speed`, e.g. "32.0GT/s"; `caps.link_width`,
+  e.g. "x16"), the enforced and default power limits, hlmlDeviceGetPersistenceMode. Gaudi's scale-out
+  links are RoCE ports, not NVLinks: `nvlinks_active` stays unset.
 - hl-smi: `hl-smi --query-aip=<fields> --format=csv` prints a header row of field names with
   units in brackets and one row per device; it has no energy counter, so energy is sampled.
   Fields beyond index and power.draw are probed one by one before use and dropped where this
@@ -23,6 +30,7 @@ import shutil
 import subprocess
 from typing import Any, Callable, Optional
 
+from accelbench.fleet.health import Health
 from accelbench.records import DeviceState
 from accelbench.telemetry.base import NullTelemetry, Telemetry
 from accelbench.telemetry.base import read_or_none as _try
@@ -76,6 +84,45 @@ class HlmlTelemetry(Telemetry):
             + ([f"hlml_reason_{mask:#x}"] if mask & ~0x3 else []),
         )
 
+    def health(self) -> Health:
+        """HLML's health facts; each unreadable one left unset and named (an HLML may not support a call)."""
+        h, m = self.hlml, self.handle
+        unreadable: list[str] = []
+
+        def read(what: str, fn: str, *args: Any) -> Any:
+            if not hasattr(h, fn):
+                unreadable.append(f"{what}: this pyhlml has no {fn}")
+                return None
+            value = _try(getattr(h, fn), m, *args)
+            if value is None:
+                unreadable.append(f"{what}: {fn} is not supported here")
+            return value
+
+        def ecc(kind: int, counter: int) -> Optional[int]:
+            name = ("corrected", "uncorrected")[kind] + " ECC errors"
+            return read(name, "hlmlDeviceGetTotalECCErrors", kind, counter)
+        corrected, uncorrected, volatile, aggregate = 0, 1, 0, 1
+        single_bit, double_bit = 0, 1  # row replacement causes
+        pending = read("row replacement", "hlmlDeviceGetReplacedRowsPendingStatus")
+        limit, default = self.power_limit_mw(), _try(h.hlmlDeviceGetPowerManagementDefaultLimit, m)
+        caps = getattr(read("PCIe link capability", "hlmlDeviceGetPCIInfo"), "caps", None)
+        persistence = _try(h.hlmlDeviceGetPersistenceMode, m) if hasattr(h, "hlmlDeviceGetPersistenceMode") else None
+        return Health(
+            ecc_uncorrected_volatile=ecc(uncorrected, volatile), ecc_uncorrected_aggregate=ecc(uncorrected, aggregate),
+            ecc_corrected_volatile=ecc(corrected, volatile), ecc_corrected_aggregate=ecc(corrected, aggregate),
+            rows_remapped_corrected=read("row replacement", "hlmlDeviceGetReplacedRowsCount", single_bit),
+            rows_remapped_uncorrected=read("row replacement", "hlmlDeviceGetReplacedRowsCount", double_bit),
+            row_remap_pending=None if pending is None else bool(pending),
+            pcie_gen=read("PCIe link", "hlmlDeviceGetCurrPCIELinkGeneration"),
+            pcie_gen_max=pcie_generation(_text(getattr(caps, "link_speed", None))),
+            pcie_width=read("PCIe link", "hlmlDeviceGetCurrPCIELinkWidth"),
+            pcie_width_max=pcie_width(_text(getattr(caps, "link_width", None))),
+            power_limit_w=None if limit is None else limit / 1000.0,
+            power_limit_default_w=None if default is None else default / 1000.0,
+            temperature_c=_try(h.hlmlDeviceGetTemperature, m, HLML_TEMP_ON_AIP),
+            persistence_mode=None if persistence is None else bool(persistence),
+            unreadable=sorted(set(unreadable)))
+
     def availability(self) -> dict[str, str]:
         return {
             "energy counter": "yes (hlmlDeviceGetTotalEnergyConsumption)" if self.energy_j() is not None
@@ -97,6 +144,28 @@ class HlmlTelemetry(Telemetry):
             "ecc_current": None if ecc is None else getattr(getattr(ecc, "current", None), "value", None),
             "hlml_device_count": _try(h.hlmlDeviceGetCount),
         }
+
+
+# PCIe transfer rate per lane (GT/s) of each generation.
+PCIE_GT_PER_GEN = {2.5: 1, 5.0: 2, 8.0: 3, 16.0: 4, 32.0: 5, 64.0: 6}
+
+
+def _text(raw: Any) -> Optional[str]:
+    if raw is None:
+        return None
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+def pcie_generation(link_speed: Optional[str]) -> Optional[int]:
+    """"32.0GT/s" (HLML's PCI capability) -> 5; None where it does not read as a known rate."""
+    m = re.search(r"([\d.]+)\s*GT/s", link_speed or "")
+    return PCIE_GT_PER_GEN.get(float(m.group(1))) if m else None
+
+
+def pcie_width(link_width: Optional[str]) -> Optional[int]:
+    """"x16" or "16" -> 16."""
+    m = re.fullmatch(r"\s*x?(\d+)\s*", link_width or "")
+    return int(m.group(1)) if m else None
 
 
 def parse_hl_smi_csv(text: str) -> list[dict[str, Optional[float | str]]]:

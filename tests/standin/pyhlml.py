@@ -44,3 +44,56 @@ def hlmlDeviceGetPowerUsage(card):
 
 def hlmlDeviceGetPowerManagementDefaultLimit(card):
     return 600_000
+
+
+# --- health facts (fleet acceptance). As HLML's types say, the *corrected* ECC error count is not
+# supported (HLML_MEMORY_ERROR_TYPE_CORRECTED: "NOT SUPPORTED BY HLML"): asking for it raises, as the
+# binding does on HLML_ERROR_NOT_SUPPORTED. Knobs plant faults: STANDIN_HLML_PCIE_GEN (the link's
+# generation now; the card can do 5), STANDIN_HLML_UNCORRECTED (uncorrected ECC errors),
+# STANDIN_HLML_PENDING_ROWS=1 (a row replacement waiting for the next reset).
+
+class HLMLError(Exception):
+    pass
+
+
+class _PciCaps:
+    link_speed = b"32.0GT/s"
+    link_width = b"x16"
+
+
+class _PciInfo:
+    caps = _PciCaps()
+
+
+def hlmlDeviceGetTotalECCErrors(card, error_type, counter_type):
+    if error_type == 0:
+        raise HLMLError("HLML_ERROR_NOT_SUPPORTED")
+    return int(os.environ.get("STANDIN_HLML_UNCORRECTED", "0"))
+
+
+def hlmlDeviceGetReplacedRowsCount(card, cause):
+    return 0
+
+
+def hlmlDeviceGetReplacedRowsPendingStatus(card):
+    return int(os.environ.get("STANDIN_HLML_PENDING_ROWS", "0"))
+
+
+def hlmlDeviceGetPCIInfo(card):
+    return _PciInfo()
+
+
+def hlmlDeviceGetCurrPCIELinkGeneration(card):
+    return int(os.environ.get("STANDIN_HLML_PCIE_GEN", "5"))
+
+
+def hlmlDeviceGetCurrPCIELinkWidth(card):
+    return 16
+
+
+def hlmlDeviceGetTemperature(card, sensor):
+    return 45
+
+
+def hlmlDeviceGetPersistenceMode(card):
+    return 1
