@@ -105,12 +105,11 @@ def decode_step(case_id: str, measured_s: float, weight_bytes: float, kv_bytes: 
 
 
 def prefill(case_id: str, measured_s: float, flops: float, dtype: str, ceilings: Ceilings,
-            attention_s: Optional[float] = None, fixed_s: Optional[float] = None,
-            head_bytes: float = 0.0) -> Explanation:
+            fixed_s: Optional[float] = None, head_bytes: float = 0.0) -> Explanation:
     """A prefill (its TTFT) from its parts: the projections' FLOPs at the run's best measured matmul
     rate for `dtype`, the output layer read once (`head_bytes` at the measured read bandwidth: it
-    runs on the last position only), and either attention timed on its own or the whole prefill
-    without its projections (`fixed_s`: attention, norms, quantizers, launches)."""
+    runs on the last position only), and the prefill without its projections where timed
+    (`fixed_s`: attention, norms, quantizers, launches)."""
     out = Explanation(case_id, measured_s)
     rate = ceilings.matmul_flops_per_s.get(dtype)
     if not rate:
@@ -126,8 +125,6 @@ def prefill(case_id: str, measured_s: float, flops: float, dtype: str, ceilings:
                               f"{head_bytes / 1e9:.3f} GB ÷ {bw / 1e9:.0f} GB/s measured"))
     if fixed_s is not None:
         out.parts.append(Part("fixed_work", fixed_s, "measured", "the prefill without its projections, timed"))
-    elif attention_s is not None:
-        out.parts.append(Part("attention", attention_s, "measured", "timed on its own in this run"))
     return out
 
 
