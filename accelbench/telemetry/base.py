@@ -17,6 +17,21 @@ def read_or_none(fn: Callable, *args: Any, default: Any = None) -> Any:
         return default
 
 
+def fact_reader(library: Any, handle: Any, unreadable: list[str], binding: str) -> Callable[..., Any]:
+    """`read(what, fn, *args)`: `library.fn(handle, *args)`, or None where the binding lacks the call
+    or the device does not support it, each such field named in `unreadable` (a health fact is never
+    guessed)."""
+    def read(what: str, fn: str, *args: Any) -> Any:
+        if not hasattr(library, fn):
+            unreadable.append(f"{what}: this {binding} has no {fn}")
+            return None
+        value = read_or_none(getattr(library, fn), handle, *args)
+        if value is None:
+            unreadable.append(f"{what}: {fn} is not supported here")
+        return value
+    return read
+
+
 class Telemetry(ABC):
     """Reads one device's energy and state. Methods never raise for an unreadable value:
     they return None (or an empty state) and `availability()` says why."""

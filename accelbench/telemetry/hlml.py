@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 
 from accelbench.fleet.health import Health
 from accelbench.records import DeviceState
-from accelbench.telemetry.base import NullTelemetry, Telemetry
+from accelbench.telemetry.base import NullTelemetry, Telemetry, fact_reader
 from accelbench.telemetry.base import read_or_none as _try
 
 # hlml.h: HLML_CLOCKS_THROTTLE_REASON_POWER (bit 0), HLML_CLOCKS_THROTTLE_REASON_THERMAL (bit 1).
@@ -88,15 +88,7 @@ class HlmlTelemetry(Telemetry):
         """HLML's health facts; each unreadable one left unset and named (an HLML may not support a call)."""
         h, m = self.hlml, self.handle
         unreadable: list[str] = []
-
-        def read(what: str, fn: str, *args: Any) -> Any:
-            if not hasattr(h, fn):
-                unreadable.append(f"{what}: this pyhlml has no {fn}")
-                return None
-            value = _try(getattr(h, fn), m, *args)
-            if value is None:
-                unreadable.append(f"{what}: {fn} is not supported here")
-            return value
+        read = fact_reader(h, m, unreadable, "pyhlml")
 
         def ecc(kind: int, counter: int) -> Optional[int]:
             name = ("corrected", "uncorrected")[kind] + " ECC errors"

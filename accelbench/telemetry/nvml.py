@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from accelbench.fleet.health import Health
 from accelbench.records import DeviceState
-from accelbench.telemetry.base import NullTelemetry, Telemetry
+from accelbench.telemetry.base import NullTelemetry, Telemetry, fact_reader
 from accelbench.telemetry.base import read_or_none as _try
 
 # nvmlClocksEventReasons bit values (nvml.h); names follow the header's, lower-cased.
@@ -122,15 +122,7 @@ class NvmlTelemetry(Telemetry):
         """NVML's health facts. Read the PCIe link under load: an idle GPU drops its link generation."""
         n, h = self.nvml, self.handle
         unreadable: list[str] = []
-
-        def read(what: str, fn: str, *args: Any) -> Any:
-            if not hasattr(n, fn):
-                unreadable.append(f"{what}: this nvidia-ml-py has no {fn}")
-                return None
-            value = _try(getattr(n, fn), h, *args)
-            if value is None:
-                unreadable.append(f"{what}: {fn} is not supported here")
-            return value
+        read = fact_reader(n, h, unreadable, "nvidia-ml-py")
 
         def ecc(kind: int, counter: int) -> Optional[int]:
             return read("ECC errors", "nvmlDeviceGetTotalEccErrors", kind, counter)
