@@ -319,8 +319,8 @@ def _run_figures(run: LoadedRun) -> RunFigures:
 def _derived_metrics(run: LoadedRun, case: CaseRecord, figures: RunFigures) -> list[tuple[str, Optional[float], str]]:
     """Figures that need the whole run: MAMF utilization (achieved over the best FLOP/s this run
     measured for the same key), and what the case's benchmark declares derived from the run
-    (decode: a step's fraction of the memory-bandwidth floor, its predicted step; serve: its TPOT
-    beside decode's; view.FloorFraction, StepModel, BesideCase), read from run.json's views: no
+    (decode: a step's fraction of the memory-bandwidth floor, its predicted step and prefill; serve: its
+    TPOT beside decode's; view.FloorFraction, StepModel, PrefillModel, BesideCase), read from run.json's views: no
     benchmark code is imported."""
     if case.status != "ok":
         return []

@@ -247,7 +247,7 @@ class StepModel:
         untimed = params_and_facts.get(self.untimed_weights_fact) if self.untimed_weights_fact else None
         if projections and untimed is not None:
             weights, measured = float(untimed), {"projections": projections, **measured}
-        explained = decode_step("", per, float(weights), kv, Ceilings(read_bytes_per_s=run.ceilings.get(self.ceiling)),
+        explained = decode_step("", per, float(weights), kv, Ceilings.from_values(run.ceilings, self.ceiling),
                                 fixed=measured or None)
         return _explained_metrics(explained, self.per_metric)
 
@@ -284,9 +284,8 @@ class PrefillModel:
         dtype = params_and_facts.get(self.dtype_fact)
         if not per or not flops or not fixed or not dtype:
             return []
-        matmul = {key.split(".", 1)[1]: value for key, value in run.ceilings.items() if key.startswith("matmul.")}
-        ceilings = Ceilings(read_bytes_per_s=run.ceilings.get(self.read_ceiling), matmul_flops_per_s=matmul)
-        explained = prefill("", per, float(flops), str(dtype), ceilings, fixed_s=fixed,
+        explained = prefill("", per, float(flops), str(dtype), Ceilings.from_values(run.ceilings, self.read_ceiling),
+                            fixed_s=fixed,
                             head_bytes=float(params_and_facts.get(self.head_fact) or 0.0))
         return _explained_metrics(explained, self.per_metric)
 

@@ -70,10 +70,15 @@ class Ceilings:
 
     @classmethod
     def from_run(cls, ceilings: dict[str, dict]) -> "Ceilings":
-        read = ceilings.get("membw.device", {}).get("value")
-        matmul = {key.split(".", 1)[1]: entry["value"] for key, entry in ceilings.items()
-                  if key.startswith("matmul.") and entry.get("value")}
-        return cls(read_bytes_per_s=read, matmul_flops_per_s=matmul)
+        """From run.json's `ceilings` (key -> {"value": ..., ...})."""
+        return cls.from_values({key: entry.get("value") for key, entry in ceilings.items()})
+
+    @classmethod
+    def from_values(cls, ceilings: dict[str, Optional[float]], read_key: str = "membw.device") -> "Ceilings":
+        """From the run's ceilings as key -> value (view.RunFigures): the read bandwidth of `read_key`,
+        and every `matmul.<dtype>` rate."""
+        matmul = {key.split(".", 1)[1]: value for key, value in ceilings.items() if key.startswith("matmul.") and value}
+        return cls(read_bytes_per_s=ceilings.get(read_key), matmul_flops_per_s=matmul)
 
 
 def decode_step(case_id: str, measured_s: float, weight_bytes: float, kv_bytes: float, ceilings: Ceilings,

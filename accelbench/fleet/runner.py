@@ -103,15 +103,8 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def _gather(run: DeviceRun, node: str, health: Health, hung: bool, timeout_s: float) -> DeviceResult:
-    from accelbench.store import load_run
     result = DeviceResult(f"{node}/device{run.device}", node, health=health)
-    folders = sorted(p for p in run.out.iterdir() if p.is_dir())
-    loaded = None
-    if folders:
-        try:
-            loaded = load_run(folders[-1])
-        except ResultsError:
-            loaded = None
+    loaded = _latest_run(run.out)
     if loaded is not None:
         for case in loaded.cases:
             metric = case.headline_metric() if case.status == "ok" else None
@@ -129,6 +122,16 @@ def _gather(run: DeviceRun, node: str, health: Health, hung: bool, timeout_s: fl
     elif result.failed is None and not result.figures:
         result.failed = f"no figure (exit code {code}): {_last_line(run.log)}"
     return result
+
+
+def _latest_run(folder: Path):
+    """The newest run folder a `bench run --out folder` wrote there, loaded; None where none reads."""
+    from accelbench.store import load_run
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    try:
+        return load_run(runs[-1]) if runs else None
+    except ResultsError:
+        return None
 
 
 def _last_line(log: Path) -> str:
@@ -198,12 +201,8 @@ def _node_all_reduce(backend: str, devices: list[int], out: Path, quick: bool, t
     except subprocess.TimeoutExpired:
         checks.failures.append(f"all-reduce over the node: no result within {timeout_s:.0f} s (log: {log})")
         return
-    from accelbench.store import load_run
-    runs = sorted(p for p in folder.iterdir() if p.is_dir())
-    try:
-        cases = load_run(runs[-1]).cases if runs else []
-    except ResultsError:
-        cases = []
+    loaded = _latest_run(folder)
+    cases = loaded.cases if loaded is not None else []
     found = [c for c in cases if c.case_id.startswith(case)]
     metric = found[0].headline_metric() if found and found[0].status == "ok" else None
     if metric is None or metric.value is None:
